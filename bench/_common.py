@@ -1,0 +1,75 @@
+"""Shared helpers for the benchmarks: build an index of in-memory documents, time things, print tables."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from retrieval.chunking import Chunker
+from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
+from retrieval.ingest import Ingestor
+from retrieval.store import VectorStore
+from retrieval.types import Document
+
+EVALDATA = Path(
+    os.environ.get("RAGBOT_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata")
+)
+
+
+def build_index(
+    docs: list[Document], store_path: Path, collection: str, chunk_size: int, embedder: MultiHeadEmbedder
+) -> tuple[VectorStore, float]:
+    """Ingest documents (skipped when the store already holds them); returns the store and chunks/s."""
+    store = VectorStore(collection, path=store_path)
+    chunker = Chunker(embedder.tokenizer, chunk_size=chunk_size, chunk_overlap=min(30, chunk_size // 5))
+    ingestor = Ingestor(embedder, chunker, store, chunker_signature=f"{chunk_size}")
+    start = time.perf_counter()
+    report = ingestor.ingest_documents(docs)
+    elapsed = time.perf_counter() - start
+    rate = report.chunks_added / elapsed if report.chunks_added else float("nan")
+    print(
+        f"index: {store.count()} chunks ({report.chunks_added} new in {elapsed:.0f} s, {rate:.1f} chunks/s)"
+    )
+    return store, rate
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    return "\n".join([line, sep, *body])
+
+
+class CachedEmbedder:
+    """Wraps an embedder so a benchmark comparing methods embeds each query text once."""
+
+    def __init__(self, inner: MultiHeadEmbedder) -> None:
+        self.inner = inner
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            emb = self.inner.embed(missing)
+            for i, t in enumerate(missing):
+                self.cache[t] = (emb.full[i], emb.heads[i])
+        return MultiHeadEmbeddings(
+            full=np.stack([self.cache[t][0] for t in texts]),
+            heads=np.stack([self.cache[t][1] for t in texts]),
+        )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

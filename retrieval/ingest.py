@@ -1,0 +1,131 @@
+"""Ingest files into the store: load, chunk, embed only what is new, replace what changed.
+
+Chunk ids are content-derived, so re-ingesting an unchanged file writes nothing, and a changed file
+keeps its unchanged chunks, gains the new ones and loses the stale ones (new chunks are written
+before old ones are deleted, so a crash mid-way never leaves a file with no chunks).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from retrieval.chunking import Chunker, content_hash
+from retrieval.embedder import MultiHeadEmbedder
+from retrieval.importance import head_importance
+from retrieval.loaders import DocumentError, discover, load_document
+from retrieval.sparse import BM25Encoder, terms
+from retrieval.store import VectorStore
+from retrieval.types import Chunk, Document, IngestReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _FilePlan:
+    doc_hash: str
+    new: list[Chunk]
+    keep: list[str]
+    remove: list[str]
+
+
+@dataclass
+class Ingestor:
+    embedder: MultiHeadEmbedder
+    chunker: Chunker
+    store: VectorStore
+    chunker_signature: str = ""
+    importance_sample: int = 2000
+    batch_size: int = 128
+    progress: bool = True
+    _bm25: BM25Encoder | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.store.ensure_collection(
+            self.embedder.dim, self.embedder.n_heads, self.embedder.head_dim, self.embedder.model_name
+        )
+
+    def ingest_paths(self, paths: list[Path]) -> IngestReport:
+        report = IngestReport()
+        docs: list[Document] = []
+        for path in discover(paths):
+            try:
+                docs.append(load_document(path))
+            except DocumentError as exc:
+                report.errors.append(str(exc))
+                log.warning("skipped %s", exc)
+        if not docs and not report.errors:
+            report.errors.append(f"no supported files found in {', '.join(map(str, paths))}")
+        return self.ingest_documents(docs, report)
+
+    def ingest_documents(self, docs: list[Document], report: IngestReport | None = None) -> IngestReport:
+        report = report or IngestReport()
+        plans: list[_FilePlan] = []
+        for doc in docs:
+            doc_hash = content_hash(doc.text + "\x1f" + self.chunker_signature)
+            existing = self.store.source_state(doc.source)
+            if existing and set(existing.values()) == {doc_hash}:
+                report.files_unchanged += 1
+                continue
+            chunks = self.chunker.split(doc)
+            new_ids = {c.id for c in chunks}
+            plans.append(
+                _FilePlan(
+                    doc_hash=doc_hash,
+                    new=[c for c in chunks if c.id not in existing],
+                    keep=[i for i in existing if i in new_ids],
+                    remove=[i for i in existing if i not in new_ids],
+                )
+            )
+            report.files_ok += 1
+        pending = [(c, p.doc_hash) for p in plans for c in p.new]
+        if pending:
+            self._write(pending)
+        for plan in plans:
+            self.store.set_doc_hash(plan.keep, plan.doc_hash)
+            self.store.delete(plan.remove)
+            report.chunks_added += len(plan.new)
+            report.chunks_removed += len(plan.remove)
+        if report.chunks_added or report.chunks_removed:
+            self.refresh_importance()
+        return report
+
+    def bm25(self, sample: list[Chunk]) -> BM25Encoder:
+        """The collection's BM25 encoder; its average length is fixed by the first ingest and stored."""
+        if self._bm25 is None:
+            avg = self.store.metadata().get("bm25_avg_len")
+            if avg is None:
+                lengths = [len(terms(c.text)) for c in sample[:5000]] or [1]
+                avg = max(1.0, sum(lengths) / len(lengths))
+                self.store.update_metadata(bm25_avg_len=avg)
+            self._bm25 = BM25Encoder(avg_len=float(avg))
+        return self._bm25
+
+    def _write(self, pending: list[tuple[Chunk, str]]) -> None:
+        bm25 = self.bm25([c for c, _ in pending])
+        bar = tqdm(
+            total=len(pending), unit="chunk", desc="embedding", disable=not self.progress, file=sys.stderr
+        )
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start : start + self.batch_size]
+            chunks = [c for c, _ in batch]
+            emb = self.embedder.embed([c.text for c in chunks])
+            sparse = [bm25.encode_document(c.text) for c in chunks]
+            self.store.upsert(chunks, emb, sparse, [h for _, h in batch])
+            bar.update(len(batch))
+        bar.close()
+
+    def refresh_importance(self) -> list[float]:
+        return refresh_importance(self.store, self.importance_sample)
+
+
+def refresh_importance(store: VectorStore, sample: int = 2000) -> list[float]:
+    """Recompute head importance over (a sample of) the corpus and store it with the collection."""
+    norms, heads = store.sample_heads(sample)
+    scores = head_importance(norms, heads).tolist() if len(norms) else [1.0] * store.n_heads
+    store.update_metadata(head_importance=scores, importance_sample=len(norms))
+    return scores

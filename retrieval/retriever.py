@@ -1,0 +1,130 @@
+"""Answer-time retrieval: condense the turn, expand into several queries, rank with a method, fuse.
+
+Methods share one query embedding pass, so comparing them (see bench/) costs one forward per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.embedder import MultiHeadEmbedder
+from retrieval.fusion import mrag_vote, reciprocal_rank_fusion
+from retrieval.generator import ChatMessage
+from retrieval.importance import unit
+from retrieval.rewrite import QueryRewriter
+from retrieval.sparse import BM25Encoder
+from retrieval.store import FULL, VectorStore, head_name
+from retrieval.types import Method, RetrievalResult, ScoredChunk
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    k: int = 5
+    method: Method = Method.MRAG_HYBRID
+    per_head: int = 0  # candidates each head contributes to MRAG voting; 0 means 2k
+    n_queries: int = 0  # LLM-written alternative queries, fused with RRF; 0 disables
+    condense: bool = True
+    rrf_constant: int = 60
+
+
+class Retriever:
+    def __init__(
+        self, embedder: MultiHeadEmbedder, store: VectorStore, rewriter: QueryRewriter | None = None
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.rewriter = rewriter
+        self._weights: list[float] | None = None
+        self._bm25: BM25Encoder | None = None
+
+    def head_weights(self) -> list[float]:
+        """Head importance from the collection (computed at ingest); uniform if none stored yet."""
+        if self._weights is None:
+            meta = self.store.metadata()
+            self._weights = list(meta.get("head_importance") or [1.0] * self.embedder.n_heads)
+        return self._weights
+
+    def reload(self) -> None:
+        """Forget cached collection facts, e.g. after a new ingest."""
+        self._weights = None
+        self._bm25 = None
+
+    def bm25(self) -> BM25Encoder:
+        if self._bm25 is None:
+            self._bm25 = BM25Encoder(avg_len=float(self.store.metadata().get("bm25_avg_len", 120.0)))
+        return self._bm25
+
+    # ---- ranking -----------------------------------------------------------------------------
+    def rank(
+        self, queries: Sequence[str], method: Method, k: int, per_head: int = 0, rrf_constant: int = 60
+    ) -> list[tuple[str, float]]:
+        """Top-k chunk ids for one or more queries; several queries are fused with RRF."""
+        if not queries:
+            return []
+        emb = self.embedder.embed(list(queries))
+        depth = k if len(queries) == 1 else max(2 * k, 20)
+        rankings = [
+            self._rank_one(q, emb.full[i], emb.heads[i], method, depth, per_head or 2 * k, rrf_constant)
+            for i, q in enumerate(queries)
+        ]
+        if len(rankings) == 1:
+            return rankings[0][:k]
+        return [
+            (str(i), s)
+            for i, s in reciprocal_rank_fusion([[i for i, _ in r] for r in rankings], k, rrf_constant)
+        ]
+
+    def _rank_one(
+        self,
+        text: str,
+        full: np.ndarray,
+        heads: np.ndarray,
+        method: Method,
+        k: int,
+        per_head: int,
+        rrf_constant: int,
+    ) -> list[tuple[str, float]]:
+        if method is Method.DENSE:
+            return [(h.id, h.score) for h in self.store.search(FULL, full, k)]
+        if method is Method.BM25:
+            return [(h.id, h.score) for h in self.store.search_sparse(self.bm25().encode_query(text), k)]
+        if method is Method.MRAG:
+            return self._mrag(heads, k, per_head)
+        # Hybrids: fuse a dense leg with the BM25 leg, each taken deeper than k.
+        depth = max(k, 20)
+        dense = (
+            self._rank_one(text, full, heads, Method.DENSE, depth, per_head, rrf_constant)
+            if method is Method.HYBRID
+            else self._mrag(heads, depth, max(per_head, depth))
+        )
+        lexical = self.store.search_sparse(self.bm25().encode_query(text), depth)
+        legs = [[i for i, _ in dense], [h.id for h in lexical]]
+        return [(str(i), s) for i, s in reciprocal_rank_fusion(legs, k, rrf_constant)]
+
+    def _mrag(self, heads: np.ndarray, k: int, per_head: int) -> list[tuple[str, float]]:
+        unit_heads = unit(heads)
+        requests = [(head_name(h), unit_heads[h]) for h in range(unit_heads.shape[0])]
+        lists = self.store.search_many(requests, per_head)
+        voted = mrag_vote([[hit.id for hit in hits] for hits in lists], self.head_weights(), k)
+        return [(str(i), s) for i, s in voted]
+
+    # ---- the conversational entry point ------------------------------------------------------
+    def retrieve(
+        self, question: str, history: Sequence[ChatMessage] = (), settings: RetrievalSettings | None = None
+    ) -> RetrievalResult:
+        settings = settings or RetrievalSettings()
+        standalone = question
+        if settings.condense and history and self.rewriter:
+            standalone = self.rewriter.condense(history, question)
+        queries = [standalone]
+        if settings.n_queries and self.rewriter:
+            queries = self.rewriter.expand(standalone, settings.n_queries)
+        ranked = self.rank(queries, settings.method, settings.k, settings.per_head, settings.rrf_constant)
+        chunks = self.store.chunks([i for i, _ in ranked])
+        scored = [ScoredChunk(chunk=chunks[i], score=s) for i, s in ranked if i in chunks]
+        return RetrievalResult(
+            question=question, standalone_question=standalone, queries=queries, chunks=scored
+        )

@@ -1,0 +1,78 @@
+"""LLM query rewriting: conversational condensation and multi-query expansion.
+
+Both are cheap to get wrong with a small model, so outputs are parsed defensively: a rewrite that
+comes back empty, too long or as a refusal falls back to the user's own words, which are always
+searched as well.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from retrieval.generator import ChatMessage, Generator
+
+CONDENSE_PROMPT = (
+    "Rewrite the user's last message as one standalone search question that makes sense without the "
+    "conversation. Replace pronouns with the things they refer to. Reply with the question only."
+)
+EXPAND_PROMPT = (
+    "Write {m} different search queries that would find documents answering the question. "
+    "Use different words for each. Reply with one query per line and nothing else."
+)
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|query\s*\d*:)\s*", flags=re.IGNORECASE)
+
+
+def clean_line(line: str) -> str:
+    line = _NUMBERING.sub("", line.strip())
+    return line.strip().strip('"“”').strip()
+
+
+def parse_queries(text: str, original: str, m: int) -> list[str]:
+    """Original question first, then up to m distinct non-empty rewrites."""
+    queries = [original]
+    seen = {original.casefold()}
+    for line in text.splitlines():
+        q = clean_line(line)
+        if len(q) < 3 or len(q) > 400 or q.casefold() in seen or q.endswith(":"):
+            continue
+        seen.add(q.casefold())
+        queries.append(q)
+        if len(queries) > m:
+            break
+    return queries
+
+
+class QueryRewriter:
+    def __init__(self, generator: Generator, history_turns: int = 3) -> None:
+        self.generator = generator
+        self.history_turns = history_turns
+
+    def condense(self, history: Sequence[ChatMessage], question: str) -> str:
+        """Standalone form of a follow-up; the question itself when there is no history."""
+        recent = [m for m in history if m.role in ("user", "assistant")][-2 * self.history_turns :]
+        if not recent:
+            return question
+        convo = "\n".join(f"{m.role.capitalize()}: {m.content[:500]}" for m in recent)
+        messages = [
+            ChatMessage(role="system", content=CONDENSE_PROMPT),
+            ChatMessage(
+                role="user",
+                content=f"Conversation:\n{convo}\n\nLast message: {question}\n\nStandalone question:",
+            ),
+        ]
+        lines = self.generator.complete(messages, max_tokens=64).strip().splitlines()
+        out = clean_line(lines[0]) if lines else ""
+        return out if 3 <= len(out) <= 400 else question
+
+    def expand(self, question: str, m: int) -> list[str]:
+        """The question plus up to m alternative phrasings written by the generator."""
+        if m <= 0:
+            return [question]
+        messages = [
+            ChatMessage(role="system", content=EXPAND_PROMPT.format(m=m)),
+            ChatMessage(role="user", content=question),
+        ]
+        return parse_queries(
+            self.generator.complete(messages, max_tokens=40 * m, temperature=0.0), question, m
+        )

@@ -1,0 +1,57 @@
+"""Data that crosses module boundaries in the retrieval layer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Document(BaseModel):
+    """A loaded source file, reduced to plain text."""
+
+    source: str = Field(description="Absolute path or URL the text came from; the key re-ingest replaces by.")
+    title: str
+    text: str
+
+
+class Chunk(BaseModel):
+    """One retrievable piece of a document, identified by a content-derived id."""
+
+    id: str
+    source: str
+    title: str
+    text: str
+    position: int = Field(description="Index of the chunk within its document.")
+
+
+class ScoredChunk(BaseModel):
+    chunk: Chunk
+    score: float
+
+
+class Method(StrEnum):
+    """Retrieval strategies; all are offered so they can be compared on the same index."""
+
+    DENSE = "dense"  # standard RAG: the pooled sentence embedding (`full`)
+    MRAG = "mrag"  # Multi-Head RAG: importance-weighted voting over per-head searches
+    BM25 = "bm25"  # sparse lexical leg
+    HYBRID = "hybrid"  # reciprocal rank fusion of dense and BM25 (the usual hybrid baseline)
+    MRAG_HYBRID = "mrag-hybrid"  # reciprocal rank fusion of MRAG voting and BM25
+
+
+class RetrievalResult(BaseModel):
+    """What a retrieval returns: the chunks and the queries actually searched, for display and audit."""
+
+    question: str
+    standalone_question: str
+    queries: list[str]
+    chunks: list[ScoredChunk]
+
+
+class IngestReport(BaseModel):
+    files_ok: int = 0
+    files_unchanged: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    errors: list[str] = Field(default_factory=list)

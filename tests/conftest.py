@@ -1,0 +1,58 @@
+"""Shared fixtures: the real packaged embedder and real Qdrant local-mode stores in temp dirs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from retrieval.chunking import Chunker
+from retrieval.embedder import MultiHeadEmbedder
+from retrieval.ingest import Ingestor
+from retrieval.store import VectorStore
+
+TOPICS = {
+    "cats.md": "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content and hunt mice at night.",
+    "rockets.md": "# Rockets\n\nRockets burn propellant to produce thrust. The Saturn V carried astronauts to the Moon.",
+    "paris.txt": "Paris is the capital of France. The Eiffel Tower was completed in 1889 for the World's Fair.",
+    "volcano.md": "# Volcanoes\n\nA volcano erupts molten lava and ash. Mount Vesuvius buried Pompeii in the year 79.",
+    "coffee.html": "<html><head><title>Coffee</title></head><body><p>Coffee beans are roasted seeds of the "
+    "Coffea plant. Espresso forces hot water through finely ground coffee.</p><script>var x=1;</script></body></html>",
+}
+
+
+@pytest.fixture(scope="session")
+def embedder() -> MultiHeadEmbedder:
+    return MultiHeadEmbedder()
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in TOPICS.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[VectorStore]:
+    s = VectorStore("test", path=tmp_path / "qdrant")
+    yield s
+    s.close()
+
+
+def make_ingestor(
+    embedder: MultiHeadEmbedder, store: VectorStore, chunk_size: int = 64, overlap: int = 8
+) -> Ingestor:
+    return Ingestor(embedder, Chunker(embedder.tokenizer, chunk_size, overlap), store, progress=False)
+
+
+@pytest.fixture
+def ingestor(embedder: MultiHeadEmbedder, store: VectorStore) -> Ingestor:
+    return make_ingestor(embedder, store)

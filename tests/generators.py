@@ -1,0 +1,32 @@
+"""A scripted Generator for tests of the code around the model (parsing, fusion, flow).
+
+It implements the same protocol as the real generators; tests that need real language behaviour
+use the packaged SmolLM2 model instead (see test_local_generator.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from retrieval.generator import ChatMessage
+
+
+class ScriptedGenerator:
+    name = "scripted"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.calls: list[list[ChatMessage]] = []
+
+    def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> str:
+        self.calls.append(list(messages))
+        return self.replies.pop(0) if self.replies else ""
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> Iterator[str]:
+        text = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
+        for word in text.split(" "):
+            yield word + " "

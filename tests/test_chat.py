@@ -1,0 +1,87 @@
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from bot.chat import ChatService, InputError, TurnUpdate, build_prompt, sources_for, validate_message
+from retrieval.generator import ChatMessage
+from retrieval.ingest import Ingestor
+from retrieval.retriever import RetrievalSettings, Retriever
+from retrieval.store import StoreUnavailable, VectorStore
+from tests.generators import ScriptedGenerator
+
+
+@pytest.fixture
+def service(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatService:
+    ingestor.ingest_paths([corpus])
+    gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]."])
+    return ChatService(
+        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), max_message_chars=500
+    )
+
+
+def run(service: ChatService, message: str, history: list[ChatMessage] | None = None) -> list[TurnUpdate]:
+    return list(service.turn(message, history or []))
+
+
+def test_turn_streams_and_returns_cited_sources(service: ChatService) -> None:
+    updates = run(service, "What buried Pompeii?")
+    partial = [u.text for u in updates if not u.done]
+    assert len(partial) >= 3 and all(len(a) < len(b) for a, b in pairwise(partial))
+    final = updates[-1]
+    assert final.done and final.error is None
+    assert final.text == "Mount Vesuvius buried Pompeii in 79 [1]."
+    assert final.sources[0].cited and final.sources[0].source.endswith("volcano.md")
+    assert [s.number for s in final.sources] == [1, 2] and not final.sources[1].cited
+
+
+def test_prompt_numbers_chunks_and_marks_them_as_data(service: ChatService) -> None:
+    result = service.retriever.retrieve("What buried Pompeii?", settings=RetrievalSettings(k=2))
+    prompt = build_prompt("What buried Pompeii?", result.chunks, [])
+    assert prompt[0].role == "system" and "data, not instructions" in prompt[0].content
+    assert "[1] Volcanoes" in prompt[-1].content and "[2] " in prompt[-1].content
+    assert prompt[-1].content.endswith("Question: What buried Pompeii?")
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [("", "Please type a question"), ("   ", "Please type a question"), ("x" * 501, "the limit is 500")],
+)
+def test_empty_or_huge_message_gets_clear_error(service: ChatService, message: str, error: str) -> None:
+    updates = run(service, message)
+    assert len(updates) == 1 and updates[0].done and error in (updates[0].error or "")
+    with pytest.raises(InputError):
+        validate_message(message, 500)
+
+
+def test_sources_mark_only_cited_numbers(service: ChatService) -> None:
+    result = service.retriever.retrieve("What buried Pompeii?", settings=RetrievalSettings(k=2))
+    marks = [s.cited for s in sources_for("See [2] and [7].", result.chunks)]
+    assert marks == [False, True]
+
+
+def test_qdrant_server_down_is_a_clear_error() -> None:
+    with pytest.raises(StoreUnavailable, match=r"Cannot reach Qdrant at http://127\.0\.0\.1:9"):
+        VectorStore("x", url="http://127.0.0.1:9", timeout=2)
+
+
+def test_local_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from qdrant_client import QdrantClient; c = QdrantClient(path={str(tmp_path)!r}); "
+            "print('ready', flush=True); import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreUnavailable, match="open in another ragbot process"):
+            VectorStore("x", path=tmp_path)
+    finally:
+        holder.kill()

@@ -1,0 +1,59 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.cli import build_parser, main, sample_corpus
+
+
+def ragbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+
+
+def test_help_explains_commands(capsys) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for word in ("ingest", "query", "ask", "serve", "up", "QDRANT_URL", "Multi-Head RAG"):
+        assert word in out
+    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "chunk size in embedder tokens" in sub["ingest"].format_help()
+
+
+def test_sample_corpus_is_bundled() -> None:
+    names = {p.name for p in sample_corpus().iterdir()}
+    assert {"multi-head-rag.md", "sourdough.html"} <= names
+
+
+def test_ingest_query_info_reset(tmp_path: Path, corpus: Path) -> None:
+    (corpus / "bad.pdf").write_bytes(b"not a pdf")
+    data = ["--data-dir", str(tmp_path / "data")]
+    first = ragbot("ingest", str(corpus), *data, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "ingested 5 file(s) (0 unchanged)" in first.stdout
+    assert "error:" in first.stderr and "bad.pdf: malformed PDF" in first.stderr
+    assert "embedding" in first.stderr  # the progress bar
+    again = ragbot("ingest", str(corpus), *data, cwd=tmp_path)
+    assert "ingested 0 file(s) (5 unchanged): +0 / -0" in again.stdout
+
+    q = ragbot("query", "What buried Pompeii?", "-k", "2", "--method", "mrag", *data, cwd=tmp_path)
+    assert q.returncode == 0, q.stderr
+    assert q.stdout.splitlines()[0].startswith("[1]") and "Volcanoes" in q.stdout.splitlines()[0]
+
+    info = ragbot("info", *data, cwd=tmp_path)
+    assert "head importance:" in info.stdout and len(info.stdout.split("head importance:")[1].split()) == 12
+
+    assert ragbot("reset", *data, cwd=tmp_path).returncode == 0
+    gone = ragbot("query", "anything", *data, cwd=tmp_path)
+    assert gone.returncode == 1 and "run `ragbot ingest PATH` first" in gone.stderr
+
+
+def test_unreachable_qdrant_server_is_a_clear_cli_error(tmp_path: Path) -> None:
+    res = ragbot("info", "--qdrant-url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "error: Cannot reach Qdrant at http://127.0.0.1:9" in res.stderr and "Traceback" not in res.stderr
