@@ -23,7 +23,7 @@ from _common import EVALDATA, build_index, percentile, table
 
 from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
 from retrieval.ingest import refresh_importance
-from retrieval.retriever import Retriever
+from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.sparse import BM25Encoder
 from retrieval.store import VectorStore
 from retrieval.types import Chunk, Document, Method
@@ -95,7 +95,7 @@ def main() -> None:
         latency = []
         for q in queries:
             t0 = time.perf_counter()
-            retriever.rank([q], method, 5)
+            retriever.rank([q], RetrievalSettings(k=5, method=method))
             latency.append(time.perf_counter() - t0)
         rows.append(
             [method.value, f"{percentile(latency, 50) * 1000:.0f}", f"{percentile(latency, 95) * 1000:.0f}"]

@@ -71,7 +71,7 @@ def sources_for(answer: str, chunks: Sequence[ScoredChunk]) -> list[Source]:
     """All retrieved chunks, numbered as in the prompt, marking those the answer cites."""
     cited = {int(n) for n in _CITATION.findall(answer)}
     return [
-        Source(n, sc.chunk.title, sc.chunk.source, sc.chunk.text[:240], n in cited)
+        Source(n, sc.chunk.title, sc.chunk.source, " ".join(sc.chunk.text.split())[:240], n in cited)
         for n, sc in enumerate(chunks, start=1)
     ]
 

@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.command == "query":
         rs = parts.retrieval_settings()
-        ranked = parts.retriever.rank([args.question], rs.method, rs.k)
+        ranked = parts.retriever.rank([args.question], rs)
         chunks = parts.store.chunks(i for i, _ in ranked)
         for n, (cid, score) in enumerate(ranked, start=1):
             c = chunks[cid]

@@ -24,7 +24,13 @@ from retrieval.types import Method, RetrievalResult, ScoredChunk
 class RetrievalSettings:
     k: int = 5
     method: Method = Method.MRAG_HYBRID
-    per_head: int = 0  # candidates each head contributes to MRAG voting; 0 means 2k
+    per_head: int = 0  # candidates each head contributes to MRAG voting; 0 means max(2k, 10)
+    # The pooled `full` vector as one more MRAG voter, weighted as this share of the heads' total
+    # importance; 0 is the paper's heads-only voting. 0.5 measured best with MiniLM's small heads (bench/mrag.py).
+    full_vote: float = 0.5
+    # The pooled `full` vector as one more MRAG voter, weighted as this share of the heads' total
+    # importance; 0 is the paper's heads-only voting. 0.5 measured best with MiniLM's small heads (bench/mrag.py).
+    full_vote: float = 0.5
     n_queries: int = 0  # LLM-written alternative queries, fused with RRF; 0 disables
     condense: bool = True
     rrf_constant: int = 60
@@ -58,24 +64,21 @@ class Retriever:
         return self._bm25
 
     # ---- ranking -----------------------------------------------------------------------------
-    def rank(
-        self, queries: Sequence[str], method: Method, k: int, per_head: int = 0, rrf_constant: int = 60
-    ) -> list[tuple[str, float]]:
-        """Top-k chunk ids for one or more queries; several queries are fused with RRF."""
+    def rank(self, queries: Sequence[str], settings: RetrievalSettings) -> list[tuple[str, float]]:
+        """Top-k chunk ids for one or more queries (settings.method, settings.k); several are fused with RRF."""
         if not queries:
             return []
         emb = self.embedder.embed(list(queries))
+        k = settings.k
         depth = k if len(queries) == 1 else max(2 * k, 20)
         rankings = [
-            self._rank_one(q, emb.full[i], emb.heads[i], method, depth, per_head or 2 * k, rrf_constant)
+            self._rank_one(q, emb.full[i], emb.heads[i], settings.method, depth, settings)
             for i, q in enumerate(queries)
         ]
         if len(rankings) == 1:
             return rankings[0][:k]
-        return [
-            (str(i), s)
-            for i, s in reciprocal_rank_fusion([[i for i, _ in r] for r in rankings], k, rrf_constant)
-        ]
+        fused = reciprocal_rank_fusion([[i for i, _ in r] for r in rankings], k, settings.rrf_constant)
+        return [(str(i), s) for i, s in fused]
 
     def _rank_one(
         self,
@@ -84,31 +87,34 @@ class Retriever:
         heads: np.ndarray,
         method: Method,
         k: int,
-        per_head: int,
-        rrf_constant: int,
+        settings: RetrievalSettings,
     ) -> list[tuple[str, float]]:
         if method is Method.DENSE:
             return [(h.id, h.score) for h in self.store.search(FULL, full, k)]
         if method is Method.BM25:
             return [(h.id, h.score) for h in self.store.search_sparse(self.bm25().encode_query(text), k)]
         if method is Method.MRAG:
-            return self._mrag(heads, k, per_head)
+            return self._mrag(full, heads, k, settings)
         # Hybrids: fuse a dense leg with the BM25 leg, each taken deeper than k.
         depth = max(k, 20)
-        dense = (
-            self._rank_one(text, full, heads, Method.DENSE, depth, per_head, rrf_constant)
-            if method is Method.HYBRID
-            else self._mrag(heads, depth, max(per_head, depth))
-        )
+        dense_method = Method.DENSE if method is Method.HYBRID else Method.MRAG
+        dense = self._rank_one(text, full, heads, dense_method, depth, settings)
         lexical = self.store.search_sparse(self.bm25().encode_query(text), depth)
         legs = [[i for i, _ in dense], [h.id for h in lexical]]
-        return [(str(i), s) for i, s in reciprocal_rank_fusion(legs, k, rrf_constant)]
+        return [(str(i), s) for i, s in reciprocal_rank_fusion(legs, k, settings.rrf_constant)]
 
-    def _mrag(self, heads: np.ndarray, k: int, per_head: int) -> list[tuple[str, float]]:
+    def _mrag(
+        self, full: np.ndarray, heads: np.ndarray, k: int, settings: RetrievalSettings
+    ) -> list[tuple[str, float]]:
+        """Each head (and, if full_vote > 0, the pooled vector) searches; importance-weighted voting."""
         unit_heads = unit(heads)
         requests = [(head_name(h), unit_heads[h]) for h in range(unit_heads.shape[0])]
-        lists = self.store.search_many(requests, per_head)
-        voted = mrag_vote([[hit.id for hit in hits] for hits in lists], self.head_weights(), k)
+        weights = list(self.head_weights())
+        if settings.full_vote > 0:
+            requests.append((FULL, full))
+            weights.append(settings.full_vote * sum(weights))
+        lists = self.store.search_many(requests, settings.per_head or max(2 * k, 10))
+        voted = mrag_vote([[hit.id for hit in hits] for hits in lists], weights, k)
         return [(str(i), s) for i, s in voted]
 
     # ---- the conversational entry point ------------------------------------------------------
@@ -122,7 +128,7 @@ class Retriever:
         queries = [standalone]
         if settings.n_queries and self.rewriter:
             queries = self.rewriter.expand(standalone, settings.n_queries)
-        ranked = self.rank(queries, settings.method, settings.k, settings.per_head, settings.rrf_constant)
+        ranked = self.rank(queries, settings)
         chunks = self.store.chunks([i for i, _ in ranked])
         scored = [ScoredChunk(chunk=chunks[i], score=s) for i, s in ranked if i in chunks]
         return RetrievalResult(

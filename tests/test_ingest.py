@@ -2,9 +2,8 @@ from pathlib import Path
 
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
-from retrieval.retriever import Retriever
+from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import FULL, VectorStore, head_name
-from retrieval.types import Method
 from tests.conftest import TOPICS, make_ingestor
 from tests.pdf_maker import write_pdf
 
@@ -60,13 +59,13 @@ def test_persistence_across_restart(embedder: MultiHeadEmbedder, corpus: Path, t
     store = VectorStore("p", path=path)
     make_ingestor(embedder, store).ingest_paths([corpus])
     count, meta = store.count(), store.metadata()
-    before = Retriever(embedder, store).rank(["What buried Pompeii?"], Method.MRAG_HYBRID, 3)
+    before = Retriever(embedder, store).rank(["What buried Pompeii?"], RetrievalSettings(k=3))
     store.close()
 
     reopened = VectorStore("p", path=path)
     assert reopened.count() == count
     assert reopened.metadata()["head_importance"] == meta["head_importance"]
-    assert Retriever(embedder, reopened).rank(["What buried Pompeii?"], Method.MRAG_HYBRID, 3) == before
+    assert Retriever(embedder, reopened).rank(["What buried Pompeii?"], RetrievalSettings(k=3)) == before
     assert make_ingestor(embedder, reopened).ingest_paths([corpus]).chunks_added == 0
     reopened.close()
 

@@ -29,7 +29,7 @@ def retriever(ingestor: Ingestor, store: VectorStore, corpus: Path) -> Retriever
 def test_every_method_finds_the_right_document(retriever: Retriever, method: Method) -> None:
     hits = 0
     for question, expected in CASES:
-        ranked = retriever.rank([question], method, 1)
+        ranked = retriever.rank([question], RetrievalSettings(k=1, method=method))
         chunk = retriever.store.chunks([ranked[0][0]])[ranked[0][0]]
         hits += chunk.source.endswith(expected)
     assert hits >= 4, f"{method}: {hits}/5"
@@ -65,3 +65,26 @@ def test_condensation_rewrites_a_follow_up(retriever: Retriever) -> None:
     result = retriever.retrieve("and when was its tower finished?", history, RetrievalSettings(k=1))
     assert result.standalone_question == "When was the Eiffel Tower in Paris completed?"
     assert result.chunks[0].chunk.source.endswith("paris.txt")
+
+
+def test_mrag_ranking_is_the_vote_over_per_head_searches(retriever: Retriever) -> None:
+    """The pipeline end to end equals the voting formula applied to each head's own search results."""
+    from retrieval.fusion import mrag_vote
+    from retrieval.importance import unit
+    from retrieval.store import FULL, head_name
+
+    question, k = "Which animal purrs and hunts mice?", 3
+    emb = retriever.embedder.embed_one(question)
+    heads = unit(emb.heads[0])
+    lists = [[h.id for h in retriever.store.search(head_name(i), heads[i], 10)] for i in range(12)]
+    weights = retriever.head_weights()
+    heads_only = retriever.rank([question], RetrievalSettings(k=k, method=Method.MRAG, full_vote=0))
+    expected = mrag_vote(lists, weights, k)
+    assert [i for i, _ in heads_only] == [i for i, _ in expected]
+    assert [s for _, s in heads_only] == pytest.approx([s for _, s in expected])
+
+    full_list = [h.id for h in retriever.store.search(FULL, emb.full[0], 10)]
+    with_full = retriever.rank([question], RetrievalSettings(k=k, method=Method.MRAG, full_vote=0.5))
+    expected = mrag_vote([*lists, full_list], [*weights, 0.5 * sum(weights)], k)
+    assert [i for i, _ in with_full] == [i for i, _ in expected]
+    assert [s for _, s in with_full] == pytest.approx([s for _, s in expected])
