@@ -7,6 +7,7 @@ the collection's metadata so they travel with the data.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from retrieval.embedder import MultiHeadEmbeddings
 from retrieval.importance import unit
@@ -36,6 +38,32 @@ class SchemaMismatch(RuntimeError):
     """The collection exists with other dimensions (another embedder)."""
 
 
+class _GuardedClient:
+    """Proxy to QdrantClient that turns lost connections into StoreUnavailable with the server named.
+
+    One place for it, so every call of the wrapper (and of code holding `store.client`) fails the
+    same readable way when a Qdrant server goes away mid-session.
+    """
+
+    def __init__(self, client: QdrantClient, location: str) -> None:
+        self._client = client
+        self._location = location
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except ResponseHandlingException as exc:
+                raise StoreUnavailable(f"Lost the connection to Qdrant at {self._location}: {exc}") from exc
+
+        return call
+
+
 @dataclass(frozen=True)
 class Hit:
     id: str
@@ -56,13 +84,15 @@ class VectorStore:
         self.is_server = bool(url)
         try:
             if url:
-                self.client = QdrantClient(
+                client = QdrantClient(
                     url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False
                 )
-                self.client.get_collections()  # fail now, with a clear message, if the server is down
+                client.get_collections()  # fail now, with a clear message, if the server is down
+            elif str(path) == ":memory:":
+                client = QdrantClient(location=":memory:")
             else:
                 Path(path or "data/qdrant").mkdir(parents=True, exist_ok=True)
-                self.client = QdrantClient(path=str(path or "data/qdrant"))
+                client = QdrantClient(path=str(path or "data/qdrant"))
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreUnavailable(
@@ -72,6 +102,7 @@ class VectorStore:
             raise
         except Exception as exc:
             raise StoreUnavailable(f"Cannot reach Qdrant at {url}: {exc}. Is the server running?") from exc
+        self.client: QdrantClient = _GuardedClient(client, self.location)  # type: ignore[assignment]
 
     # ---- schema -------------------------------------------------------------------------------
     def ensure_collection(self, dim: int, n_heads: int, head_dim: int, embedder: str) -> None:

@@ -85,3 +85,36 @@ def test_local_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) 
             VectorStore("x", path=tmp_path)
     finally:
         holder.kill()
+
+
+def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor, corpus: Path) -> None:
+    """A server that answered at start-up and then went away: the turn says so, no traceback."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handshake(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # only the start-up check; this is not a Qdrant replacement
+            body = json.dumps({"result": {"collections": []}, "status": "ok", "time": 0}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handshake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    store = VectorStore("gone", url=url, timeout=2)
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(StoreUnavailable, match="Lost the connection to Qdrant"):
+        store.count()
+    service = ChatService(
+        Retriever(ingestor.embedder, store), ScriptedGenerator(["x"]), RetrievalSettings(k=2)
+    )
+    [update] = list(service.turn("What buried Pompeii?"))
+    assert update.done and update.error and update.error.startswith("The document store is unavailable")
