@@ -65,9 +65,10 @@ class Ingestor:
     def ingest_documents(self, docs: list[Document], report: IngestReport | None = None) -> IngestReport:
         report = report or IngestReport()
         plans: list[_FilePlan] = []
+        states = self.store.source_states(d.source for d in docs)
         for doc in docs:
             doc_hash = content_hash(doc.text + "\x1f" + self.chunker_signature)
-            existing = self.store.source_state(doc.source)
+            existing = states[doc.source]
             if existing and set(existing.values()) == {doc_hash}:
                 report.files_unchanged += 1
                 continue

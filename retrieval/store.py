@@ -189,18 +189,41 @@ class VectorStore:
             )
 
     # ---- reads --------------------------------------------------------------------------------
-    def source_state(self, source: str) -> dict[str, str]:
-        """Chunk id -> stored document hash, for every chunk of one source."""
-        flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))])
-        state: dict[str, str] = {}
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, scroll_filter=flt, limit=1024, offset=offset, with_payload=["doc_hash"]
-            )
-            state.update({str(p.id): str((p.payload or {}).get("doc_hash", "")) for p in points})
-            if offset is None:
-                return state
+    def source_states(self, sources: Iterable[str]) -> dict[str, dict[str, str]]:
+        """For each source: chunk id -> stored document hash (empty for sources not stored yet).
+
+        A few sources are looked up by filter; many at once take one scroll over the collection,
+        since local mode evaluates every filter by scanning all points anyway.
+        """
+        wanted = set(sources)
+        states: dict[str, dict[str, str]] = {s: {} for s in wanted}
+        if not wanted:
+            return states
+        filters: list[models.Filter | None]
+        if len(wanted) <= 16:
+            filters = [
+                models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=s))])
+                for s in wanted
+            ]
+        else:
+            filters = [None]
+        for flt in filters:
+            offset = None
+            while True:
+                points, offset = self.client.scroll(
+                    self.collection,
+                    scroll_filter=flt,
+                    limit=2048,
+                    offset=offset,
+                    with_payload=["source", "doc_hash"],
+                )
+                for p in points:
+                    payload = p.payload or {}
+                    if payload.get("source") in states:
+                        states[payload["source"]][str(p.id)] = str(payload.get("doc_hash", ""))
+                if offset is None:
+                    break
+        return states
 
     def ids(self) -> list[str]:
         """Every point id in the collection (scrolls; for tools and benchmarks, not the hot path)."""

@@ -80,3 +80,19 @@ def test_collection_has_named_vectors_and_importance(
     weights = store.metadata()["head_importance"]
     assert len(weights) == 12 and all(w > 0 for w in weights)
     assert max(weights) / min(weights) > 1.05  # heads are not all alike
+
+
+def test_many_files_at_once_use_one_scan_and_stay_idempotent(ingestor: Ingestor, store: VectorStore) -> None:
+    from retrieval.types import Document
+
+    docs = [
+        Document(source=f"/many/{i}.md", title=f"T{i}", text=f"Fact number {i} about item {i}.")
+        for i in range(20)
+    ]
+    assert ingestor.ingest_documents(docs).chunks_added == 20
+    states = store.source_states(d.source for d in docs)  # > 16 sources: the single-scan path
+    assert all(len(state) == 1 for state in states.values())
+    changed = [*docs[:19], docs[19].model_copy(update={"text": "Fact number 19 was corrected."})]
+    report = ingestor.ingest_documents(changed)
+    assert (report.files_unchanged, report.chunks_added, report.chunks_removed) == (19, 1, 1)
+    assert store.count() == 20
