@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.factory import Components
+from retrieval.store import StoreUnavailable
+from retrieval.types import Method
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("QDRANT_URL", "RAGBOT_QDRANT_URL", "RAGBOT_METHOD", "RAGBOT_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings(_env_file=None)
+    assert s.qdrant_url is None and s.qdrant_path == Path("data/qdrant")
+    assert s.host == "127.0.0.1" and s.method is Method.MRAG_HYBRID
+
+
+def test_environment_switches_to_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QDRANT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("RAGBOT_TOP_K", "7")
+    monkeypatch.setenv("RAGBOT_METHOD", "bm25")
+    s = Settings(_env_file=None)
+    assert (s.qdrant_url, s.top_k, s.method) == ("http://127.0.0.1:9", 7, Method.BM25)
+    with pytest.raises(StoreUnavailable, match=r"Cannot reach Qdrant at http://127\.0\.0\.1:9"):
+        _ = Components(s).store
+
+
+def test_chunker_signature_follows_chunk_settings() -> None:
+    assert Settings(chunk_size=100).chunker_signature != Settings(chunk_size=120).chunker_signature
