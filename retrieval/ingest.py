@@ -52,7 +52,10 @@ class Ingestor:
     def ingest_paths(self, paths: list[Path]) -> IngestReport:
         report = IngestReport()
         docs: list[Document] = []
-        for path in discover(paths):
+        files = discover(paths)
+        for path in tqdm(
+            files, unit="file", desc="reading", disable=not self.progress or len(files) < 20, file=sys.stderr
+        ):
             try:
                 docs.append(load_document(path))
             except DocumentError as exc:
