@@ -17,7 +17,6 @@ import json
 import re
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -75,15 +74,12 @@ def main() -> None:
         ("multi-query+mrag-hybrid", Method.MRAG_HYBRID, True, 0.5),
     ]
     success: dict[str, dict[int, list[float]]] = {m[0]: defaultdict(list) for m in methods}
-    latency: dict[str, list[float]] = defaultdict(list)
     for q in queries:
         gold = set(q["topics"])
         k = len(gold)
         for name, method, multi, full_vote in methods:
             texts = fusion_queries(q) if multi else [q["text"]]
-            t0 = time.perf_counter()
             ranked = retriever.rank(texts, RetrievalSettings(k=k, method=method, full_vote=full_vote))
-            latency[name].append(time.perf_counter() - t0)
             found = {titles[i] for i, _ in ranked}
             success[name][k].append(len(gold & found) / k)
 
@@ -92,10 +88,9 @@ def main() -> None:
     for name, *_ in methods:
         per_aspect = [statistics.mean(success[name][a]) for a in aspects]
         overall = statistics.mean(x for a in aspects for x in success[name][a])
-        p50 = statistics.median(latency[name]) * 1000
-        rows.append([name, *per_aspect, overall, f"{p50:.0f}", ANCHORS.get(name, "")])
+        rows.append([name, *per_aspect, overall, ANCHORS.get(name, "")])
     print(f"\nMRAG Wikipedia v1: {len(docs)} documents, {len(queries)} queries; success ratio at k = aspects")
-    print(table(["method", *[f"{a}" for a in aspects], "mean", "p50 ms", "paper @10"], rows))
+    print(table(["method", *[f"{a}" for a in aspects], "mean", "paper @10"], rows))
 
 
 if __name__ == "__main__":
