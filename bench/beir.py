@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=None, help="reuse an index directory between runs")
     ap.add_argument("--limit", type=int, default=0, help="only the first N test queries")
     ap.add_argument("--multi-query", type=int, default=0, help="multi-query rows on the first N queries")
+    ap.add_argument(
+        "--embedder", default=None, help="encoder directory (default: the packaged all-MiniLM-L6-v2)"
+    )
     args = ap.parse_args()
 
     with (args.data / "corpus.jsonl").open() as f:
@@ -56,9 +59,13 @@ def main() -> None:
         Document(source=f"scifact://{d['_id']}", title=d["title"], text=f"{d['title']}\n{d['text']}")
         for d in corpus
     ]
-    embedder = MultiHeadEmbedder()
+    embedder = MultiHeadEmbedder(args.embedder)
     store, ingest_rate = build_index(
-        docs, args.store or Path(tempfile.mkdtemp(prefix="scifact-")), "beir_scifact", 100_000, embedder
+        docs,
+        args.store or Path(tempfile.mkdtemp(prefix="scifact-")),
+        f"beir_scifact_{embedder.model_name}".replace("-", "_").lower(),
+        100_000,
+        embedder,
     )
     retriever = Retriever(CachedEmbedder(embedder), store)  # type: ignore[arg-type]
     doc_of = {cid: c.source.removeprefix("scifact://") for cid, c in store.chunks(store.ids()).items()}

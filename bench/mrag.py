@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=EVALDATA / "mrag")
     ap.add_argument("--store", type=Path, default=None, help="reuse an index directory between runs")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries of each aspect count")
+    ap.add_argument(
+        "--embedder", default=None, help="encoder directory (default: the packaged all-MiniLM-L6-v2)"
+    )
     args = ap.parse_args()
 
     with bz2.open(args.data / "wikipedia_articles_v1.json.bz2") as f:
@@ -54,9 +57,15 @@ def main() -> None:
                 kept.append(q)
         queries = kept
     docs = [Document(source=f"mrag://{a['title']}", title=a["title"], text=a["text"]) for a in articles]
-    embedder = MultiHeadEmbedder()
+    embedder = MultiHeadEmbedder(args.embedder)
     store_path = args.store or Path(tempfile.mkdtemp(prefix="mrag-"))
-    store, _ = build_index(docs, store_path, "mrag_wiki_v1", chunk_size=100_000, embedder=embedder)
+    store, _ = build_index(
+        docs,
+        store_path,
+        f"mrag_wiki_v1_{embedder.model_name}".replace("-", "_").lower(),
+        chunk_size=100_000,
+        embedder=embedder,
+    )
     retriever = Retriever(CachedEmbedder(embedder), store)  # type: ignore[arg-type]
     titles = {c.id: c.title for c in store.chunks(store.ids()).values()}
 

@@ -70,14 +70,21 @@ class MultiHeadEmbedder:
         self._projection().register_forward_pre_hook(self._capture)
 
     def _projection(self) -> torch.nn.Module:
-        """The last layer's attention output projection, whose input is the concatenation of head outputs."""
-        try:
-            return self.model.encoder.layer[-1].attention.output.dense
-        except AttributeError as exc:
-            raise RuntimeError(
-                f"{type(self.model).__name__} is not a BERT-style encoder; multi-head embeddings need "
-                "encoder.layer[-1].attention.output.dense"
-            ) from exc
+        """The last layer's attention output projection, whose input is the concatenation of head outputs.
+
+        BERT-style encoders (MiniLM, BGE, E5) name it `attention.output.dense`; MPNet names it `attention.attn.o`.
+        """
+        layer = self.model.encoder.layer[-1]
+        for path in ("attention.output.dense", "attention.attn.o"):
+            module: object = layer
+            for part in path.split("."):
+                module = getattr(module, part, None)
+            if isinstance(module, torch.nn.Linear):
+                return module
+        raise RuntimeError(
+            f"{type(self.model).__name__}: no attention output projection found in the last layer; "
+            "multi-head embeddings need a BERT- or MPNet-style encoder"
+        )
 
     def _capture(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._captured = args[0]
