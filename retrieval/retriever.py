@@ -22,12 +22,11 @@ from retrieval.types import Method, RetrievalResult, ScoredChunk
 
 @dataclass(frozen=True)
 class RetrievalSettings:
+    """How one retrieval runs; the bot builds it from Settings, the benchmarks vary it."""
+
     k: int = 5
     method: Method = Method.MRAG_HYBRID
     per_head: int = 0  # candidates each head contributes to MRAG voting; 0 means max(2k, 10)
-    # The pooled `full` vector as one more MRAG voter, weighted as this share of the heads' total
-    # importance; 0 is the paper's heads-only voting. 0.5 measured best with MiniLM's small heads (bench/mrag.py).
-    full_vote: float = 0.5
     # The pooled `full` vector as one more MRAG voter, weighted as this share of the heads' total
     # importance; 0 is the paper's heads-only voting. 0.5 measured best with MiniLM's small heads (bench/mrag.py).
     full_vote: float = 0.5
