@@ -20,7 +20,9 @@ EXPAND_PROMPT = (
     "Write {m} different search queries that would find documents answering the question. "
     "Use different words for each. Reply with one query per line and nothing else."
 )
-_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|query\s*\d*:)\s*", flags=re.IGNORECASE)
+_NUMBERING = re.compile(
+    r"^\s*(?:[-*•]|\d+[.)]|query\s*\d*:|(?:standalone\s+)?(?:search\s+)?question:)\s*", flags=re.IGNORECASE
+)
 
 
 def clean_line(line: str) -> str:

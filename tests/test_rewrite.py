@@ -1,5 +1,5 @@
 from retrieval.generator import ChatMessage, Generator
-from retrieval.rewrite import QueryRewriter, parse_queries
+from retrieval.rewrite import QueryRewriter, clean_line, parse_queries
 from tests.generators import ScriptedGenerator
 
 
@@ -13,6 +13,7 @@ def test_parse_queries_strips_numbering_and_duplicates() -> None:
     ]
     assert parse_queries(text, "q?", 1) == ["q?", "Saturn V rocket"]
     assert parse_queries("", "q?", 3) == ["q?"]
+    assert clean_line("Standalone question: How tall is it?") == "How tall is it?"
 
 
 def test_expand_asks_for_m_queries() -> None:
