@@ -95,13 +95,15 @@ def main() -> None:
             ]
         )
     if args.multi_query:
-        rows += multi_query_rows(retriever, queries, qrels, test_ids[: args.multi_query])
+        rows += multi_query_rows(retriever, doc_of, queries, qrels, test_ids[: args.multi_query])
     built = f"index built at {ingest_rate:.1f} chunks/s" if ingest_rate == ingest_rate else "index reused"
     print(f"\nBEIR SciFact test: {len(docs)} documents, {len(test_ids)} queries ({built})")
     print(table(["method", "nDCG@10", "R@100", "published nDCG@10"], rows))
 
 
-def multi_query_rows(retriever: Retriever, queries: dict, qrels: dict, ids: list[str]) -> list[list[object]]:
+def multi_query_rows(
+    retriever: Retriever, doc_of: dict[str, str], queries: dict, qrels: dict, ids: list[str]
+) -> list[list[object]]:
     from bot.generators import LocalGenerator
     from bot.models import resolve_model_dir
     from retrieval.rewrite import QueryRewriter
@@ -111,10 +113,6 @@ def multi_query_rows(retriever: Retriever, queries: dict, qrels: dict, ids: list
     rows = []
     for method in (Method.DENSE, Method.MRAG_HYBRID):
         for label, texts_of in (("single", lambda q: [queries[q]]), ("multi-query", lambda q: rewrites[q])):
-            doc_of = {
-                cid: c.source.removeprefix("scifact://")
-                for cid, c in retriever.store.chunks(retriever.store.ids()).items()
-            }
             scores = [
                 ndcg_at(
                     [
