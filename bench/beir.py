@@ -104,7 +104,7 @@ def main() -> None:
 def multi_query_rows(
     retriever: Retriever, doc_of: dict[str, str], queries: dict, qrels: dict, ids: list[str]
 ) -> list[list[object]]:
-    from bot.generators import LocalGenerator
+    from bot.local_generator import LocalGenerator
     from bot.models import resolve_model_dir
     from retrieval.rewrite import QueryRewriter
 

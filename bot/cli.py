@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from bot.config import Settings
+from retrieval.generator import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
 from retrieval.types import Method
 
@@ -28,8 +29,14 @@ Typical use:
   ragbot ask "question"          answer in the terminal, with sources
   ragbot serve                   serve the web chat
 
-Environment: RAGBOT_* variables set any option (e.g. RAGBOT_TOP_K=6); QDRANT_URL switches to a
-Qdrant server with no other change.
+Generation: the in-process default is Qwen2.5-Coder-1.5B-Instruct (shipped on PyPI); --vllm-url
+uses a vLLM server instead and --vllm starts one here. Moderation: the model labels each message
+and its own answer (illegal, hate, advice by default; see --categories); flagged turns are refused.
+
+Environment: RAGBOT_* variables set any option (e.g. RAGBOT_TOP_K=6, RAGBOT_VLLM_URL,
+RAGBOT_OPERATOR_PROMPT); QDRANT_URL switches to a Qdrant server with no other change.
+
+Exit codes: 0 ok, 1 error in the request, 2 bad option or unavailable backend, 3 refused.
 """
 
 
@@ -50,6 +57,23 @@ def _retrieval_flags(p: argparse.ArgumentParser) -> None:
         "--method", choices=[m.value for m in Method], help="retrieval method (default mrag-hybrid)"
     )
     p.add_argument("--n-queries", type=int, help="LLM rewrites fused with RRF (default 0: off)")
+
+
+def _generator_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation and moderation")
+    g.add_argument("--model", dest="generator_model", help="in-process model: shipped name, dir or .gguf")
+    g.add_argument("--vllm-url", help="use a running vLLM (OpenAI-compatible) server at this URL")
+    g.add_argument(
+        "--vllm",
+        action="store_true",
+        help="start a local vLLM server (from .venv-vllm) for --model and generate through it",
+    )
+    g.add_argument("--moderation", choices=["self", "knn", "ensemble", "off"], help="moderation classifier")
+    g.add_argument(
+        "--categories",
+        dest="moderation_categories",
+        help="enforced categories, comma-separated: illegal, hate, advice, sexual, selfharm, all, none",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,17 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer one question in the terminal, streaming, with sources")
     p.add_argument("question")
     _retrieval_flags(p)
+    _generator_flags(p)
     _common(p)
 
     p = sub.add_parser("serve", help="serve the web chat")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     _retrieval_flags(p)
+    _generator_flags(p)
     _common(p)
 
     p = sub.add_parser("up", help="ingest the bundled sample corpus, then serve the web chat")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    _generator_flags(p)
     _common(p)
 
     p = sub.add_parser("info", help="show the collection's size and head importance")
@@ -109,6 +136,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "n_queries",
         "host",
         "port",
+        "generator_model",
+        "vllm_url",
+        "moderation",
+        "moderation_categories",
     )
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     return Settings(**overrides)
@@ -125,12 +156,36 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        return _run(args, settings_from(args))
-    except (StoreUnavailable, SchemaMismatch) as exc:
+        settings = settings_from(args)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError: a bad option or variable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server = None
+    try:
+        if getattr(args, "vllm", False):
+            server = _start_vllm(settings)
+            settings = settings.model_copy(update={"vllm_url": server.url, "vllm_model": server.name})
+        return _run(args, settings)
+    except (StoreUnavailable, SchemaMismatch, GeneratorUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if server:
+            server.stop()
+
+
+def _start_vllm(settings: Settings):
+    from bot.models import resolve_model_dir
+    from bot.vllm_server import VLLMServer, VLLMServerError
+
+    model_dir = resolve_model_dir(settings.generator_model)
+    print(f"starting vLLM for {settings.generator_model} (about a minute on a CPU)...", flush=True)
+    try:
+        return VLLMServer(model_dir, name=settings.generator_model).start()
+    except VLLMServerError as exc:
+        raise GeneratorUnavailable(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,32 +233,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "ask":
         return _ask(parts, args.question)
-    from bot.web import serve
+    from bot.app import serve
 
     serve(parts)
     return 0
 
 
 def _ask(parts, question: str) -> int:
-    from bot.chat import ChatService
-
-    service = ChatService(
-        parts.retriever,
-        parts.generator,
-        parts.retrieval_settings(),
-        parts.settings.max_answer_tokens,
-        parts.settings.max_message_chars,
-    )
     shown = 0
-    for update in service.turn(question):
+    for update in parts.chat_service().turn(question):
         if update.error:
             print(f"error: {update.error}", file=sys.stderr)
             return 1
+        if update.verdict:
+            print(update.text)
+            return 3
         if not update.done:
             print(update.text[shown:], end="", flush=True)
             shown = len(update.text)
         else:
-            print("\n\nSources:")
+            print(update.text[shown:])
+            print("\nSources:")
             for s in update.sources:
                 print(f"  [{s.number}]{'*' if s.cited else ' '} {s.title} ({s.source})")
     return 0

@@ -7,10 +7,12 @@ generator, and the web UI on 127.0.0.1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guardrails.categories import parse_categories
 from retrieval.types import Method
 
 
@@ -35,18 +37,64 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(30, ge=0, le=1024)
 
     generator_model: str = Field(
-        "smollm2-135m-instruct", description="Directory, .gguf file or shipped model name."
+        "qwen2.5-coder-1.5b-instruct",
+        description="In-process generator: directory, .gguf file or shipped model name.",
     )
+    vllm_url: str | None = Field(None, description="Use a vLLM (OpenAI-compatible) server at this URL.")
+    vllm_model: str | None = Field(None, description="Served model name; default: the server's first.")
+    vllm_api_key: str | None = None
     max_answer_tokens: int = Field(256, ge=16, le=4096)
+
+    moderation: Literal["self", "knn", "ensemble", "off"] = Field(
+        "ensemble", description="Moderation classifier: the generator itself, nearest neighbours, or both."
+    )
+    moderation_categories: str = Field(
+        "illegal,hate,advice",
+        description="Enforced categories: illegal, hate, advice, sexual, selfharm, all, none.",
+    )
+    moderation_threshold: float = Field(0.5, gt=0, le=1)
+    moderation_chunk_chars: int = Field(
+        400, ge=0, description="Check the streamed answer every N characters (0: once at the end)."
+    )
+    operator_prompt: str = Field("", description="Extra system instructions, after the guardrail.")
 
     top_k: int = Field(4, ge=1, le=50)
     method: Method = Method.MRAG_HYBRID
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True
 
+    # Front doors (issue 4). Secrets come from the environment, never from flags.
+    api_key: str | None = Field(None, description="Bearer key for /v1/chat/completions; unset: open.")
+    widget_tokens: str = Field(
+        "", description="Per-site widget tokens, 'site=token,site2=token2' (not the operator's key)."
+    )
+    widget_origins: str = Field(
+        "'self'", description="Origins allowed to frame /widget (CSP frame-ancestors), space-separated."
+    )
+    slack_signing_secret: str | None = None
+    slack_bot_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    discord_public_key: str | None = Field(None, description="The application's Ed25519 key, hex.")
+    discord_api_url: str = "https://discord.com/api/v10"
+
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
+
+    @field_validator("moderation_categories")
+    @classmethod
+    def _known_categories(cls, value: str) -> str:
+        parse_categories(value)  # raises ValueError naming the bad category
+        return value
+
+    @property
+    def conversations_path(self) -> Path:
+        return self.data_dir / "conversations.sqlite"
+
+    def widget_token_map(self) -> dict[str, str]:
+        """token -> site name, from 'site=token,...'."""
+        pairs = [p.split("=", 1) for p in self.widget_tokens.split(",") if "=" in p]
+        return {token.strip(): site.strip() for site, token in pairs if token.strip()}
 
     @property
     def qdrant_path(self) -> Path:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from bot.chat import ChatService
 from bot.config import Settings
+from guardrails.categories import parse_categories
+from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflectionClassifier
+from guardrails.guard import Guard
+from guardrails.knn import KnnClassifier, load_examples
+from guardrails.policy import ModerationPolicy
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.generator import Generator
@@ -39,14 +45,45 @@ class Components:
 
     @cached_property
     def generator(self) -> Generator:
-        from bot.generators import LocalGenerator
+        s = self.settings
+        if s.vllm_url:
+            from bot.vllm_generator import VLLMGenerator
+
+            return VLLMGenerator(s.vllm_url, s.vllm_model, api_key=s.vllm_api_key)
+        from bot.local_generator import LocalGenerator
         from bot.models import resolve_model_dir
 
-        return LocalGenerator(resolve_model_dir(self.settings.generator_model))
+        return LocalGenerator(resolve_model_dir(s.generator_model))
+
+    @cached_property
+    def guard(self) -> Guard:
+        s = self.settings
+        policy = ModerationPolicy(parse_categories(s.moderation_categories), s.moderation_threshold)
+        classifier: Classifier | None = None
+        if s.moderation != "off" and policy.enforced:
+            members: list[tuple[Classifier, float]] = []
+            if s.moderation in ("self", "ensemble"):
+                members.append((SelfReflectionClassifier(self.generator), 1.0))
+            if s.moderation in ("knn", "ensemble"):
+                knn = KnnClassifier(lambda texts: self.embedder.embed(texts).full, load_examples())
+                members.append((knn, 1.0))
+            classifier = members[0][0] if len(members) == 1 else EnsembleClassifier(members)
+        return Guard(classifier, policy, s.operator_prompt, s.moderation_chunk_chars)
 
     @cached_property
     def retriever(self) -> Retriever:
         return Retriever(self.embedder, self.store, QueryRewriter(self.generator))
+
+    def chat_service(self) -> ChatService:
+        s = self.settings
+        return ChatService(
+            self.retriever,
+            self.generator,
+            self.retrieval_settings(),
+            guard=self.guard,
+            max_answer_tokens=s.max_answer_tokens,
+            max_message_chars=s.max_message_chars,
+        )
 
     def retrieval_settings(self) -> RetrievalSettings:
         s = self.settings

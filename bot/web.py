@@ -8,15 +8,21 @@ from typing import Any
 import gradio as gr
 
 from bot.chat import ChatService, Source
-from bot.factory import Components
 from retrieval.generator import ChatMessage
+
+
+def _link(source: Source) -> str:
+    """The title, linked when the source is a URL; otherwise followed by the file it came from."""
+    if source.source.startswith(("http://", "https://")):
+        return f"[{source.title}]({source.source})"
+    return f"{source.title} (`{source.source.rsplit('/', 1)[-1]}`)"
 
 
 def render_sources(sources: list[Source]) -> str:
     if not sources:
         return ""
     lines = [
-        f"- **[{s.number}]** {s.title}{' (cited)' if s.cited else ''}: {s.snippet[:160]}…" for s in sources
+        f"- **[{s.number}]** {_link(s)}{' (cited)' if s.cited else ''}: {s.snippet[:160]}…" for s in sources
     ]
     return "\n\n**Sources**\n" + "\n".join(lines)
 
@@ -38,6 +44,8 @@ def build_ui(service: ChatService) -> gr.Blocks:
         for update in service.turn(message, history_messages(history)):
             if update.error:
                 yield f"⚠️ {update.error}"
+            elif update.verdict:
+                yield f"🛡️ {update.text}"
             elif update.done:
                 yield update.text + render_sources(update.sources)
             else:
@@ -48,12 +56,3 @@ def build_ui(service: ChatService) -> gr.Blocks:
         title="ragbot",
         description="Answers from the ingested documents, with numbered citations.",
     )
-
-
-def serve(parts: Components) -> None:
-    s = parts.settings
-    service = ChatService(
-        parts.retriever, parts.generator, parts.retrieval_settings(), s.max_answer_tokens, s.max_message_chars
-    )
-    print(f"ragbot chat on http://{s.host}:{s.port}")
-    build_ui(service).queue().launch(server_name=s.host, server_port=s.port, show_error=False)

@@ -1,5 +1,19 @@
-"""Guardrails that wrap any Generator: a system-prompt guardrail and self-reflection moderation.
+"""Guardrails around any Generator: the system-prompt guardrail and self-reflection moderation."""
 
-The implementation lands with the generator/guardrails issue; the retrieval layer's Generator
-protocol (retrieval.generator) is the interface they wrap.
-"""
+from guardrails.categories import DEFAULT_ENFORCED, Category, parse_categories
+from guardrails.classifier import EnsembleClassifier, SelfReflectionClassifier
+from guardrails.guard import Guard, GuardedGenerator, GuardedPiece
+from guardrails.policy import ModerationPolicy, Verdict
+
+__all__ = [
+    "DEFAULT_ENFORCED",
+    "Category",
+    "EnsembleClassifier",
+    "Guard",
+    "GuardedGenerator",
+    "GuardedPiece",
+    "ModerationPolicy",
+    "SelfReflectionClassifier",
+    "Verdict",
+    "parse_categories",
+]

@@ -1,7 +1,7 @@
 """The Generator protocol: chat messages in, text or a token stream out.
 
-Defined here because query rewriting needs it; implementations live in `bot.generators` (in-process
-transformers, vLLM by URL) and `guardrails` wraps any of them.
+Defined here because query rewriting needs it; implementations live in `bot.local_generator`
+(in-process transformers) and `bot.vllm_generator` (vLLM by URL), and `guardrails` wraps any of them.
 """
 
 from __future__ import annotations
@@ -36,3 +36,32 @@ class Generator(Protocol):
     ) -> Iterator[str]:
         """The answer as text pieces, in order, as they are produced."""
         ...
+
+    def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
+        """Log-probability that the reply starts with each choice (scored, not sampled).
+
+        Classification by comparing label log-probabilities costs one forward pass and never yields an
+        unparseable answer, which matters for small models that ramble.
+        """
+        ...
+
+
+def match_choices(top: dict[str, float], choices: Sequence[str]) -> dict[str, float]:
+    """Map a next-token distribution (token text -> log-prob) onto choices by case-insensitive prefix.
+
+    A choice's score is its best-scoring token that starts it ("ille" for "illegal"). Tokens shorter
+    than three characters are ignored unless they are the whole choice: "a" or "S" would otherwise
+    count for any choice with that initial. Choices should therefore start with a token of three or
+    more characters in common tokenizers. Choices with no token among `top` get a floor below the
+    lowest seen.
+    """
+    floor = min(top.values(), default=0.0) - 5.0
+    scores = dict.fromkeys(choices, floor)
+    for token, logprob in top.items():
+        piece = token.strip().lower()
+        if len(piece) < 3 and piece not in (c.lower() for c in choices):
+            continue
+        for choice in choices:
+            if choice.lower().startswith(piece) and logprob > scores[choice]:
+                scores[choice] = logprob
+    return scores

@@ -14,8 +14,9 @@ from retrieval.generator import ChatMessage
 class ScriptedGenerator:
     name = "scripted"
 
-    def __init__(self, replies: list[str]) -> None:
+    def __init__(self, replies: list[str], labels: list[str] | None = None) -> None:
         self.replies = list(replies)
+        self.labels = list(labels or [])  # the label each choice_logprobs call favours, in order
         self.calls: list[list[ChatMessage]] = []
 
     def complete(
@@ -30,3 +31,9 @@ class ScriptedGenerator:
         text = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
         for word in text.split(" "):
             yield word + " "
+
+    def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
+        """Favours the next scripted label (log-prob -0.1) over the rest (-5); "safe" when none is left."""
+        self.calls.append(list(messages))
+        favoured = self.labels.pop(0) if self.labels else "safe"
+        return {c: -0.1 if c == favoured else -5.0 for c in choices}

@@ -19,7 +19,17 @@ def ragbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_explains_commands(capsys) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    for word in ("ingest", "query", "ask", "serve", "up", "QDRANT_URL", "Multi-Head RAG"):
+    for word in (
+        "ingest",
+        "query",
+        "ask",
+        "serve",
+        "up",
+        "QDRANT_URL",
+        "Multi-Head RAG",
+        "--vllm",
+        "Moderation",
+    ):
         assert word in out
     sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert "chunk size in embedder tokens" in sub["ingest"].format_help()
@@ -47,6 +57,15 @@ def test_ingest_query_info_reset(tmp_path: Path, corpus: Path) -> None:
 
     info = ragbot("info", *data, cwd=tmp_path)
     assert "head importance:" in info.stdout and len(info.stdout.split("head importance:")[1].split()) == 12
+
+    down = ragbot("ask", "What buried Pompeii?", "--vllm-url", "http://127.0.0.1:9", *data, cwd=tmp_path)
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert (
+        "error: The language model is unavailable: The vLLM server at http://127.0.0.1:9 cannot connect"
+        in (down.stderr)
+    )
+    bad = ragbot("ask", "hi", "--categories", "illegal,gambling", *data, cwd=tmp_path)
+    assert bad.returncode == 2 and "Unknown moderation category 'gambling'" in bad.stderr
 
     assert ragbot("reset", *data, cwd=tmp_path).returncode == 0
     gone = ragbot("query", "anything", *data, cwd=tmp_path)

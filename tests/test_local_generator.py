@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.chat import ChatService
-from bot.generators import LocalGenerator
+from bot.local_generator import LocalGenerator
 from bot.models import ModelNotFound, resolve_model_dir
 from retrieval.generator import ChatMessage, Generator, GeneratorUnavailable
 from retrieval.ingest import Ingestor

@@ -23,11 +23,11 @@ def test_sources_rendered_with_title_snippet_and_cited_mark() -> None:
     text = render_sources(
         [
             Source(1, "Multi-Head RAG", "/x/mrag.md", "MRAG uses heads", True),
-            Source(2, "Qdrant", "/x/q.md", "Named vectors", False),
+            Source(2, "Qdrant", "https://qdrant.tech/docs", "Named vectors", False),
         ]
     )
-    assert "**[1]** Multi-Head RAG (cited): MRAG uses heads" in text
-    assert "**[2]** Qdrant: Named vectors" in text
+    assert "**[1]** Multi-Head RAG (`mrag.md`) (cited): MRAG uses heads" in text
+    assert "**[2]** [Qdrant](https://qdrant.tech/docs): Named vectors" in text
     assert render_sources([]) == ""
 
 

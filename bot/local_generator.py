@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
-from retrieval.generator import ChatMessage, GeneratorUnavailable
+from retrieval.generator import ChatMessage, GeneratorUnavailable, match_choices
+
+# Requests that share at least this many leading tokens with the previous one reuse its KV cache.
+_MIN_SHARED_PREFIX = 32
 
 
 class LocalGenerator:
@@ -32,6 +36,8 @@ class LocalGenerator:
         self.name = Path(model_dir).name
         self.max_context = max_context
         self._lock = threading.Lock()
+        self._last_ids: torch.Tensor | None = None
+        self._prefix: tuple[torch.Tensor, object] | None = None  # (token ids, their KV cache)
 
     def _inputs(self, messages: Sequence[ChatMessage], max_tokens: int) -> dict[str, torch.Tensor]:
         enc = self.tokenizer.apply_chat_template(
@@ -88,3 +94,48 @@ class LocalGenerator:
             worker.join()
             if errors:
                 raise GeneratorUnavailable(f"The local generator failed: {errors[0]}") from errors[0]
+
+    def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
+        ids = self._inputs(messages, max_tokens=1)["input_ids"]
+        with self._lock, torch.inference_mode():
+            logits = self._next_token_logits(ids)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        values, indices = torch.topk(logprobs, 50)
+        top: dict[str, float] = {}
+        for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+            token = self.tokenizer.decode([index])
+            top[token] = max(value, top.get(token, float("-inf")))
+        return match_choices(top, choices)
+
+    def _next_token_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits after `ids`, reusing the KV cache of a shared prompt prefix.
+
+        Classification prompts share a long fixed instruction and differ only at the end, so caching
+        the common prefix of consecutive requests cuts each one to the cost of its own few tokens.
+        """
+        if self._prefix is None or not _starts_with(ids, self._prefix[0]):
+            self._prefix = None
+            shared = _shared_prefix_len(ids, self._last_ids) if self._last_ids is not None else 0
+            if shared >= _MIN_SHARED_PREFIX:
+                prefix = ids[:, : shared - 1]  # leave at least one token to run below
+                out = self.model(input_ids=prefix, use_cache=True)
+                self._prefix = (prefix, out.past_key_values)
+        self._last_ids = ids
+        if self._prefix is None:
+            return self.model(input_ids=ids).logits[0, -1]
+        prefix, cache = self._prefix
+        out = self.model(
+            input_ids=ids[:, prefix.shape[1] :], past_key_values=copy.deepcopy(cache), use_cache=True
+        )
+        return out.logits[0, -1]
+
+
+def _shared_prefix_len(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(a.shape[1], b.shape[1])
+    differ = (a[0, :n] != b[0, :n]).nonzero()
+    return int(differ[0]) if len(differ) else n
+
+
+def _starts_with(ids: torch.Tensor, prefix: torch.Tensor) -> bool:
+    n = prefix.shape[1]
+    return ids.shape[1] > n and bool(torch.equal(ids[0, :n], prefix[0]))

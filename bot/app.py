@@ -1,0 +1,164 @@
+"""The one ASGI app: Gradio chat at /, /widget, Slack and Discord webhooks, /healthz, /v1 API.
+
+`build_app(Components)` wires the real pieces; `create_app(AppDeps)` takes them ready-made, so
+tests can run the same routes over a small index.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from bot.chat import ChatService
+from bot.config import Settings
+from bot.conversations import ConversationStore
+from bot.discord import DiscordInteractions
+from bot.factory import Components
+from bot.openai_api import ApiError, CompletionRequest, complete, stream
+from bot.slack import SlackEvents
+from bot.widget import frame_ancestors, widget_page
+from retrieval.generator import ChatMessage
+
+HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
+
+
+@dataclass
+class AppDeps:
+    settings: Settings
+    service: ChatService
+    conversations: ConversationStore
+    health: HealthCheck
+
+
+class WidgetMessage(BaseModel):
+    token: str
+    message: str
+    history: list[ChatMessage] = Field(default_factory=list, max_length=40)
+
+
+def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
+    s, service = deps.settings, deps.service
+    app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None)
+    tokens = s.widget_token_map()
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        checks = deps.health()
+        ok = all(v == "ok" or v.startswith("ok") for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+    @app.get("/widget", response_class=HTMLResponse)
+    def widget(token: str = "") -> HTMLResponse:
+        if token not in tokens:
+            raise HTTPException(403, "Unknown widget token: ask the operator for this site's token.")
+        page = widget_page(token, s.max_message_chars)
+        return HTMLResponse(page, headers={"Content-Security-Policy": frame_ancestors(s.widget_origins)})
+
+    @app.post("/widget/chat")
+    def widget_chat(body: WidgetMessage) -> StreamingResponse:
+        if body.token not in tokens:
+            raise HTTPException(403, "Unknown widget token.")
+
+        def lines() -> Iterator[str]:
+            for u in service.turn(body.message, body.history):
+                row = {"text": u.text, "done": u.done, "error": u.error, "refused": u.verdict is not None}
+                if u.done:
+                    row["sources"] = [{"number": x.number, "title": x.title, "source": x.source}
+                                      for x in u.sources]  # fmt: skip
+                yield json.dumps(row) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
+        if s.api_key:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), s.api_key.encode()):
+                return _api_error(ApiError(401, "Invalid API key.", "authentication_error"))
+        try:
+            if body.stream:
+                return StreamingResponse(stream(service, body), media_type="text/event-stream")
+            return JSONResponse(complete(service, body))
+        except ApiError as exc:
+            return _api_error(exc)
+
+    if s.slack_signing_secret:
+        slack = SlackEvents(
+            s.slack_signing_secret, s.slack_bot_token, service, deps.conversations, s.slack_api_url
+        )
+
+        @app.post("/slack/events")
+        async def slack_events(request: Request, background: BackgroundTasks) -> JSONResponse:
+            outcome = slack.receive(await request.body(), dict(request.headers))
+            if outcome.question:
+                background.add_task(slack.answer, outcome.question)
+            return JSONResponse(outcome.body, status_code=outcome.status)
+
+    if s.discord_public_key:
+        discord = DiscordInteractions(s.discord_public_key, service, deps.conversations, s.discord_api_url)
+
+        @app.post("/discord/interactions")
+        async def discord_interactions(request: Request, background: BackgroundTasks) -> JSONResponse:
+            outcome = discord.receive(
+                await request.body(),
+                request.headers.get("x-signature-ed25519", ""),
+                request.headers.get("x-signature-timestamp", ""),
+            )
+            if outcome.question:
+                background.add_task(discord.answer, outcome.question)
+            return JSONResponse(outcome.body, status_code=outcome.status)
+
+    if with_ui:
+        import gradio as gr
+
+        from bot.web import build_ui
+
+        app = gr.mount_gradio_app(app, build_ui(service).queue(), path="/")
+    return app
+
+
+def _api_error(exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": {"message": exc.message, "type": exc.kind}}, status_code=exc.status)
+
+
+def component_health(parts: Components) -> HealthCheck:
+    def check() -> dict[str, str]:
+        out: dict[str, str] = {}
+        try:
+            out["qdrant"] = f"ok ({parts.store.count()} chunks)"
+        except Exception as exc:  # StoreUnavailable and anything else: reported, not raised
+            out["qdrant"] = f"unavailable: {exc}"
+        generator = parts.generator
+        ping = getattr(generator, "ping", None)
+        try:
+            if ping:
+                ping()
+            out["generator"] = f"ok ({generator.name})"
+        except Exception as exc:
+            out["generator"] = f"unavailable: {exc}"
+        return out
+
+    return check
+
+
+def build_app(parts: Components) -> FastAPI:
+    s = parts.settings
+    deps = AppDeps(s, parts.chat_service(), ConversationStore(s.conversations_path), component_health(parts))
+    return create_app(deps)
+
+
+def serve(parts: Components) -> None:
+    import uvicorn
+
+    s = parts.settings
+    app = build_app(parts)
+    print(
+        f"ragbot on http://{s.host}:{s.port}  (chat at /, widget at /widget, health at /healthz)", flush=True
+    )
+    uvicorn.run(app, host=s.host, port=s.port, log_level="warning")

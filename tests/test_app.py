@@ -1,0 +1,223 @@
+"""The ASGI app's front doors over a real small index: widget, Slack, Discord, health, /v1 API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from nacl.signing import SigningKey
+
+from bot.app import AppDeps, component_health, create_app
+from bot.chat import ChatService
+from bot.config import Settings
+from bot.conversations import ConversationStore
+from bot.factory import Components
+from bot.replies import split_message
+from bot.vllm_generator import VLLMGenerator
+from retrieval.generator import ChatMessage
+from retrieval.ingest import Ingestor
+from retrieval.retriever import RetrievalSettings, Retriever
+from retrieval.store import VectorStore
+from tests.capture_server import CaptureServer
+from tests.generators import ScriptedGenerator
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+DISCORD_KEY = SigningKey.generate()
+ANSWER = "Mount Vesuvius buried Pompeii in 79 [1]."
+
+
+@pytest.fixture
+def capture() -> Iterator[CaptureServer]:
+    with CaptureServer() as server:
+        yield server
+
+
+@pytest.fixture
+def generator() -> ScriptedGenerator:
+    return ScriptedGenerator([ANSWER] * 5)
+
+
+@pytest.fixture
+def client(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path, capture: CaptureServer,
+    generator: ScriptedGenerator,
+) -> Iterator[TestClient]:  # fmt: skip
+    ingestor.ingest_paths([corpus])
+    settings = Settings(
+        data_dir=tmp_path,
+        api_key="operator-secret",
+        widget_tokens="docs.example=site-token-1",
+        widget_origins="https://docs.example",
+        slack_signing_secret=SLACK_SECRET,
+        slack_bot_token="xoxb-test",
+        slack_api_url=capture.url + "/slack/",
+        discord_public_key=DISCORD_KEY.verify_key.encode().hex(),
+        discord_api_url=capture.url + "/discord",
+    )
+    service = ChatService(Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2))
+    conversations = ConversationStore(settings.conversations_path)
+    deps = AppDeps(settings, service, conversations, lambda: {"qdrant": "ok", "generator": "ok"})
+    with TestClient(create_app(deps, with_ui=False)) as c:
+        yield c
+    conversations.close()
+
+
+def slack_headers(body: bytes, timestamp: int | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
+    ts = str(timestamp or int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/json"}  # fmt: skip
+
+
+def slack_event(
+    text: str, event_id: str, ts: str = "1700000000.000100", thread_ts: str | None = None
+) -> bytes:
+    event = {"type": "app_mention", "channel": "C1", "user": "U1", "text": f"<@UBOT> {text}", "ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return json.dumps({"type": "event_callback", "event_id": event_id, "event": event}).encode()
+
+
+def test_slack_url_verification_and_signatures(client: TestClient) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "abc123"}).encode()
+    r = client.post("/slack/events", content=body, headers=slack_headers(body))
+    assert r.status_code == 200 and r.json() == {"challenge": "abc123"}
+    bad = client.post("/slack/events", content=body, headers=slack_headers(body, secret="wrong"))
+    stale = client.post("/slack/events", content=body, headers=slack_headers(body, int(time.time()) - 600))
+    unsigned = client.post("/slack/events", content=body)
+    assert bad.status_code == stale.status_code == unsigned.status_code == 401
+
+
+def test_slack_answers_in_thread_once_and_remembers(
+    client: TestClient, capture: CaptureServer, generator: ScriptedGenerator
+) -> None:
+    body = slack_event("What buried Pompeii?", "Ev1")
+    start = time.perf_counter()
+    r = client.post("/slack/events", content=body, headers=slack_headers(body))
+    assert r.status_code == 200 and time.perf_counter() - start < 3
+    retry = client.post(
+        "/slack/events", content=body, headers=slack_headers(body) | {"X-Slack-Retry-Num": "1"}
+    )
+    assert retry.status_code == 200 and retry.json()["duplicate"]
+    posts = [c for c in capture.requests if c.path.endswith("chat.postMessage")]
+    assert len(posts) == 1  # the retry was not answered again
+    assert posts[0].body["thread_ts"] == "1700000000.000100" and posts[0].body["channel"] == "C1"
+    assert posts[0].body["text"].startswith(ANSWER) and "Sources:\n[1] Volcanoes" in posts[0].body["text"]
+    # A follow-up in the same thread sees the earlier exchange (the store survives restarts too).
+    body = slack_event("And when?", "Ev2", ts="1700000001.0", thread_ts="1700000000.000100")
+    client.post("/slack/events", content=body, headers=slack_headers(body))
+    last_prompt = generator.calls[-1]
+    assert any(m.role == "user" and m.content == "What buried Pompeii?" for m in last_prompt)
+
+
+def discord_headers(
+    body: bytes, timestamp: int | None = None, key: SigningKey = DISCORD_KEY
+) -> dict[str, str]:
+    ts = str(timestamp or int(time.time()))
+    signature = key.sign(ts.encode() + body).signature.hex()
+    return {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": ts, "Content-Type": "application/json"}
+
+
+def test_discord_ping_and_signatures(client: TestClient) -> None:
+    body = json.dumps({"type": 1}).encode()
+    r = client.post("/discord/interactions", content=body, headers=discord_headers(body))
+    assert r.status_code == 200 and r.json() == {"type": 1}
+    other = SigningKey.generate()
+    bad = client.post("/discord/interactions", content=body, headers=discord_headers(body, key=other))
+    stale = client.post(
+        "/discord/interactions", content=body, headers=discord_headers(body, int(time.time()) - 900)
+    )
+    tampered = client.post("/discord/interactions", content=body + b" ", headers=discord_headers(body))
+    assert bad.status_code == stale.status_code == tampered.status_code == 401
+
+
+def test_discord_defers_then_edits_and_splits_long_answers(
+    client: TestClient, capture: CaptureServer, generator: ScriptedGenerator
+) -> None:
+    generator.replies = [("Pompeii was buried by Vesuvius [1]. " * 120).strip()]  # ~4,300 characters
+    body = json.dumps(
+        {
+            "type": 2,
+            "application_id": "A1",
+            "token": "T1",
+            "channel_id": "CH1",
+            "data": {"name": "ask", "options": [{"name": "q", "value": "What buried Pompeii?"}]},
+        }
+    )
+    r = client.post("/discord/interactions", content=body.encode(), headers=discord_headers(body.encode()))
+    assert r.status_code == 200 and r.json() == {"type": 5}
+    edits = [c for c in capture.requests if c.method == "PATCH"]
+    follow = [c for c in capture.requests if c.method == "POST" and c.path.startswith("/discord/webhooks/")]
+    assert [c.path for c in edits] == ["/discord/webhooks/A1/T1/messages/@original"]
+    assert len(follow) >= 2 and all(len(c.body["content"]) <= 2000 for c in edits + follow)
+    assert "Sources:" in follow[-1].body["content"]
+
+
+def test_split_message_respects_limit_and_boundaries() -> None:
+    text = "word " * 1000
+    pieces = split_message(text, 2000)
+    assert all(len(p) <= 2000 for p in pieces) and " ".join(pieces).split() == text.split()
+    assert split_message("short") == ["short"] and split_message("x" * 4500)[0] == "x" * 2000
+
+
+def test_widget_needs_a_site_token_and_sets_frame_ancestors(client: TestClient) -> None:
+    assert client.get("/widget").status_code == 403
+    assert client.get("/widget", params={"token": "operator-secret"}).status_code == 403
+    page = client.get("/widget", params={"token": "site-token-1"})
+    assert page.status_code == 200 and "site-token-1" in page.text
+    assert page.headers["content-security-policy"] == "frame-ancestors https://docs.example"
+    r = client.post("/widget/chat", json={"token": "site-token-1", "message": "What buried Pompeii?"})
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert len(rows) >= 3 and rows[-1]["done"] and rows[-1]["text"] == ANSWER
+    assert rows[-1]["sources"][0]["title"] == "Volcanoes"
+    assert client.post("/widget/chat", json={"token": "nope", "message": "hi"}).status_code == 403
+
+
+def test_openai_compatible_endpoint(client: TestClient) -> None:
+    auth = {"Authorization": "Bearer operator-secret"}
+    body = {"messages": [{"role": "user", "content": "What buried Pompeii?"}]}
+    assert client.post("/v1/chat/completions", json=body).status_code == 401
+    r = client.post("/v1/chat/completions", json=body, headers=auth)
+    data = r.json()
+    assert r.status_code == 200 and data["choices"][0]["message"]["content"] == ANSWER
+    assert data["sources"][0]["cited"] and data["object"] == "chat.completion"
+    r = client.post("/v1/chat/completions", json=body | {"stream": True}, headers=auth)
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text.strip() == ANSWER and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    empty = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": " "}]}, headers=auth
+    )
+    assert empty.status_code == 400 and "Please type a question" in empty.json()["error"]["message"]
+
+
+def test_health_reports_unreachable_backends(tmp_path: Path) -> None:
+    parts = Components(Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:9"))
+    parts.__dict__["generator"] = VLLMGenerator("http://127.0.0.1:9", "m", retries=0)
+    checks = component_health(parts)()
+    assert checks["qdrant"].startswith("unavailable: Cannot reach Qdrant")
+    assert checks["generator"].startswith("unavailable: The vLLM server at http://127.0.0.1:9 cannot connect")
+    settings = Settings(data_dir=tmp_path)
+    deps = AppDeps(settings, None, ConversationStore(), component_health(parts))  # type: ignore[arg-type]
+    r = TestClient(create_app(deps, with_ui=False)).get("/healthz")
+    assert r.status_code == 503 and r.json()["status"] == "degraded"
+
+
+def test_conversations_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    store = ConversationStore(path)
+    store.append(
+        "slack:C1:1", ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="hello")
+    )
+    assert store.first_time("e1") and not store.first_time("e1")
+    store.close()
+    again = ConversationStore(path)
+    assert [m.content for m in again.history("slack:C1:1")] == ["hi", "hello"] and not again.first_time("e1")
