@@ -35,7 +35,9 @@ class LocalGenerator:
             raise GeneratorUnavailable(f"{model_dir} has no chat template: use an instruction-tuned model")
         self.name = Path(model_dir).name
         self.max_context = max_context
-        self._lock = threading.Lock()
+        # Re-entrant: the guard scores the answer so far (choice_logprobs) from inside the consumer's
+        # loop over stream(), on the same thread that holds the lock for the stream.
+        self._lock = threading.RLock()
         self._last_ids: torch.Tensor | None = None
         self._prefix: tuple[torch.Tensor, object] | None = None  # (token ids, their KV cache)
 

@@ -8,6 +8,7 @@ head contexts [B, T, H*d] from the same forward pass, so the head vectors cost n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ class MultiHeadEmbedder:
             (local.parent.name if local.name == "model" else local.name) if local.exists() else path
         )
         self._captured: torch.Tensor | None = None
+        self._lock = threading.Lock()
         self._projection().register_forward_pre_hook(self._capture)
 
     def _projection(self) -> torch.nn.Module:
@@ -110,8 +112,14 @@ class MultiHeadEmbedder:
     def embed_one(self, text: str) -> MultiHeadEmbeddings:
         return self.embed([text])
 
-    @torch.inference_mode()
     def _embed_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        # The hook hands the head outputs over through `self._captured`: one batch at a time, or two
+        # server threads (web chat, webhooks, moderation) would read each other's heads.
+        with self._lock:
+            return self._embed_batch_locked(texts)
+
+    @torch.inference_mode()
+    def _embed_batch_locked(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         enc = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)

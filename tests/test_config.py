@@ -28,3 +28,18 @@ def test_environment_switches_to_a_server(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_chunker_signature_follows_chunk_settings() -> None:
     assert Settings(chunk_size=100).chunker_signature != Settings(chunk_size=120).chunker_signature
+
+
+def test_compose_wires_real_servers_by_variables_the_bot_reads() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[1] / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
+    assert services["vllm"]["image"].startswith("vllm/vllm-openai:")
+    env = services["bot"]["environment"]
+    assert env["QDRANT_URL"] == "http://qdrant:6333" and env["RAGBOT_VLLM_URL"] == "http://vllm:8000/v1"
+    fields = set(Settings.model_fields)
+    for name in env:
+        if name.startswith("RAGBOT_"):
+            assert name.removeprefix("RAGBOT_").lower() in fields, name

@@ -57,3 +57,31 @@ def test_end_to_end_turn_with_real_model(
     assert len(updates) > 3  # streamed
     assert final.standalone_question and final.standalone_question != ""
     assert any(s.source.endswith("volcano.md") for s in final.sources)
+
+
+def test_guarded_turn_checks_the_stream_with_the_same_model(
+    generator: LocalGenerator, ingestor: Ingestor, store: VectorStore, corpus: Path
+) -> None:
+    """The output check scores the answer while the same model is still streaming it (no deadlock)."""
+    import threading
+
+    from guardrails import Guard, ModerationPolicy, SelfReflectionClassifier
+
+    ingestor.ingest_paths([corpus])
+    classifier = SelfReflectionClassifier(generator)
+    guard = Guard(classifier, ModerationPolicy(threshold=1.0), chunk_chars=20)  # check, never flag
+    service = ChatService(
+        Retriever(ingestor.embedder, store),
+        generator,
+        RetrievalSettings(k=2),
+        guard=guard,
+        max_answer_tokens=40,
+    )
+    result: list = []
+    worker = threading.Thread(target=lambda: result.extend(service.turn("What buried Pompeii?")), daemon=True)
+    worker.start()
+    worker.join(240)
+    assert not worker.is_alive(), "the guarded turn deadlocked"
+    final = result[-1]
+    assert final.done and final.error is None and final.text and final.verdict is None
+    assert len(result) >= 2  # released in checked chunks before the end
