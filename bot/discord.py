@@ -11,16 +11,15 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnUpdate
 from bot.conversations import ConversationStore
 from bot.replies import reply_text, split_message
-from retrieval.generator import ChatMessage
+from bot.webhook_turns import WebhookOutcome, answer_remembered
 
 log = logging.getLogger(__name__)
 PING, APPLICATION_COMMAND = 1, 2
@@ -41,11 +40,7 @@ class DiscordQuestion:
         return f"discord:{self.channel_id}"
 
 
-@dataclass(frozen=True)
-class DiscordOutcome:
-    status: int
-    body: dict[str, Any]
-    question: DiscordQuestion | None = None
+DiscordOutcome = WebhookOutcome[DiscordQuestion]
 
 
 class DiscordInteractions:
@@ -89,21 +84,19 @@ class DiscordInteractions:
         return DiscordOutcome(200, {"type": DEFERRED_CHANNEL_MESSAGE}, question)
 
     def answer(self, question: DiscordQuestion) -> None:
-        history = self.conversations.history(question.conversation)
-        update = self.service.answer(question.text, history)
-        pieces = split_message(reply_text(update), DISCORD_LIMIT)
-        hook = f"{self.api_url}/webhooks/{question.application_id}/{question.token}"
-        try:
-            with httpx.Client(timeout=15) as client:
-                client.patch(f"{hook}/messages/@original", json={"content": pieces[0]}).raise_for_status()
-                for piece in pieces[1:]:
-                    client.post(hook, json={"content": piece}).raise_for_status()
-        except httpx.HTTPError:
-            log.exception("could not deliver the answer to Discord")
-            return
-        if not update.error:
-            self.conversations.append(
-                question.conversation,
-                ChatMessage(role="user", content=question.text),
-                ChatMessage(role="assistant", content=update.text),
-            )
+        """Replace the deferred response with the answer, continuing in follow-ups past 2,000 chars."""
+
+        def deliver(update: TurnUpdate) -> bool:
+            pieces = split_message(reply_text(update), DISCORD_LIMIT)
+            hook = f"{self.api_url}/webhooks/{question.application_id}/{question.token}"
+            try:
+                with httpx.Client(timeout=15) as client:
+                    client.patch(f"{hook}/messages/@original", json={"content": pieces[0]}).raise_for_status()
+                    for piece in pieces[1:]:
+                        client.post(hook, json={"content": piece}).raise_for_status()
+                return True
+            except httpx.HTTPError:
+                log.exception("could not deliver the answer to Discord")
+                return False
+
+        answer_remembered(self.service, self.conversations, question.conversation, question.text, deliver)

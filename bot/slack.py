@@ -11,15 +11,14 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnUpdate
 from bot.conversations import ConversationStore
 from bot.replies import reply_text
-from retrieval.generator import ChatMessage
+from bot.webhook_turns import WebhookOutcome, answer_remembered
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@[A-Z0-9]+>\s*")
@@ -36,11 +35,7 @@ class SlackQuestion:
         return f"slack:{self.channel}:{self.thread_ts}"
 
 
-@dataclass(frozen=True)
-class SlackOutcome:
-    status: int
-    body: dict[str, Any]
-    question: SlackQuestion | None = None  # to answer after responding
+SlackOutcome = WebhookOutcome[SlackQuestion]
 
 
 class SlackEvents:
@@ -79,17 +74,15 @@ class SlackEvents:
 
     def answer(self, question: SlackQuestion) -> None:
         """Answer in the thread; runs after the acknowledgement was sent."""
-        history = self.conversations.history(question.conversation)
-        update = self.service.answer(question.text, history)
-        text = reply_text(update)
-        try:
-            self.client.chat_postMessage(channel=question.channel, thread_ts=question.thread_ts, text=text)
-        except Exception:  # Slack down or token revoked: logged, the user's thread shows nothing new
-            log.exception("could not post the answer to Slack")
-            return
-        if not update.error:
-            self.conversations.append(
-                question.conversation,
-                ChatMessage(role="user", content=question.text),
-                ChatMessage(role="assistant", content=update.text),
-            )
+
+        def post(update: TurnUpdate) -> bool:
+            try:
+                self.client.chat_postMessage(
+                    channel=question.channel, thread_ts=question.thread_ts, text=reply_text(update)
+                )
+                return True
+            except Exception:  # Slack down or token revoked: logged; the thread shows nothing new
+                log.exception("could not post the answer to Slack")
+                return False
+
+        answer_remembered(self.service, self.conversations, question.conversation, question.text, post)

@@ -13,6 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 
+def send_json(handler: BaseHTTPRequestHandler, body: object, status: int = 200) -> None:
+    """Write a JSON response from a test HTTP handler."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass
 class Captured:
     method: str
@@ -35,12 +45,7 @@ class CaptureServer:
                 else:
                     body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 captured.append(Captured(self.command, self.path, body))
-                out = json.dumps({"ok": True, "id": str(len(captured))}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                send_json(self, {"ok": True, "id": str(len(captured))})
 
             do_POST = do_PATCH = _handle
 

@@ -89,18 +89,14 @@ def test_local_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) 
 
 def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor, corpus: Path) -> None:
     """A server that answered at start-up and then went away: the turn says so, no traceback."""
-    import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from tests.capture_server import send_json
+
     class Handshake(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # only the start-up check; this is not a Qdrant replacement
-            body = json.dumps({"result": {"collections": []}, "status": "ok", "time": 0}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, {"result": {"collections": []}, "status": "ok", "time": 0})
 
         def log_message(self, *args: object) -> None:
             pass

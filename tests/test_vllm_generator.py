@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from retrieval.generator import ChatMessage, Generator, GeneratorUnavailable
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from tests.capture_server import send_json
 
 QUESTION = [ChatMessage(role="user", content="What is the capital of France? Answer in one sentence.")]
 
@@ -46,12 +46,7 @@ def test_transient_errors_are_retried_with_backoff() -> None:
                 self.send_response(503)
                 self.end_headers()
                 return
-            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Paris."}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, {"choices": [{"message": {"role": "assistant", "content": "Paris."}}]})
 
         def log_message(self, *args: object) -> None:
             pass

@@ -1,0 +1,41 @@
+"""What the Slack and Discord endpoints share: a triage outcome, and answering with memory.
+
+Both platforms want an acknowledgement within 3 seconds, so a request is triaged into an
+outcome (status, body, and maybe a question) and the question is answered afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from bot.chat import ChatService, TurnUpdate
+from bot.conversations import ConversationStore
+from retrieval.generator import ChatMessage
+
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True)
+class WebhookOutcome(Generic[Q]):
+    status: int
+    body: dict[str, Any]
+    question: Q | None = None  # to answer after the response has gone out
+
+
+def answer_remembered(
+    service: ChatService,
+    conversations: ConversationStore,
+    conversation: str,
+    text: str,
+    deliver: Callable[[TurnUpdate], bool],
+) -> None:
+    """Answer with the conversation's history; remember the exchange once it was delivered."""
+    update = service.answer(text, conversations.history(conversation))
+    if deliver(update) and not update.error:
+        conversations.append(
+            conversation,
+            ChatMessage(role="user", content=text),
+            ChatMessage(role="assistant", content=update.text),
+        )
