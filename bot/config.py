@@ -46,13 +46,15 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(256, ge=16, le=4096)
 
     moderation: Literal["self", "knn", "ensemble", "off"] = Field(
-        "ensemble", description="Moderation classifier: the generator itself, nearest neighbours, or both."
+        "self", description="Moderation classifier: the generator itself, nearest neighbours, or both."
     )
     moderation_categories: str = Field(
         "illegal,hate,advice",
         description="Enforced categories: illegal, hate, advice, sexual, selfharm, all, none.",
     )
-    moderation_threshold: float = Field(0.5, gt=0, le=1)
+    moderation_threshold: float = Field(
+        0.6, gt=0, le=1, description="Chosen on a development sample: see bench/moderation.py."
+    )
     moderation_chunk_chars: int = Field(
         400, ge=0, description="Check the streamed answer every N characters (0: once at the end)."
     )

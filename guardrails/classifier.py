@@ -87,7 +87,7 @@ class SelfReflectionClassifier:
     """Asks the generator for the category of a user message or of an answer it drafted."""
 
     def __init__(
-        self, generator: Generator, few_shot: bool = True, calibrate: bool = True, max_chars: int = 2000
+        self, generator: Generator, few_shot: bool = True, calibrate: bool = False, max_chars: int = 2000
     ) -> None:
         self.generator = generator
         self.few_shot = few_shot
@@ -129,8 +129,9 @@ class SelfReflectionClassifier:
     def prior(self, stage: str) -> Scores:
         """The label distribution for content-free inputs: the model's bias, whatever the text.
 
-        Contextual calibration (Zhao et al. 2021): dividing by it removes a small model's lean
-        towards some label words, which otherwise decides most borderline cases.
+        Contextual calibration (Zhao et al. 2021) divides by it to remove a lean towards some label
+        words. Off by default: for moderation the content-free prior is nearly all "safe", so
+        dividing by it pushes every real message towards a harmful label (bench/moderation.py).
         """
         if stage not in self._prior:
             blanks = ["", "N/A", "..."]

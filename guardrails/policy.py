@@ -43,7 +43,9 @@ class Verdict:
 @dataclass(frozen=True)
 class ModerationPolicy:
     enforced: frozenset[Category] = DEFAULT_ENFORCED
-    threshold: float = 0.5  # flag when the enforced categories hold at least this much probability
+    # Flag when the enforced categories hold at least this much probability. 0.6 was chosen on a
+    # development sample of the OpenAI moderation set (benign refusals 45% at 0.5, 20% at 0.6).
+    threshold: float = 0.6
 
     def decide(self, scores: Scores, stage: str = "input") -> Verdict:
         harm = sum(p for c, p in scores.items() if c in self.enforced)
