@@ -52,7 +52,11 @@ def grounded_messages(
     """System guardrail, the last few turns, then the fenced, numbered sources and the question."""
     body = "\n\n".join(f"[{n}] {defang(s.title)}\n{defang(s.text)}" for n, s in enumerate(sources, start=1))
     recent = [m for m in history if m.role in ("user", "assistant")][-history_turns:]
-    user = f"<<<SOURCES>>>\n{body or '(no sources found)'}\n<<<END SOURCES>>>\n\nQuestion: {defang(question)}"
+    user = (
+        f"<<<SOURCES>>>\n{body or '(no sources found)'}\n<<<END SOURCES>>>\n\n"
+        f"Question: {defang(question)}\n\n"
+        "Answer from the sources above in plain sentences, citing them like [1]."
+    )
     return [
         ChatMessage(role="system", content=system_prompt(operator_extra)),
         *recent,
