@@ -103,11 +103,8 @@ class LocalGenerator:
             logits = self._next_token_logits(ids)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         values, indices = torch.topk(logprobs, 50)
-        top: dict[str, float] = {}
-        for value, index in zip(values.tolist(), indices.tolist(), strict=True):
-            token = self.tokenizer.decode([index])
-            top[token] = max(value, top.get(token, float("-inf")))
-        return match_choices(top, choices)
+        tokens = [self.tokenizer.decode([index]) for index in indices.tolist()]
+        return match_choices(zip(tokens, values.tolist(), strict=True), choices)
 
     def _next_token_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits after `ids`, reusing the KV cache of a shared prompt prefix.

@@ -100,10 +100,7 @@ class VLLMGenerator:
         content = (data["choices"][0].get("logprobs") or {}).get("content") or []
         if not content:
             raise GeneratorUnavailable("The vLLM server returned no log-probabilities.")
-        top = {}
-        for entry in content[0]["top_logprobs"]:
-            top[entry["token"]] = max(entry["logprob"], top.get(entry["token"], float("-inf")))
-        return match_choices(top, choices)
+        return match_choices(((e["token"], e["logprob"]) for e in content[0]["top_logprobs"]), choices)
 
     def ping(self) -> None:
         """Raise GeneratorUnavailable unless the server answers now (one quick try, for health checks)."""

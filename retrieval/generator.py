@@ -6,7 +6,7 @@ Defined here because query rewriting needs it; implementations live in `bot.loca
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -46,8 +46,10 @@ class Generator(Protocol):
         ...
 
 
-def match_choices(top: dict[str, float], choices: Sequence[str]) -> dict[str, float]:
-    """Map a next-token distribution (token text -> log-prob) onto choices by case-insensitive prefix.
+def match_choices(candidates: Iterable[tuple[str, float]], choices: Sequence[str]) -> dict[str, float]:
+    """Map next-token candidates (token text, log-prob) onto choices by case-insensitive prefix.
+
+    Token ids that decode to the same text count once, with their best log-prob.
 
     A choice's score is its best-scoring token that starts it ("ille" for "illegal"). Tokens shorter
     than three characters are ignored unless they are the whole choice: "a" or "S" would otherwise
@@ -55,6 +57,9 @@ def match_choices(top: dict[str, float], choices: Sequence[str]) -> dict[str, fl
     more characters in common tokenizers. Choices with no token among `top` get a floor below the
     lowest seen.
     """
+    top: dict[str, float] = {}
+    for token, logprob in candidates:
+        top[token] = max(logprob, top.get(token, float("-inf")))
     floor = min(top.values(), default=0.0) - 5.0
     scores = dict.fromkeys(choices, floor)
     for token, logprob in top.items():

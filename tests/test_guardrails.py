@@ -57,7 +57,7 @@ def test_policy_enforces_only_selected_categories() -> None:
 
 def test_match_choices_ignores_ambiguous_short_tokens() -> None:
     top = {"A": -0.1, "off": -1.0, "safe": -2.0, " S": -0.2}
-    scores = match_choices(top, ["safe", "offensive", "professional"])
+    scores = match_choices(top.items(), ["safe", "offensive", "professional"])
     assert scores["offensive"] == -1.0 and scores["safe"] == -2.0
     assert scores["professional"] == pytest.approx(-7.0)  # below the lowest seen: no token started it
 
