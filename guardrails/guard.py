@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from guardrails.categories import Category
 from guardrails.classifier import Classifier
 from guardrails.policy import ModerationPolicy, Verdict
 from guardrails.prompts import system_prompt
@@ -61,13 +62,12 @@ class Guard:
 
     def check_input(self, message: str) -> Verdict:
         if not self.enabled:
-            return ModerationPolicy(frozenset()).decide({}, "input")
-        scores = self.classifier.classify_prompt(message)
-        return self._record(self.policy.decide(scores, "input"), message)
+            return Verdict(False, Category.SAFE, 0.0, stage="input")
+        return self._record(self.policy.decide(self.classifier.classify_prompt(message), "input"), message)
 
     def check_output(self, question: str, answer: str) -> Verdict:
         if not self.enabled:
-            return ModerationPolicy(frozenset()).decide({}, "output")
+            return Verdict(False, Category.SAFE, 0.0, stage="output")
         scores = self.classifier.classify_answer(question, answer)
         return self._record(self.policy.decide(scores, "output"), answer)
 
@@ -76,16 +76,15 @@ class Guard:
         if not self.enabled:
             yield from (GuardedPiece(p) for p in pieces)
             return
-        answer, pending, checked_upto = "", "", 0
+        answer, pending = "", ""  # all of it so far; the part not yet checked and released
         for piece in pieces:
             answer += piece
             pending += piece
-            if self.chunk_chars and len(answer) - checked_upto >= self.chunk_chars:
+            if self.chunk_chars and len(pending) >= self.chunk_chars:
                 verdict = self.check_output(question, answer)
                 if verdict.flagged:
                     yield GuardedPiece(verdict=verdict)
                     return
-                checked_upto = len(answer)
                 yield GuardedPiece(pending)
                 pending = ""
         verdict = self.check_output(question, answer)
