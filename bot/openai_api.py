@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 
 from pydantic import BaseModel, Field
 
@@ -40,12 +41,7 @@ def _split(request: CompletionRequest) -> tuple[str, list[ChatMessage]]:
 
 
 def _extras(update: TurnUpdate) -> dict[str, object]:
-    extras: dict[str, object] = {
-        "sources": [
-            {"number": s.number, "title": s.title, "source": s.source, "snippet": s.snippet, "cited": s.cited}
-            for s in update.sources
-        ]
-    }
+    extras: dict[str, object] = {"sources": [asdict(s) for s in update.sources]}
     if update.verdict:
         extras["moderation"] = {"flagged": True, "category": update.verdict.category.value,
                                 "stage": update.verdict.stage}  # fmt: skip
@@ -56,7 +52,8 @@ def complete(service: ChatService, request: CompletionRequest) -> dict[str, obje
     question, history = _split(request)
     update = service.answer(question, history)
     if update.error:
-        raise ApiError(STATUS[update.error_kind or "internal"], update.error, update.error_kind or "internal")
+        kind = update.error_kind or "internal"
+        raise ApiError(STATUS[kind], update.error, kind)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -87,9 +84,9 @@ def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
             break
         if update.verdict:  # the refusal replaces whatever was shown (nothing, with the guard)
             yield chunk({"content": update.text})
-        elif update.text[shown:] and len(update.text) >= shown:
+        elif update.text[shown:]:
             yield chunk({"content": update.text[shown:]})
             shown = len(update.text)
-        if update.done and not update.error:
+        if update.done:  # errors left the loop above
             yield chunk({}, "stop", **_extras(update))
     yield "data: [DONE]\n\n"
