@@ -115,15 +115,12 @@ def llm_scores(
     ids = [hashlib.sha1(i.text.encode()).hexdigest() for i in items]
     todo = [(n, i) for n, i in enumerate(items) if ids[n] not in cached]
     if todo or "prior" not in cached:
-        if vllm_url:
-            from bot.vllm_generator import VLLMGenerator
+        from bot.config import Settings
+        from bot.factory import Components
 
-            classifier.generator = VLLMGenerator(vllm_url, model)
-        else:
-            from bot.local_generator import LocalGenerator
-            from bot.models import resolve_model_dir
-
-            classifier.generator = LocalGenerator(resolve_model_dir(model))
+        # The bot's own choice: the vLLM server when a URL is given, else the in-process model.
+        settings = Settings(generator_model=model, vllm_url=vllm_url, vllm_model=model)
+        classifier.generator = Components(settings).generator
         start = time.perf_counter()
         with cache.open("a") as out:
 
