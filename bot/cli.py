@@ -8,11 +8,15 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from retrieval.generator import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
 from retrieval.types import Method
+
+if TYPE_CHECKING:  # imported when needed: only `--vllm` starts a server
+    from bot.vllm_server import VLLMServer
 
 DESCRIPTION = """\
 ragbot: a chat assistant that answers from your documents, with citations.
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
 
-def _start_vllm(settings: Settings):
+def _start_vllm(settings: Settings) -> VLLMServer:
     from bot.models import resolve_model_dir
     from bot.vllm_server import VLLMServer, VLLMServerError
 
