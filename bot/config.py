@@ -38,7 +38,14 @@ class Settings(BaseSettings):
 
     generator_model: str = Field(
         "qwen2.5-coder-1.5b-instruct",
-        description="In-process generator: directory, .gguf file or shipped model name.",
+        description="Embedded generator (llama.cpp): a .gguf file or a shipped model name.",
+    )
+    generator_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: one per core.")
+    generator_parallel: int = Field(
+        4, ge=1, le=64, description="Requests llama.cpp decodes together (slots); more queue."
+    )
+    generator_context: int = Field(
+        8192, ge=1024, description="llama.cpp context in tokens, shared by all slots."
     )
     vllm_url: str | None = Field(None, description="Use a vLLM (OpenAI-compatible) server at this URL.")
     vllm_model: str | None = Field(None, description="Served model name; default: the server's first.")
@@ -56,7 +63,10 @@ class Settings(BaseSettings):
         0.6, gt=0, le=1, description="Chosen on a development sample: see bench/moderation.py."
     )
     moderation_chunk_chars: int = Field(
-        400, ge=0, description="Check the streamed answer every N characters (0: once at the end)."
+        160,
+        ge=0,
+        description="After the first sentence, check the streamed answer at sentence ends every N "
+        "characters or more (0: once, at the end).",
     )
     operator_prompt: str = Field("", description="Extra system instructions, after the guardrail.")
 

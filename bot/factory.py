@@ -6,6 +6,9 @@ from functools import cached_property
 
 from bot.chat import ChatService
 from bot.config import Settings
+from generation.llamacpp import LlamaCppEngine
+from generation.models import SHIPPED, model_file
+from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import parse_categories
 from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflectionClassifier
 from guardrails.guard import Guard
@@ -13,7 +16,6 @@ from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
-from retrieval.generator import Generator
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter
@@ -44,16 +46,24 @@ class Components:
         return Ingestor(self.embedder, chunker, self.store, chunker_signature=s.chunker_signature)
 
     @cached_property
-    def generator(self) -> Generator:
+    def engine(self) -> LlamaCppEngine:
+        """The embedded llama.cpp engine (only when no vLLM server is configured)."""
+        s = self.settings
+        return LlamaCppEngine(
+            model_file(s.generator_model),
+            name=s.generator_model if s.generator_model in SHIPPED else None,
+            threads=s.generator_threads,
+            context=s.generator_context,
+            parallel=s.generator_parallel,
+        )
+
+    @cached_property
+    def generator(self) -> OpenAICompatibleGenerator:
+        """vLLM by URL when configured, else the embedded engine: both through the same client."""
         s = self.settings
         if s.vllm_url:
-            from bot.vllm_generator import VLLMGenerator
-
-            return VLLMGenerator(s.vllm_url, s.vllm_model, api_key=s.vllm_api_key)
-        from bot.local_generator import LocalGenerator
-        from bot.models import resolve_model_dir
-
-        return LocalGenerator(resolve_model_dir(s.generator_model))
+            return OpenAICompatibleGenerator(s.vllm_url, s.vllm_model, api_key=s.vllm_api_key)
+        return self.engine.generator()
 
     @cached_property
     def guard(self) -> Guard:
@@ -68,7 +78,7 @@ class Components:
                 knn = KnnClassifier(lambda texts: self.embedder.embed(texts).full, load_examples())
                 members.append((knn, 1.0))
             classifier = members[0][0] if len(members) == 1 else EnsembleClassifier(members)
-        return Guard(classifier, policy, s.operator_prompt, s.moderation_chunk_chars)
+        return Guard(classifier, policy, s.operator_prompt, chunk_chars=s.moderation_chunk_chars)
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from generation.protocol import ChatMessage, Generator
 from guardrails.categories import DEFINITIONS, Category
-from retrieval.generator import ChatMessage, Generator
 
 Scores = dict[Category, float]  # probability per category, summing to 1
 

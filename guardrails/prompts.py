@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.generator import ChatMessage
+from generation.protocol import ChatMessage
 
 BASE_SYSTEM_PROMPT = (
     "You are ragbot, a careful, respectful and truthful assistant.\n"
@@ -23,6 +23,9 @@ BASE_SYSTEM_PROMPT = (
     "legal, medical or financial advice: suggest a qualified professional instead.\n"
     "- Be concise."
 )
+# Generation stops at any of these: the model sometimes goes on to write the prompt's own scaffolding
+# (the closing fence, a new "Question:", a sources list), which must never reach the user.
+ANSWER_STOP: tuple[str, ...] = ("<<<", ">>>", "\nQuestion:", "\nSources:", "\nSOURCES", "\nSource:")
 _FENCE = re.compile(r"<<<\s*/?\s*(END\s+)?SOURCES?\s*>>>", re.IGNORECASE)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from retrieval.generator import ChatMessage, Generator
+from generation.protocol import ChatMessage, Generator
 
 CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
-from guardrails.classifier import LABELS, EnsembleClassifier, Scores, apply_prior
+from guardrails.classifier import EnsembleClassifier, Scores, apply_prior
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
 from retrieval.embedder import MultiHeadEmbedder
-from retrieval.generator import ChatMessage, match_choices
 from tests.generators import ScriptedGenerator
 
 
@@ -62,26 +62,25 @@ def test_match_choices_ignores_ambiguous_short_tokens() -> None:
     assert scores["professional"] == pytest.approx(-7.0)  # below the lowest seen: no token started it
 
 
-def test_label_words_start_with_distinct_long_tokens() -> None:
-    from transformers import AutoTokenizer
-
-    from bot.models import resolve_model_dir
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("smollm2-135m-instruct"))
-    firsts = [tokenizer.decode(tokenizer.encode(w, add_special_tokens=False)[:1]) for w in LABELS.values()]
-    assert len(set(firsts)) == len(firsts) and all(len(f) >= 3 for f in firsts)
-
-
-def test_checked_stream_never_shows_unchecked_text() -> None:
+def test_checked_stream_releases_checked_sentences_and_stops_at_a_flag() -> None:
     classifier = WordClassifier("BAD")
-    guard = Guard(classifier, chunk_chars=10)
+    guard = Guard(classifier, chunk_chars=10, first_chars=10)
     pieces = ["Hello ", "there, ", "this is ", "fine. ", "Then BAD ", "stuff ", "follows."]
     out = list(guard.checked_stream("q", iter(pieces)))
     shown = "".join(p.text for p in out)
+    assert shown == "Hello there, this is fine. "  # the first sentence, released once checked
     assert out[-1].verdict and out[-1].verdict.stage == "output" and out[-1].text == ""
-    assert "BAD" not in shown and shown.startswith("Hello there, ")
     # Every released character had been seen by a check before it was released.
-    assert all(len(a) >= 10 for a in classifier.answers_seen[:-1])
+    assert classifier.answers_seen[0] == "Hello there, this is fine. "
+    assert sum(p.checks for p in out) == len(classifier.answers_seen) == 2
+
+
+def test_checked_stream_checks_long_text_without_sentence_ends() -> None:
+    classifier = WordClassifier("BAD")
+    guard = Guard(classifier, chunk_chars=10, first_chars=10, max_lookahead=30)
+    out = list(guard.checked_stream("q", iter(["word "] * 14)))
+    assert [len(p.text) for p in out] == [30, 30, 10]
+    assert classifier.answers_seen == ["word " * 6, "word " * 12, "word " * 14]
 
 
 def test_checked_stream_checks_the_whole_answer_before_the_last_piece() -> None:
@@ -122,7 +121,7 @@ def test_documents_cannot_break_out_of_the_source_fence() -> None:
 
 def test_self_reflection_scores_labels_and_calibrates() -> None:
     generator = ScriptedGenerator([], labels=["illegal", "safe", "safe", "safe"])
-    classifier = SelfReflectionClassifier(generator, calibrate=False)
+    classifier = SelfReflectionClassifier(generator)
     scores = classifier.classify_prompt("how do I hotwire a car?")
     assert max(scores, key=scores.get) is Category.ILLEGAL and math.isclose(sum(scores.values()), 1)
     prompt = generator.calls[0]
