@@ -24,8 +24,18 @@ from bot.events import (
     TurnTimings,
 )
 from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
+from guardrails.classifier import softmax
 from guardrails.guard import Guard
-from guardrails.prompts import ANSWER_STOP, PromptSource, grounded_messages
+from guardrails.injection import quarantine as quarantine_text
+from guardrails.prompts import (
+    ABSTENTION,
+    ANSWER_INSTRUCTION,
+    ANSWER_STOP,
+    ANSWERABLE_INSTRUCTION,
+    PromptSource,
+    grounded_messages,
+)
+from retrieval.passages import focus
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable
 from retrieval.types import ScoredChunk
@@ -54,10 +64,23 @@ def build_prompt(
     chunks: Sequence[ScoredChunk],
     history: Sequence[ChatMessage],
     operator_prompt: str = "",
+    instruction: str = ANSWER_INSTRUCTION,
+    spotlight: bool = False,
+    plain: bool = False,
 ) -> list[ChatMessage]:
     """The guardrailed, grounded prompt: numbered sources fenced as data, then the question."""
     sources = [PromptSource(sc.chunk.title, sc.chunk.text) for sc in chunks]
-    return grounded_messages(question, sources, history, operator_prompt)
+    return grounded_messages(
+        question, sources, history, operator_prompt, instruction=instruction, spotlight=spotlight, plain=plain
+    )
+
+
+def _quarantined(sc: ScoredChunk) -> ScoredChunk:
+    text, removed = quarantine_text(sc.chunk.text)
+    if not removed:
+        return sc
+    log.warning("quarantined %d instruction-like sentence(s) in %s", len(removed), sc.chunk.source)
+    return ScoredChunk(chunk=sc.chunk.model_copy(update={"text": text}), score=sc.score)
 
 
 def numbered_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
@@ -90,6 +113,12 @@ class ChatService:
         guard: Guard | None = None,
         max_answer_tokens: int = 256,
         max_message_chars: int = 4000,
+        prompt_chars: int = 0,
+        abstain_below: float = 0.0,
+        check_grounding: bool = False,
+        quarantine: bool = False,
+        spotlight: bool = False,
+        plain_prompt: bool = False,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
@@ -97,6 +126,22 @@ class ChatService:
         self.guard = guard or Guard(None)
         self.max_answer_tokens = max_answer_tokens
         self.max_message_chars = max_message_chars
+        self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
+        self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
+        self.check_grounding = check_grounding  # numbers and names must come from the sources
+        self.quarantine = quarantine  # cut instruction-like sentences out of sources
+        self.spotlight = spotlight  # datamark source text
+        self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
+
+    def prompt_chunks(self, question: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+        """The chunks as the prompt shows them: instruction-like text quarantined, focused on the
+        question when a budget is set."""
+        out = list(chunks)
+        if self.quarantine:
+            out = [_quarantined(sc) for sc in out]
+        if self.prompt_chars:
+            out = focus(question, out, self.retriever.embedder, self.prompt_chars)
+        return out
 
     def answer(self, message: str, history: Sequence[ChatMessage] = ()) -> TurnEnd:
         """The end of a turn, for channels that cannot stream (webhooks)."""
@@ -140,10 +185,27 @@ class ChatService:
         retrieval_s = time.perf_counter() - t
         sources = numbered_sources(result.chunks)
         yield Started(standalone, sources)
-        prompt = build_prompt(standalone, result.chunks, history, self.guard.operator_prompt)
+        chunks = self.prompt_chunks(standalone, result.chunks)
+        op = self.guard.operator_prompt
+        if self.abstain_below and chunks:
+            gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
+            answerable = softmax(self.generator.choice_logprobs(gate, ["yes", "no"]))["yes"]
+            log.info("answerable p=%.3f for %r", answerable, standalone)
+            if answerable < self.abstain_below:
+                yield Delta(ABSTENTION)
+                timings = TurnTimings(retrieval_s, moderation_s, checks, time.perf_counter() - start,
+                                      time.perf_counter() - start)  # fmt: skip
+                yield Answered(ABSTENTION, sources, standalone, timings, answerable)
+                return
+        else:
+            answerable = None
+        prompt = build_prompt(
+            standalone, chunks, history, op, spotlight=self.spotlight, plain=self.plain_prompt
+        )
         pieces = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
         text, first_text_s = "", None
-        for piece in self.guard.checked_stream(standalone, pieces):
+        evidence = [*(c.chunk.text for c in chunks), standalone, question] if self.check_grounding else None
+        for piece in self.guard.checked_stream(standalone, pieces, evidence):
             moderation_s += piece.check_seconds
             checks += piece.checks
             if piece.verdict:
@@ -152,6 +214,14 @@ class ChatService:
                 )
                 yield Refused(piece.verdict, standalone, retracted=bool(text), timings=timings)
                 return
+            if piece.unsupported:
+                # The answer states something its sources do not: it ends before that piece.
+                log.info("unsupported %s in answer to %r", piece.unsupported, standalone)
+                if not text.strip():
+                    text = ABSTENTION
+                    first_text_s = time.perf_counter() - start
+                    yield Delta(ABSTENTION)
+                break
             if piece.text:
                 if first_text_s is None:
                     first_text_s = time.perf_counter() - start
@@ -159,4 +229,4 @@ class ChatService:
                 yield Delta(piece.text)
         answer = text.strip()
         timings = TurnTimings(retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start)
-        yield Answered(answer, mark_cited(answer, sources), standalone, timings)
+        yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable)

@@ -47,13 +47,21 @@ class Settings(BaseSettings):
     generator_context: int = Field(
         8192, ge=1024, description="llama.cpp context in tokens, shared by all slots."
     )
+    generator_speculative: Literal["none", "ngram", "draft"] = Field(
+        "none", description="Speculative decoding: n-gram lookup in the context, or a draft model."
+    )
+    generator_draft_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Draft model for generator_speculative=draft."
+    )
     vllm_url: str | None = Field(None, description="Use a vLLM (OpenAI-compatible) server at this URL.")
     vllm_model: str | None = Field(None, description="Served model name; default: the server's first.")
     vllm_api_key: str | None = None
     max_answer_tokens: int = Field(256, ge=16, le=4096)
 
-    moderation: Literal["self", "knn", "ensemble", "off"] = Field(
-        "self", description="Moderation classifier: the generator itself, nearest neighbours, or both."
+    moderation: Literal["self", "probe", "self+probe", "knn", "ensemble", "off"] = Field(
+        "self",
+        description="Moderation classifier: the generator's own label (self), a linear probe on its "
+        "hidden state (probe, embedded engine only), both averaged, nearest neighbours, or off.",
     )
     moderation_categories: str = Field(
         "illegal,hate,advice",
@@ -71,6 +79,19 @@ class Settings(BaseSettings):
     operator_prompt: str = Field("", description="Extra system instructions, after the guardrail.")
 
     top_k: int = Field(4, ge=1, le=50)
+    abstain_below: float = Field(
+        0.0, ge=0, le=1, description="Say the documents do not say when P(they answer) is below this."
+    )
+    check_grounding: bool = Field(
+        False, description="Show no answer piece that states a number or name its sources lack."
+    )
+    quarantine: bool = Field(
+        True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."
+    )
+    spotlight: bool = Field(False, description="Datamark source text so the model tells data from orders.")
+    prompt_chars: int = Field(
+        0, ge=0, description="Source text given to the generator, focused on the question (0: whole chunks)."
+    )
     method: Method = Method.MRAG_HYBRID
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True

@@ -65,6 +65,7 @@ class Answered:
     sources: list[Source]
     standalone_question: str
     timings: TurnTimings = field(default_factory=TurnTimings)
+    answerable: float | None = None  # P(the sources answer the question), when the bot asked itself
 
     @property
     def cited(self) -> list[Source]:

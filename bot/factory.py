@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
+
+import numpy as np
 
 from bot.chat import ChatService
 from bot.config import Settings
@@ -14,6 +17,7 @@ from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflection
 from guardrails.guard import Guard
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
+from guardrails.probe import LinearProbe, ProbeClassifier, probe_path
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
@@ -45,6 +49,11 @@ class Components:
         chunker = Chunker(self.embedder.tokenizer, s.chunk_size, s.chunk_overlap)
         return Ingestor(self.embedder, chunker, self.store, chunker_signature=s.chunker_signature)
 
+    @property
+    def draft_model_path(self) -> Path | None:
+        s = self.settings
+        return model_file(s.generator_draft_model) if s.generator_speculative == "draft" else None
+
     @cached_property
     def engine(self) -> LlamaCppEngine:
         """The embedded llama.cpp engine (only when no vLLM server is configured)."""
@@ -55,7 +64,14 @@ class Components:
             threads=s.generator_threads,
             context=s.generator_context,
             parallel=s.generator_parallel,
+            speculative=s.generator_speculative,
+            draft_model=self.draft_model_path,
+            embeddings=s.moderation in ("probe", "self+probe"),
         )
+
+    def hidden_states(self, texts: list[str]) -> np.ndarray:
+        """The generator's hidden states for messages (the probe's features)."""
+        return self.generator.hidden_states(texts)
 
     @cached_property
     def generator(self) -> OpenAICompatibleGenerator:
@@ -72,8 +88,13 @@ class Components:
         classifier: Classifier | None = None
         if s.moderation != "off" and policy.enforced:
             members: list[tuple[Classifier, float]] = []
+            labeller = SelfReflectionClassifier(self.generator)
+            if s.moderation in ("probe", "self+probe"):
+                probe = LinearProbe.load(probe_path(s.generator_model))
+                weight = 1.0 if s.moderation == "probe" else 0.5
+                members.append((ProbeClassifier(self.hidden_states, probe, labeller, weight), 1.0))
             if s.moderation in ("self", "ensemble"):
-                members.append((SelfReflectionClassifier(self.generator), 1.0))
+                members.append((labeller, 1.0))
             if s.moderation in ("knn", "ensemble"):
                 knn = KnnClassifier(lambda texts: self.embedder.embed(texts).full, load_examples())
                 members.append((knn, 1.0))
@@ -93,6 +114,11 @@ class Components:
             guard=self.guard,
             max_answer_tokens=s.max_answer_tokens,
             max_message_chars=s.max_message_chars,
+            prompt_chars=s.prompt_chars,
+            abstain_below=s.abstain_below,
+            check_grounding=s.check_grounding,
+            quarantine=s.quarantine,
+            spotlight=s.spotlight,
         )
 
     def retrieval_settings(self) -> RetrievalSettings:

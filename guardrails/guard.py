@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from generation.protocol import ChatMessage, Generator
 from guardrails.categories import Category
 from guardrails.classifier import Classifier
+from guardrails.grounding import unsupported
 from guardrails.policy import ModerationPolicy, Verdict
 from guardrails.prompts import system_prompt
 
@@ -39,6 +40,7 @@ class GuardedPiece:
     verdict: Verdict | None = None
     checks: int = 0
     check_seconds: float = 0.0
+    unsupported: tuple[str, ...] = ()  # numbers or names the sources do not contain: the answer ends
 
 
 def sentence_cut(text: str, min_chars: int) -> int:
@@ -96,9 +98,15 @@ class Guard:
         scores = self.classifier.classify_answer(question, answer)
         return self._record(self.policy.decide(scores, "output"), answer)
 
-    def checked_stream(self, question: str, pieces: Iterable[str]) -> Iterator[GuardedPiece]:
-        """Pass pieces through once moderation has seen them; stop with the verdict if one flags."""
-        if not self.enabled:
+    def checked_stream(
+        self, question: str, pieces: Iterable[str], evidence: Sequence[str] | None = None
+    ) -> Iterator[GuardedPiece]:
+        """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
+
+        With `evidence` (the sources' text and the question), each piece must also state no number
+        or name the evidence lacks (guardrails/grounding.py), or the answer ends before it.
+        """
+        if not self.enabled and evidence is None:
             yield from (GuardedPiece(p) for p in pieces)
             return
         answer, released = "", 0  # all of it so far; how much of it was checked and released
@@ -112,19 +120,25 @@ class Guard:
                 if not cut and self.chunk_chars and len(pending) >= self.max_lookahead:
                     cut = len(pending)
                 if cut:
-                    checked = self._checked(question, answer, pending)
+                    checked = self._checked(question, answer, pending, evidence)
                     yield checked
-                    if checked.verdict:
+                    if checked.verdict or checked.unsupported:
                         return
                     released = len(answer)
             if released < len(answer):
-                yield self._checked(question, answer, answer[released:])
+                yield self._checked(question, answer, answer[released:], evidence)
         finally:
             close = getattr(iterator, "close", None)
             if close:
                 close()  # a flagged or abandoned answer stops generating
 
-    def _checked(self, question: str, answer: str, pending: str) -> GuardedPiece:
+    def _checked(
+        self, question: str, answer: str, pending: str, evidence: Sequence[str] | None
+    ) -> GuardedPiece:
+        if evidence is not None and (claims := unsupported(pending, evidence)):
+            return GuardedPiece(unsupported=tuple(claims))
+        if not self.enabled:
+            return GuardedPiece(pending)
         start = time.perf_counter()
         verdict = self.check_output(question, answer)
         seconds = time.perf_counter() - start

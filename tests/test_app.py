@@ -233,7 +233,9 @@ def withdrawn(ingestor: Ingestor, store: VectorStore, corpus: Path) -> Iterator[
     ingestor.ingest_paths([corpus])
 
     def make() -> ChatService:
-        gen = ScriptedGenerator([ANSWER + " Then something hateful."], labels=["safe", "safe", "offensive"])
+        gen = ScriptedGenerator(
+            [ANSWER + " Then something hateful."], labels=["safe", "safe", "unsafe", "violent"]
+        )
         guard = Guard(SelfReflectionClassifier(gen), chunk_chars=10, first_chars=10)
         return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
 
