@@ -24,7 +24,10 @@ class GeneratorUnavailable(RuntimeError):
 
 @runtime_checkable
 class Generator(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The served model's name, for logs and the status line."""
+        ...
 
     def complete(
         self,

@@ -90,11 +90,13 @@ class Guard:
     def check_input(self, message: str) -> Verdict:
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="input")
+        assert self.classifier is not None  # enabled
         return self._record(self.policy.decide(self.classifier.classify_prompt(message), "input"), message)
 
     def check_output(self, question: str, answer: str) -> Verdict:
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="output")
+        assert self.classifier is not None  # enabled
         scores = self.classifier.classify_answer(question, answer)
         return self._record(self.policy.decide(scores, "output"), answer)
 

@@ -280,7 +280,8 @@ class VectorStore:
         n_heads = self.n_heads
         names = [head_name(i) for i in range(n_heads)]
         stride = max(1, total // limit) if limit else 1
-        norms, heads = [], []
+        norms: list[list[float]] = []
+        heads: list[list[Any]] = []
         offset, index = None, 0
         while True:
             points, offset = self.client.scroll(
