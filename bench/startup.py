@@ -43,14 +43,20 @@ def main() -> None:
     }
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "bot.cli", "up"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{args.port}"
     ready = None
     try:
         while time.perf_counter() - start < args.timeout:
             if proc.poll() is not None:
-                raise SystemExit(f"ragbot up exited with {proc.returncode}:\n{proc.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise SystemExit(
+                    f"ragbot up exited with {proc.returncode}:\n{proc.stdout.read().decode()[-2000:]}"
+                )  # type: ignore[union-attr]
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                     ready = time.perf_counter() - start

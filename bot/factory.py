@@ -84,7 +84,9 @@ class Components:
     @cached_property
     def guard(self) -> Guard:
         s = self.settings
-        policy = ModerationPolicy(parse_categories(s.moderation_categories), s.moderation_threshold)
+        policy = ModerationPolicy(
+            parse_categories(s.moderation_categories), s.moderation_threshold, s.moderation_output_threshold
+        )
         classifier: Classifier | None = None
         if s.moderation != "off" and policy.enforced:
             members: list[tuple[Classifier, float]] = []

@@ -46,10 +46,15 @@ class ModerationPolicy:
     # Flag when the enforced categories hold at least this much probability. 0.6 was chosen on a
     # development sample of the OpenAI moderation set (benign refusals 45% at 0.5, 20% at 0.6).
     threshold: float = 0.6
+    # The drafted-answer check has its own threshold, chosen on the dev half of
+    # bench/output_check.py: at 0.8 no harmless answer (whole or its first sentence) was flagged,
+    # and every harmful or injection-obeying answer still was.
+    output_threshold: float = 0.8
 
     def decide(self, scores: Scores, stage: str = "input") -> Verdict:
         harm = sum(p for c, p in scores.items() if c in self.enforced)
-        if not self.enforced or harm < self.threshold:
+        threshold = self.output_threshold if stage == "output" else self.threshold
+        if not self.enforced or harm < threshold:
             return Verdict(False, Category.SAFE, harm, scores, stage)
         category = max(self.enforced, key=lambda c: scores.get(c, 0.0))
         return Verdict(True, category, harm, scores, stage)

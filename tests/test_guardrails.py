@@ -55,6 +55,24 @@ def test_policy_enforces_only_selected_categories() -> None:
     assert not ModerationPolicy(threshold=0.95).decide(one_hot(Category.HATE, 0.9)).flagged
 
 
+def test_the_drafted_answer_has_its_own_threshold() -> None:
+    scores = one_hot(Category.HATE, 0.6)  # harm 0.6 + 2 x 0.08 = 0.76
+    assert ModerationPolicy().decide(scores, "input").flagged
+    assert not ModerationPolicy().decide(scores, "output").flagged  # 0.8 for answers
+    assert ModerationPolicy(output_threshold=0.6).decide(scores, "output").flagged
+
+
+def test_answer_check_shows_contrast_examples_before_the_answer() -> None:
+    from guardrails.classifier import ANSWER_CONTRAST, AnswerStyle, SelfReflectionClassifier
+
+    clf = SelfReflectionClassifier(None)  # type: ignore[arg-type]  # prompts only, no generator
+    messages = clf.answer_messages("Q?", "A.")
+    assert len(messages) == 2 + 2 * len(ANSWER_CONTRAST)
+    assert messages[-1].content == "Question: Q?\n\nAnswer: A."
+    plain = SelfReflectionClassifier(None, answer_style=AnswerStyle.PLAIN)  # type: ignore[arg-type]
+    assert len(plain.answer_messages("Q?", "A.")) == 2
+
+
 def test_match_choices_ignores_ambiguous_short_tokens() -> None:
     top = {"A": -0.1, "off": -1.0, "safe": -2.0, " S": -0.2}
     scores = match_choices(top.items(), ["safe", "offensive", "professional"])
