@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     qdrant_api_key: str | None = Field(
         None, validation_alias=AliasChoices("QDRANT_API_KEY", "RAGBOT_QDRANT_API_KEY")
     )
+    store_engine: Literal["edge", "local"] = Field(
+        "edge", description="Embedded store without QDRANT_URL: Qdrant Edge (default) or qdrant-client local mode."
+    )
 
     embedder_model: str | None = Field(
         None, description="Encoder directory; default: the packaged all-MiniLM-L6-v2."
