@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     operator_prompt: str = Field("", description="Extra system instructions, after the guardrail.")
 
     top_k: int = Field(4, ge=1, le=50)
-    method: Method = Method.MRAG_HYBRID
+    method: Method = Method.FUSION
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True
 
