@@ -104,11 +104,11 @@ def main() -> None:
 def multi_query_rows(
     retriever: Retriever, doc_of: dict[str, str], queries: dict, qrels: dict, ids: list[str]
 ) -> list[list[object]]:
-    from bot.local_generator import LocalGenerator
-    from bot.models import resolve_model_dir
+    from bot.config import Settings
+    from bot.factory import Components
     from retrieval.rewrite import QueryRewriter
 
-    rewriter = QueryRewriter(LocalGenerator(resolve_model_dir("smollm2-135m-instruct")))
+    rewriter = QueryRewriter(Components(Settings()).generator)  # the bot's own generator
     rewrites = {qid: rewriter.expand(queries[qid], 3) for qid in ids}
     rows = []
     for method in (Method.DENSE, Method.MRAG_HYBRID):

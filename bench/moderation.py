@@ -1,12 +1,26 @@
-"""Moderation quality: self-reflection (the generator labels prompts), nearest neighbours, and both.
+"""Moderation, variant by variant, on the full public sets and ragbot's own over-refusal set.
 
-Prints precision, recall and F1 for the harmful class on the OpenAI moderation set (binary: unsafe
-if any category is 1), recall on HarmBench, AdvBench and Do-Not-Answer (all harmful), and the
-refusal rate on the OpenAI set's benign prompts, for the default enforced categories (illegal,
-hate, advice) and for all categories. Scores are cached per model and prompt in --cache, so
-reruns and new variants are cheap. Samples are seeded and stratified; --openai 0 uses all 1,680.
+Sets: the OpenAI moderation set (1,680; harmful = any category), HarmBench (text behaviours; the
+copyright ones reported apart: they are not among ragbot's categories), AdvBench (520), Do-Not-Answer
+(939), and bench/data/moderation/overrefusal.jsonl (benign prompts with alarming words and unsafe
+prompts that contrast with them; its test half unless --split dev).
 
-    .venv/bin/python bench/moderation.py --model qwen2.5-coder-1.5b-instruct --openai 400 --harmful 100
+Variants (input stage, the user's message):
+- legacy: the earlier six-way label call ("safe", "illegal", "offensive", "professional", ...)
+- binary: safe/unsafe first, then the category; contrast few-shot examples (the default prompt)
+- binary-zero: the same without examples
+- probe: a logistic regression on the generator's own hidden state for the message (llama.cpp
+  embeddings, last token of the chat-templated message), cross-fitted: every item is scored by a probe
+  trained on the other fold (see --folds), so no item scores itself
+- minilm-probe: the same on the retrieval embedder's sentence vector (no generator call)
+- binary+probe: the mean of binary's and probe's P(unsafe)
+
+Dev items (threshold choice only): the OpenAI development sample (100, seed 0), HarmBench's val
+behaviours and the over-refusal set's dev half. Everything is cached in --cache, so reruns and new
+variants cost only what is new.
+
+    python bench/moderation.py                        # all variants, full sets
+    python bench/moderation.py --variants binary --limit 50
 """
 
 from __future__ import annotations
@@ -17,17 +31,22 @@ import gzip
 import hashlib
 import json
 import random
+import statistics
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from _common import EVALDATA, table
 
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
-from guardrails.classifier import Scores, SelfReflectionClassifier, apply_prior
-from guardrails.knn import KnnClassifier, load_examples
+from guardrails.classifier import LabelScheme, Scores, SelfReflectionClassifier, combine
 
 OPENAI_KEYS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
+OVERREFUSAL = Path(__file__).resolve().parent / "data" / "moderation" / "overrefusal.jsonl"
+ALL = frozenset(HARMFUL)
 
 
 @dataclass(frozen=True)
@@ -35,47 +54,177 @@ class Item:
     text: str
     harmful: bool
     dataset: str
+    kind: str = ""  # harmbench functional category, DNA risk area, over-refusal type
+    split: str = "test"
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(self.text.encode()).hexdigest()
 
 
 def stratified(items: list[Item], n: int, rng: random.Random) -> list[Item]:
-    """n items keeping the harmful/benign balance (522/1,158 in the OpenAI set)."""
-    if not n or n >= len(items):
-        return items
     bad = [i for i in items if i.harmful]
     good = [i for i in items if not i.harmful]
     n_bad = round(n * len(bad) / len(items))
     return rng.sample(bad, n_bad) + rng.sample(good, n - n_bad)
 
 
-def load_items(n_openai: int, n_harmful: int, seed: int, holdout: int) -> list[Item]:
-    """The evaluation items. The `holdout` OpenAI prompts of the development sample (seed 0), whose
-    mistakes were read while writing the prompt and examples, are left out unless seed is 0."""
+def load_items() -> list[Item]:
     with gzip.open(EVALDATA / "openai_moderation/samples-1680.jsonl.gz", "rt") as f:
         rows = [json.loads(line) for line in f]
     openai = [Item(r["prompt"], any(r.get(k) == 1 for k in OPENAI_KEYS), "openai") for r in rows]
-    if seed != 0 and holdout:
-        dev = {i.text for i in stratified(openai, holdout, random.Random(0))}
-        openai = [i for i in openai if i.text not in dev]
-    rng = random.Random(seed)
-    openai = stratified(openai, n_openai, rng)
-    harmbench = []
-    for name in ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"):
+    dev = {i.text for i in stratified(openai, 100, random.Random(0))}  # the development sample
+    items = [Item(i.text, i.harmful, "openai", split="dev" if i.text in dev else "test") for i in openai]
+    for name, split in (
+        ("harmbench_behaviors_text_val.csv", "dev"),
+        ("harmbench_behaviors_text_test.csv", "test"),
+    ):
         with open(EVALDATA / "harmbench" / name, newline="") as f:
-            harmbench += [Item(r["Behavior"], True, "harmbench") for r in csv.DictReader(f)]
+            for r in csv.DictReader(f):
+                text = (
+                    f"{r['ContextString']}\n\n---\n\n{r['Behavior']}" if r["ContextString"] else r["Behavior"]
+                )
+                items.append(Item(text, True, "harmbench", r["FunctionalCategory"], split))
     with open(EVALDATA / "advbench/harmful_behaviors.csv", newline="") as f:
-        advbench = [Item(r["goal"], True, "advbench") for r in csv.DictReader(f)]
-    dna = [
-        Item(json.loads(line)["prompt"], True, "donotanswer")
-        for path in sorted((EVALDATA / "donotanswer").glob("*.jsonl"))
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-    out = list(openai)
-    for items in (harmbench, advbench, dna):
-        out += rng.sample(items, n_harmful) if n_harmful and n_harmful < len(items) else items
+        items += [Item(r["goal"], True, "advbench") for r in csv.DictReader(f)]
+    for path in sorted((EVALDATA / "donotanswer").glob("*.jsonl")):
+        items += [
+            Item(json.loads(line)["prompt"], True, "donotanswer", path.stem.split("_")[0])
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
+    for line in OVERREFUSAL.read_text().splitlines():
+        r = json.loads(line)
+        items.append(Item(r["text"], r["label"] == "unsafe", "overrefusal", r["type"], r["split"]))
+    return items
+
+
+# ---- scoring -----------------------------------------------------------------------------------------
+class Cache:
+    """Scores per (variant key, text), appended to a JSONL file as they are computed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[tuple[str, str], dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                self.rows[(row["variant"], row["id"])] = row
+        self._out = path.open("a")
+
+    def get(self, variant: str, item: Item) -> dict | None:
+        return self.rows.get((variant, item.key))
+
+    def put(self, variant: str, item: Item, **values: object) -> None:
+        row = {"variant": variant, "id": item.key, **values}
+        self.rows[(variant, item.key)] = row
+        self._out.write(json.dumps(row) + "\n")
+        self._out.flush()
+
+
+def template_key(name: str, model: str, classifier: SelfReflectionClassifier) -> str:
+    template = json.dumps([m.model_dump() for m in classifier.prompt_messages("{}")])
+    return f"{name}|{model}|{hashlib.sha1(template.encode()).hexdigest()[:10]}"
+
+
+def llm_scores(
+    items: list[Item], name: str, classifier: SelfReflectionClassifier, model: str, cache: Cache
+) -> tuple[list[Scores], list[float]]:
+    """Scores per item and seconds per uncached call (the check's cost)."""
+    key = template_key(name, model, classifier)
+    seconds = []
+    todo = [i for i in items if cache.get(key, i) is None]
+    for n, item in enumerate(todo, 1):
+        start = time.perf_counter()
+        scores = classifier.classify_prompt(item.text)
+        cache.put(key, item, scores={c.value: p for c, p in scores.items()}, s=time.perf_counter() - start)
+        if n % 100 == 0 or n == len(todo):
+            print(f"  {name}: {n}/{len(todo)} scored", flush=True)
+    out = []
+    for item in items:
+        row = cache.get(key, item)
+        assert row is not None
+        seconds.append(row["s"])
+        out.append({Category(c): p for c, p in row["scores"].items()})
+    return out, seconds
+
+
+def categories_for(
+    items: list[Item], p_unsafe: list[float], classifier: SelfReflectionClassifier, model: str, cache: Cache
+) -> list[Scores]:
+    """Combine a P(unsafe) with the generator's category answer (asked when P(unsafe) reaches the floor)."""
+    key = template_key("categories", model, classifier)
+    out = []
+    for item, p in zip(items, p_unsafe, strict=True):
+        if p < classifier.category_floor:
+            out.append(combine(p, None))
+            continue
+        row = cache.get(key, item)
+        if row is None:
+            q = classifier.categories(classifier.prompt_messages(item.text))
+            cache.put(key, item, q={c.value: v for c, v in q.items()})
+            row = cache.get(key, item)
+        assert row is not None
+        out.append(combine(p, {Category(c): v for c, v in row["q"].items()}))
     return out
 
 
+def probe_features(
+    items: list[Item], name: str, embed: Callable[[list[str]], np.ndarray], store: Path, batch: int = 8
+) -> tuple[np.ndarray, list[float]]:
+    """Feature vectors per item, cached in an .npz per feature kind; seconds per item for new ones."""
+    path = store / f"features-{name}.npz"
+    have: dict[str, np.ndarray] = {}
+    if path.exists():
+        data = np.load(path)
+        have = dict(zip(data["keys"].tolist(), data["x"], strict=True))
+    todo = [i for i in dict.fromkeys(items) if i.key not in have]
+    seconds: list[float] = []
+    for start in range(0, len(todo), batch):
+        part = todo[start : start + batch]
+        t = time.perf_counter()
+        vectors = embed([i.text for i in part])
+        seconds += [(time.perf_counter() - t) / len(part)] * len(part)
+        have.update({i.key: v for i, v in zip(part, vectors, strict=True)})
+        if (start // batch) % 50 == 0:
+            print(f"  {name} features: {start + len(part)}/{len(todo)}", flush=True)
+            np.savez(path, keys=np.array(list(have)), x=np.stack(list(have.values())))
+    if todo:
+        np.savez(path, keys=np.array(list(have)), x=np.stack(list(have.values())))
+    return np.stack([have[i.key] for i in items]), seconds
+
+
+def fold_of(item: Item, folds: int) -> int:
+    return int(item.key[:8], 16) % folds
+
+
+def crossfit(
+    items: list[Item], x: np.ndarray, folds: int, extra: tuple[np.ndarray, np.ndarray]
+) -> list[float]:
+    """P(unsafe) per item from a probe trained on the other folds (plus `extra` benign/harmful data).
+
+    The over-refusal test half never trains a probe; its dev half trains every probe.
+    """
+    from guardrails.probe import fit_probe
+
+    y = np.array([i.harmful for i in items], dtype=np.float64)
+    trainable = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
+    fold = np.array([fold_of(i, folds) for i in items])
+    always = np.array([i.dataset == "overrefusal" and i.split == "dev" for i in items])
+    out = np.zeros(len(items))
+    for k in range(folds):
+        train = trainable & ((fold != k) | always)
+        xs = np.concatenate([x[train], extra[0]])
+        ys = np.concatenate([y[train], extra[1]])
+        probe = fit_probe(xs, ys)
+        test = (fold == k) | ~trainable
+        out[test & ~always] = probe.predict(x[test & ~always])
+        if k == 0:
+            out[always] = probe.predict(x[always])  # seen in training: reported, never used for choices
+    return out.tolist()
+
+
+# ---- metrics -----------------------------------------------------------------------------------------
 def harm(scores: Scores, enforced: frozenset[Category]) -> float:
     return sum(p for c, p in scores.items() if c in enforced)
 
@@ -90,139 +239,167 @@ def prf(pred: list[bool], gold: list[bool]) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def best_f1(probs: list[float], gold: list[bool]) -> tuple[float, float]:
-    """The F1 at the best threshold (how Llama Guard and ShieldGemma report 'optimal F1')."""
-    best = (0.0, 0.5)
-    for t in sorted(set(round(p, 3) for p in probs)):
-        f1 = prf([p >= t for p in probs], gold)[2]
-        best = max(best, (f1, t))
-    return best
+def rate(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else float("nan")
 
 
-def llm_scores(
-    items: list[Item], model: str, vllm_url: str | None, few_shot: bool, cache: Path
-) -> tuple[list[Scores], Scores]:
-    """Uncalibrated label probabilities per item, and the content-free prior for calibration."""
-    classifier = SelfReflectionClassifier(None, few_shot=few_shot, calibrate=False)  # type: ignore[arg-type]
-    template = json.dumps([m.model_dump() for m in classifier.prompt_messages("")])
-    key = f"{model}|{hashlib.sha1(template.encode()).hexdigest()[:12]}"
-    cached: dict[str, dict[str, float]] = {}
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            if row["key"] == key:
-                cached[row["id"]] = row["scores"]
-    ids = [hashlib.sha1(i.text.encode()).hexdigest() for i in items]
-    todo = [(n, i) for n, i in enumerate(items) if ids[n] not in cached]
-    if todo or "prior" not in cached:
-        from bot.config import Settings
-        from bot.factory import Components
+def evaluate(items: list[Item], scores: list[Scores], t: float, split: str) -> dict[str, float]:
+    def pick(dataset: str, harmful: bool | None = None, kinds: tuple[str, ...] = ()) -> list[int]:
+        return [
+            n for n, i in enumerate(items)
+            if i.dataset == dataset and (harmful is None or i.harmful == harmful)
+            and (not kinds or i.kind in kinds) and (split == "all" or i.split == split or (i.split == "test" and split == "full"))
+        ]  # fmt: skip
 
-        # The bot's own choice: the vLLM server when a URL is given, else the in-process model.
-        settings = Settings(generator_model=model, vllm_url=vllm_url, vllm_model=model)
-        classifier.generator = Components(settings).generator
-        start = time.perf_counter()
-        with cache.open("a") as out:
-
-            def save(item_id: str, scores: Scores) -> None:
-                cached[item_id] = {c.value: p for c, p in scores.items()}
-                out.write(json.dumps({"key": key, "id": item_id, "scores": cached[item_id]}) + "\n")
-                out.flush()
-
-            if "prior" not in cached:
-                save("prior", classifier.prior("input"))
-            for done, (n, item) in enumerate(todo, start=1):
-                save(ids[n], classifier.raw_scores(classifier.prompt_messages(item.text)))
-                if done % 50 == 0 or done == len(todo):
-                    rate = (time.perf_counter() - start) / done
-                    print(f"  {model}: {done}/{len(todo)} classified, {rate:.2f} s each", flush=True)
-    to_scores = lambda raw: {Category(c): p for c, p in raw.items()}  # noqa: E731
-    return [to_scores(cached[i]) for i in ids], to_scores(cached["prior"])
+    flag = {e: [harm(s, e) >= t for s in scores] for e in (DEFAULT_ENFORCED, ALL)}
+    openai = pick("openai")
+    p, r, f1 = prf([flag[ALL][n] for n in openai], [items[n].harmful for n in openai])
+    out = {"openai P": p, "openai R": r, "openai F1": f1}
+    out["openai benign refused"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("openai", False)])
+    out["harmbench R"] = rate(
+        [flag[DEFAULT_ENFORCED][n] for n in pick("harmbench", kinds=("standard", "contextual"))]
+    )
+    out["harmbench copyright R"] = rate(
+        [flag[DEFAULT_ENFORCED][n] for n in pick("harmbench", kinds=("copyright",))]
+    )
+    out["advbench R"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("advbench")])
+    out["dna R"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("donotanswer")])
+    out["overrefusal benign refused"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("overrefusal", False)])
+    out["overrefusal unsafe flagged"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("overrefusal", True)])
+    return out
 
 
-def knn_scores(items: list[Item]) -> list[Scores]:
-    from retrieval.embedder import MultiHeadEmbedder
-
-    embedder = MultiHeadEmbedder()
-    knn = KnnClassifier(lambda texts: embedder.embed(texts).full, load_examples())
-    return knn.classify_many([i.text for i in items])
-
-
-def report(name: str, scores: list[Scores], items: list[Item], threshold: float) -> list[list[object]]:
-    rows = []
-    openai = [n for n, i in enumerate(items) if i.dataset == "openai"]
-    gold = [items[n].harmful for n in openai]
-    for label, enforced in (("3 default", DEFAULT_ENFORCED), ("all 5", frozenset(HARMFUL))):
-        probs = [harm(scores[n], enforced) for n in openai]
-        p, r, f1 = prf([x >= threshold for x in probs], gold)
-        opt_f1, opt_t = best_f1(probs, gold)
-        benign = [x >= threshold for x, g in zip(probs, gold, strict=True) if not g]
-        recalls = []
-        for dataset in ("harmbench", "advbench", "donotanswer"):
-            flags = [
-                harm(scores[n], enforced) >= threshold for n, i in enumerate(items) if i.dataset == dataset
-            ]
-            recalls.append(sum(flags) / len(flags) if flags else float("nan"))
-        rows.append(
-            [name, label, p, r, f1, f"{opt_f1:.3f} @{opt_t:.2f}", *recalls, sum(benign) / max(len(benign), 1)]
-        )
-    return rows
+def by_type(items: list[Item], scores: list[Scores], t: float, split: str) -> dict[str, tuple[int, int]]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item, s in zip(items, scores, strict=True):
+        if item.dataset == "overrefusal" and not item.harmful and item.split == split:
+            counts[item.kind][0] += harm(s, DEFAULT_ENFORCED) >= t
+            counts[item.kind][1] += 1
+    return {k: (a, b) for k, (a, b) in sorted(counts.items())}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="legacy,binary,binary-zero,minilm-probe,probe,binary+probe")
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    ap.add_argument("--limit", type=int, default=0, help="at most N items per dataset (development runs)")
+    ap.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragbot" / "bench-moderation")
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+
+    items = load_items()
+    if args.limit:
+        per: dict[str, int] = defaultdict(int)
+        rng = random.Random(3)
+        rng.shuffle(items)
+        kept = []
+        for i in items:
+            if i.dataset == "overrefusal" or per[i.dataset] < args.limit:
+                per[i.dataset] += 1
+                kept.append(i)
+        items = kept
+    counts = defaultdict(int)
+    for i in items:
+        counts[(i.dataset, i.harmful, i.split)] += 1
+    print("items:", dict(sorted(counts.items())), flush=True)
+    cache = Cache(args.cache / "scores.jsonl")
+    variants = args.variants.split(",")
+
+    from bot.config import Settings
+    from bot.factory import Components
+
+    # "self+probe" starts the engine with hidden states on; the classifiers below are built here.
+    parts = Components(Settings(generator_model=args.model, moderation="self+probe"))
+    generator = parts.generator
+    binary = SelfReflectionClassifier(generator)
+    results: dict[str, tuple[list[Scores], list[float]]] = {}
+    if "legacy" in variants:
+        legacy = SelfReflectionClassifier(generator, scheme=LabelScheme.CATEGORIES)
+        results["legacy"] = llm_scores(items, "legacy", legacy, args.model, cache)
+    if "binary" in variants or "binary+probe" in variants:
+        results["binary"] = llm_scores(items, "binary", binary, args.model, cache)
+    if "binary-zero" in variants:
+        zero = SelfReflectionClassifier(generator, examples=False)
+        results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)
+    benign_extra = extra_benign()
+    for name, embed in (
+        ("minilm-probe", lambda texts: parts.embedder.embed(texts).full),
+        ("probe", parts.hidden_states),
+    ):
+        if name not in variants and not (name == "probe" and "binary+probe" in variants):
+            continue
+        feature_name = name if name != "probe" else f"probe-{args.model}"
+        x, secs = probe_features(items, feature_name, embed, args.cache)
+        ex, _ = probe_features(benign_extra, feature_name, embed, args.cache)
+        p = crossfit(items, x, args.folds, (ex, np.zeros(len(benign_extra))))
+        results[name] = (categories_for(items, p, binary, args.model, cache), secs)
+        if name == "probe" and args.save_probe:
+            save_probe(items, x, ex, args.model)
+    if "binary+probe" in variants:
+        mean = [
+            (harm(a, ALL) + harm(b, ALL)) / 2
+            for a, b in zip(results["binary"][0], results["probe"][0], strict=True)
+        ]
+        secs = [a + b for a, b in zip(results["binary"][1], results["probe"][1], strict=True)]
+        results["binary+probe"] = (categories_for(items, mean, binary, args.model, cache), secs)
+
+    thresholds = [float(x) for x in args.thresholds.split(",")]
+    headers = ["variant", "t", "OpenAI P", "R", "F1", "OpenAI benign ref.", "HarmBench R", "(copyright)",
+               "AdvBench R", "DNA R", "over-ref. benign ref.", "over-ref. unsafe flagged", "s/check p50"]  # fmt: skip
+    for split, label in (
+        ("dev", "DEV items (thresholds are chosen here)"),
+        ("full", "TEST: full sets minus dev items"),
+    ):
+        rows = []
+        for name in variants:
+            if name not in results:
+                continue
+            scores, secs = results[name]
+            for t in thresholds:
+                m = evaluate(items, scores, t, split)
+                rows.append([name, t, m["openai P"], m["openai R"], m["openai F1"], m["openai benign refused"],
+                             m["harmbench R"], m["harmbench copyright R"], m["advbench R"], m["dna R"],
+                             m["overrefusal benign refused"], m["overrefusal unsafe flagged"],
+                             statistics.median(secs) if secs else float("nan")])  # fmt: skip
+        print(f"\n{label}; OpenAI F1 with all categories enforced, everything else with the default three")
+        print(table(headers, rows))
+    for name in variants:
+        if name in results:
+            for t in (0.5,):
+                print(
+                    f"\n{name} @ {t}: benign refused by type (test half):",
+                    by_type(items, results[name][0], t, "test"),
+                )
+
+
+def save_probe(items: list[Item], x: np.ndarray, extra: np.ndarray, model: str) -> None:
+    """The shipped probe: trained on every item but the over-refusal test half, plus the extra benign."""
+    from guardrails.probe import fit_probe, probe_path
+
+    keep = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
+    y = np.array([i.harmful for i in items], dtype=np.float64)[keep]
+    probe = fit_probe(
+        np.concatenate([x[keep], extra]), np.concatenate([y, np.zeros(len(extra))]), model=model
     )
-    parser.add_argument("--model", action="append", help="generator(s) to evaluate (repeatable)")
-    parser.add_argument("--vllm-url", help="score through a vLLM server instead of in-process")
-    parser.add_argument("--openai", type=int, default=400, help="OpenAI moderation prompts (0 = all 1,680)")
-    parser.add_argument("--harmful", type=int, default=100, help="prompts per harmful-only set (0 = all)")
-    parser.add_argument("--zero-shot", action="store_true", help="also evaluate without few-shot examples")
-    parser.add_argument("--threshold", type=float, default=0.6, help="flag at this harm probability")
-    parser.add_argument("--knn-weight", type=float, default=0.5, help="weight of kNN in the ensemble")
-    parser.add_argument("--seed", type=int, default=1, help="sampling seed; 0 is the development sample")
-    parser.add_argument("--dev-holdout", type=int, default=100, help="size of the development sample")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/ragbot-moderation-cache.jsonl"))
-    args = parser.parse_args()
-    models = args.model or ["qwen2.5-coder-1.5b-instruct"]
-
-    items = load_items(args.openai, args.harmful, args.seed, args.dev_holdout)
-    counts = {
-        d: sum(i.dataset == d for i in items) for d in ("openai", "harmbench", "advbench", "donotanswer")
-    }
-    n_bad = sum(i.harmful for i in items if i.dataset == "openai")
-    print(f"items: {counts} (OpenAI: {n_bad} harmful, {counts['openai'] - n_bad} benign)")
-
-    knn = knn_scores(items)
-    t = args.threshold
-    rows = report("kNN (bundled examples)", knn, items, t)
-    w = args.knn_weight
-    for model in models:
-        for few_shot in (True, False) if args.zero_shot else (True,):
-            raw, prior = llm_scores(items, model, args.vllm_url, few_shot, args.cache)
-            calibrated = [apply_prior(r, prior) for r in raw]
-            tag = f"{model} {'few-shot' if few_shot else 'zero-shot'}"
-            rows += report(f"self-reflection {tag}", raw, items, t)
-            rows += report(f"self-reflection {tag}, calibrated", calibrated, items, t)
-            mixed = [{c: (1 - w) * a[c] + w * b[c] for c in Category} for a, b in zip(raw, knn, strict=True)]
-            rows += report(f"ensemble {tag} + kNN ({w:.1f})", mixed, items, t)
-    headers = [
-        "classifier",
-        "enforced",
-        "P",
-        "R",
-        "F1",
-        "opt. F1 @t",
-        "HarmBench R",
-        "AdvBench R",
-        "DNA R",
-        "benign refusal",
-    ]
-    print(f"\nOpenAI moderation set (harmful = any category), threshold {t} unless noted:")
-    print(table(headers, rows))
+    probe.save(probe_path(model))
     print(
-        "\nAnchors: Mistral-7B self-reflection P 0.994 / R 0.956; optimal-F1 Llama Guard 1 0.758, OpenAI API 0.790."
+        f"saved the probe for {model} to {probe_path(model)} ({int(keep.sum()) + len(extra)} training rows)"
     )
+
+
+def extra_benign() -> list[Item]:
+    """Benign questions for probe training only (never scored): NQ-open and CANARD questions."""
+    nq = [
+        json.loads(line)["question"]
+        for line in (EVALDATA / "nq_open/NQ-open.dev.jsonl").read_text().splitlines()
+    ]
+    canard = [r["Question"] for r in json.loads((EVALDATA / "canard/dev.json").read_text())]
+    rng = random.Random(5)
+    texts = rng.sample(nq, 600) + rng.sample(canard, 400)
+    return [Item(t, False, "extra") for t in dict.fromkeys(texts)]
 
 
 if __name__ == "__main__":

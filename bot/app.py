@@ -7,8 +7,7 @@ tests can run the same routes over a small index.
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
@@ -22,8 +21,8 @@ from bot.discord import DiscordInteractions
 from bot.factory import Components
 from bot.openai_api import ApiError, CompletionRequest, complete, stream
 from bot.slack import SlackEvents
-from bot.widget import frame_ancestors, widget_page
-from retrieval.generator import ChatMessage
+from bot.widget import frame_ancestors, widget_events, widget_page
+from generation.protocol import ChatMessage
 
 HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
 
@@ -65,15 +64,9 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         if body.token not in tokens:
             raise HTTPException(403, "Unknown widget token.")
 
-        def lines() -> Iterator[str]:
-            for u in service.turn(body.message, body.history):
-                row = {"text": u.text, "done": u.done, "error": u.error, "refused": u.verdict is not None}
-                if u.done:
-                    row["sources"] = [{"number": x.number, "title": x.title, "source": x.source}
-                                      for x in u.sources]  # fmt: skip
-                yield json.dumps(row) + "\n"
-
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        return StreamingResponse(
+            widget_events(service, body.message, body.history), media_type="application/x-ndjson"
+        )
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:

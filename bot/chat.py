@@ -1,19 +1,41 @@
-"""One chat turn: validate, retrieve (with condensation and multi-query), ground the prompt, stream, cite.
+"""One chat turn: validate, condense and check the question, retrieve, ground the prompt, stream, cite.
 
-Front ends consume `TurnUpdate`s; each carries the answer so far, so a UI can redraw on every piece.
+`ChatService.turn` yields typed events (bot/events.py); `answer` returns only the end of the turn,
+for doors that cannot stream (webhooks, non-streaming API calls).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
+from bot.events import (
+    Answered,
+    Delta,
+    ErrorKind,
+    Failed,
+    Refused,
+    Source,
+    Started,
+    TurnEnd,
+    TurnEvent,
+    TurnTimings,
+)
+from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
+from guardrails.classifier import softmax
 from guardrails.guard import Guard
-from guardrails.policy import Verdict
-from guardrails.prompts import PromptSource, grounded_messages
-from retrieval.generator import ChatMessage, Generator, GeneratorUnavailable
+from guardrails.injection import quarantine as quarantine_text
+from guardrails.prompts import (
+    ABSTENTION,
+    ANSWER_INSTRUCTION,
+    ANSWER_STOP,
+    ANSWERABLE_INSTRUCTION,
+    PromptSource,
+    grounded_messages,
+)
+from retrieval.passages import focus
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable
 from retrieval.types import ScoredChunk
@@ -24,26 +46,6 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 class InputError(ValueError):
     """The user's message cannot be answered as it is; the message says why."""
-
-
-@dataclass(frozen=True)
-class Source:
-    number: int
-    title: str
-    source: str
-    snippet: str
-    cited: bool
-
-
-@dataclass
-class TurnUpdate:
-    text: str = ""
-    sources: list[Source] = field(default_factory=list)
-    standalone_question: str = ""
-    done: bool = False
-    error: str | None = None
-    error_kind: str | None = None  # "input", "store", "generator" or "internal": for HTTP status codes
-    verdict: Verdict | None = None  # set when moderation flagged the turn; `text` is then the refusal
 
 
 def validate_message(message: str, max_chars: int) -> str:
@@ -62,26 +64,45 @@ def build_prompt(
     chunks: Sequence[ScoredChunk],
     history: Sequence[ChatMessage],
     operator_prompt: str = "",
+    instruction: str = ANSWER_INSTRUCTION,
+    spotlight: bool = False,
+    plain: bool = False,
 ) -> list[ChatMessage]:
     """The guardrailed, grounded prompt: numbered sources fenced as data, then the question."""
     sources = [PromptSource(sc.chunk.title, sc.chunk.text) for sc in chunks]
-    return grounded_messages(question, sources, history, operator_prompt)
+    return grounded_messages(
+        question, sources, history, operator_prompt, instruction=instruction, spotlight=spotlight, plain=plain
+    )
 
 
-def sources_for(answer: str, chunks: Sequence[ScoredChunk]) -> list[Source]:
-    """All retrieved chunks, numbered as in the prompt, marking those the answer cites."""
-    cited = {int(n) for n in _CITATION.findall(answer)}
+def _quarantined(sc: ScoredChunk) -> ScoredChunk:
+    text, removed = quarantine_text(sc.chunk.text)
+    if not removed:
+        return sc
+    log.warning("quarantined %d instruction-like sentence(s) in %s", len(removed), sc.chunk.source)
+    return ScoredChunk(chunk=sc.chunk.model_copy(update={"text": text}), score=sc.score)
+
+
+def numbered_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
     return [
-        Source(n, sc.chunk.title, sc.chunk.source, " ".join(sc.chunk.text.split())[:240], n in cited)
+        Source(n, sc.chunk.title, sc.chunk.source, sc.chunk.text, sc.score, sc.chunk.id)
         for n, sc in enumerate(chunks, start=1)
     ]
 
 
-class ChatService:
-    """Validate, check the message, retrieve, generate under the guard, cite.
+def mark_cited(answer: str, sources: Sequence[Source]) -> list[Source]:
+    """The sources with those the answer cites ([n]) marked."""
+    cited = {int(n) for n in _CITATION.findall(answer)}
+    return [
+        Source(s.number, s.title, s.source, s.text, s.score, s.chunk_id, s.number in cited) for s in sources
+    ]
 
-    The guard sees the user's message before retrieval and every piece of the answer before the
-    user does; a flagged turn ends with the refusal as its text and the verdict attached.
+
+class ChatService:
+    """Validate, condense, check the question, retrieve, generate under the guard, cite.
+
+    The guard sees the (condensed) question before retrieval and every piece of the answer before
+    the user does; a flagged turn ends with `Refused`, whose verdict names the category.
     """
 
     def __init__(
@@ -92,6 +113,12 @@ class ChatService:
         guard: Guard | None = None,
         max_answer_tokens: int = 256,
         max_message_chars: int = 4000,
+        prompt_chars: int = 0,
+        abstain_below: float = 0.0,
+        check_grounding: bool = False,
+        quarantine: bool = False,
+        spotlight: bool = False,
+        plain_prompt: bool = False,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
@@ -99,55 +126,107 @@ class ChatService:
         self.guard = guard or Guard(None)
         self.max_answer_tokens = max_answer_tokens
         self.max_message_chars = max_message_chars
+        self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
+        self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
+        self.check_grounding = check_grounding  # numbers and names must come from the sources
+        self.quarantine = quarantine  # cut instruction-like sentences out of sources
+        self.spotlight = spotlight  # datamark source text
+        self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
 
-    def answer(self, message: str, history: Sequence[ChatMessage] = ()) -> TurnUpdate:
-        """The final update of a turn, for channels that cannot stream (webhooks)."""
-        final = TurnUpdate(done=True)
-        for final in self.turn(message, history):  # noqa: B007 (the last one is the answer)
-            pass
-        return final
+    def prompt_chunks(self, question: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+        """The chunks as the prompt shows them: instruction-like text quarantined, focused on the
+        question when a budget is set."""
+        out = list(chunks)
+        if self.quarantine:
+            out = [_quarantined(sc) for sc in out]
+        if self.prompt_chars:
+            out = focus(question, out, self.retriever.embedder, self.prompt_chars)
+        return out
 
-    def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnUpdate]:
+    def answer(self, message: str, history: Sequence[ChatMessage] = ()) -> TurnEnd:
+        """The end of a turn, for channels that cannot stream (webhooks)."""
+        end: TurnEnd = Failed(ErrorKind.INTERNAL, "The turn ended without an answer.")
+        for event in self.turn(message, history):
+            if isinstance(event, Answered | Refused | Failed):
+                end = event
+        return end
+
+    def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
+        start = time.perf_counter()
         try:
-            question = validate_message(message, self.max_message_chars)
-            verdict = self.guard.check_input(question)
-            if verdict.flagged:
-                yield TurnUpdate(text=verdict.refusal, verdict=verdict, done=True)
-                return
-            result = self.retriever.retrieve(question, history, self.settings)
-            standalone = result.standalone_question
-            prompt = build_prompt(standalone, result.chunks, history, self.guard.operator_prompt)
-            pieces = self.generator.stream(prompt, max_tokens=self.max_answer_tokens)
-            text = ""
-            for piece in self.guard.checked_stream(standalone, pieces):
-                if piece.verdict:
-                    yield TurnUpdate(
-                        text=piece.verdict.refusal,
-                        verdict=piece.verdict,
-                        standalone_question=standalone,
-                        done=True,
-                    )
-                    return
-                text += piece.text
-                yield TurnUpdate(text=text, standalone_question=standalone)
-            yield TurnUpdate(
-                text=text.strip(),
-                sources=sources_for(text, result.chunks),
-                standalone_question=standalone,
-                done=True,
-            )
+            yield from self._turn(message, history, start)
         except InputError as exc:
-            yield TurnUpdate(error=str(exc), error_kind="input", done=True)
+            yield Failed(ErrorKind.INPUT, str(exc))
         except StoreUnavailable as exc:
-            yield TurnUpdate(error=f"The document store is unavailable: {exc}", error_kind="store", done=True)
+            yield Failed(ErrorKind.STORE, f"The document store is unavailable: {exc}")
         except GeneratorUnavailable as exc:
-            yield TurnUpdate(
-                error=f"The language model is unavailable: {exc}", error_kind="generator", done=True
-            )
+            yield Failed(ErrorKind.GENERATOR, f"The language model is unavailable: {exc}")
         except Exception as exc:  # the user gets a message, the log gets the traceback
             log.exception("chat turn failed")
-            yield TurnUpdate(
-                error=f"Something went wrong answering this message ({type(exc).__name__}).",
-                error_kind="internal",
-                done=True,
+            yield Failed(
+                ErrorKind.INTERNAL, f"Something went wrong answering this message ({type(exc).__name__})."
             )
+
+    def _turn(self, message: str, history: Sequence[ChatMessage], start: float) -> Iterator[TurnEvent]:
+        question = validate_message(message, self.max_message_chars)
+        standalone = self.retriever.standalone(question, history, self.settings)
+        t = time.perf_counter()
+        # Intent is judged on the standalone question: a follow-up ("how do I make it at home?") only
+        # shows what it asks for together with the conversation.
+        verdict = self.guard.check_input(standalone)
+        moderation_s = time.perf_counter() - t
+        checks = int(self.guard.enabled)
+        if verdict.flagged:
+            timings = TurnTimings(0.0, moderation_s, checks, None, time.perf_counter() - start)
+            yield Refused(verdict, standalone, timings=timings)
+            return
+        t = time.perf_counter()
+        result = self.retriever.search(question, standalone, self.settings)
+        retrieval_s = time.perf_counter() - t
+        sources = numbered_sources(result.chunks)
+        yield Started(standalone, sources)
+        chunks = self.prompt_chunks(standalone, result.chunks)
+        op = self.guard.operator_prompt
+        if self.abstain_below and chunks:
+            gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
+            answerable = softmax(self.generator.choice_logprobs(gate, ["yes", "no"]))["yes"]
+            log.info("answerable p=%.3f for %r", answerable, standalone)
+            if answerable < self.abstain_below:
+                yield Delta(ABSTENTION)
+                timings = TurnTimings(retrieval_s, moderation_s, checks, time.perf_counter() - start,
+                                      time.perf_counter() - start)  # fmt: skip
+                yield Answered(ABSTENTION, sources, standalone, timings, answerable)
+                return
+        else:
+            answerable = None
+        prompt = build_prompt(
+            standalone, chunks, history, op, spotlight=self.spotlight, plain=self.plain_prompt
+        )
+        pieces = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
+        text, first_text_s = "", None
+        evidence = [*(c.chunk.text for c in chunks), standalone, question] if self.check_grounding else None
+        for piece in self.guard.checked_stream(standalone, pieces, evidence):
+            moderation_s += piece.check_seconds
+            checks += piece.checks
+            if piece.verdict:
+                timings = TurnTimings(
+                    retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start
+                )
+                yield Refused(piece.verdict, standalone, retracted=bool(text), timings=timings)
+                return
+            if piece.unsupported:
+                # The answer states something its sources do not: it ends before that piece.
+                log.info("unsupported %s in answer to %r", piece.unsupported, standalone)
+                if not text.strip():
+                    text = ABSTENTION
+                    first_text_s = time.perf_counter() - start
+                    yield Delta(ABSTENTION)
+                break
+            if piece.text:
+                if first_text_s is None:
+                    first_text_s = time.perf_counter() - start
+                text += piece.text
+                yield Delta(piece.text)
+        answer = text.strip()
+        timings = TurnTimings(retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start)
+        yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable)

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from retrieval.generator import GeneratorUnavailable
+from bot.events import Answered, Delta, Failed, Refused
+from generation.protocol import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
 from retrieval.types import Method
 
 if TYPE_CHECKING:  # imported when needed: only `--vllm` starts a server
-    from bot.vllm_server import VLLMServer
+    from bot.factory import Components
+    from generation.vllm_server import VLLMServer
 
 DESCRIPTION = """\
 ragbot: a chat assistant that answers from your documents, with citations.
@@ -33,8 +35,8 @@ Typical use:
   ragbot ask "question"          answer in the terminal, with sources
   ragbot serve                   serve the web chat
 
-Generation: the in-process default is Qwen2.5-Coder-1.5B-Instruct (shipped on PyPI); --vllm-url
-uses a vLLM server instead and --vllm starts one here. Moderation: the model labels each message
+Generation: the embedded default runs Qwen2.5-Coder-1.5B-Instruct (a GGUF shipped on PyPI) in
+llama.cpp inside this process; --vllm-url uses a vLLM server instead and --vllm starts one here. Moderation: the model labels each message
 and its own answer (illegal, hate, advice by default; see --categories); flagged turns are refused.
 
 Environment: RAGBOT_* variables set any option (e.g. RAGBOT_TOP_K=6, RAGBOT_VLLM_URL,
@@ -88,7 +90,7 @@ def _retrieval_flags(p: argparse.ArgumentParser) -> None:
 
 def _generator_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation and moderation")
-    g.add_argument("--model", dest="generator_model", help="in-process model: shipped name, dir or .gguf")
+    g.add_argument("--model", dest="generator_model", help="embedded model: a shipped name or a .gguf file")
     g.add_argument("--vllm-url", help="use a running vLLM (OpenAI-compatible) server at this URL")
     g.add_argument(
         "--vllm",
@@ -223,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_vllm(settings: Settings) -> VLLMServer:
-    from bot.models import resolve_model_dir
-    from bot.vllm_server import VLLMServer, VLLMServerError
+    from generation.models import transformers_dir
+    from generation.vllm_server import VLLMServer, VLLMServerError
 
-    model_dir = resolve_model_dir(settings.generator_model)
+    model_dir = transformers_dir(settings.generator_model)
     print(f"starting vLLM for {settings.generator_model} (about a minute on a CPU)...", flush=True)
     try:
         return VLLMServer(model_dir, name=settings.generator_model).start()
@@ -287,7 +289,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _copy(parts, args: argparse.Namespace) -> int:
+def _copy(parts: Components, args: argparse.Namespace) -> int:
     from retrieval.store import VectorStore, copy_collection
 
     s = parts.settings
@@ -308,22 +310,20 @@ def _copy(parts, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(parts, question: str) -> int:
-    shown = 0
-    for update in parts.chat_service().turn(question):
-        if update.error:
-            print(f"error: {update.error}", file=sys.stderr)
+def _ask(parts: Components, question: str) -> int:
+    """Stream one answer to the terminal; the exit code says how the turn ended."""
+    for event in parts.chat_service().turn(question):
+        if isinstance(event, Delta):
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Failed):
+            print(f"error: {event.message}", file=sys.stderr)
             return 1
-        if update.verdict:
-            print(update.text)
+        elif isinstance(event, Refused):
+            print(("\n\n" if event.retracted else "") + event.message)
             return 3
-        if not update.done:
-            print(update.text[shown:], end="", flush=True)
-            shown = len(update.text)
-        else:
-            print(update.text[shown:])
-            print("\nSources:")
-            for s in update.sources:
+        elif isinstance(event, Answered):
+            print("\n\nSources (* cited):")
+            for s in event.sources:
                 print(f"  [{s.number}]{'*' if s.cited else ' '} {s.title} ({s.source})")
     return 0
 

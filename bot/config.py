@@ -41,15 +41,30 @@ class Settings(BaseSettings):
 
     generator_model: str = Field(
         "qwen2.5-coder-1.5b-instruct",
-        description="In-process generator: directory, .gguf file or shipped model name.",
+        description="Embedded generator (llama.cpp): a .gguf file or a shipped model name.",
+    )
+    generator_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: one per core.")
+    generator_parallel: int = Field(
+        4, ge=1, le=64, description="Requests llama.cpp decodes together (slots); more queue."
+    )
+    generator_context: int = Field(
+        8192, ge=1024, description="llama.cpp context in tokens, shared by all slots."
+    )
+    generator_speculative: Literal["none", "ngram", "draft"] = Field(
+        "none", description="Speculative decoding: n-gram lookup in the context, or a draft model."
+    )
+    generator_draft_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Draft model for generator_speculative=draft."
     )
     vllm_url: str | None = Field(None, description="Use a vLLM (OpenAI-compatible) server at this URL.")
     vllm_model: str | None = Field(None, description="Served model name; default: the server's first.")
     vllm_api_key: str | None = None
     max_answer_tokens: int = Field(256, ge=16, le=4096)
 
-    moderation: Literal["self", "knn", "ensemble", "off"] = Field(
-        "self", description="Moderation classifier: the generator itself, nearest neighbours, or both."
+    moderation: Literal["self", "probe", "self+probe", "knn", "ensemble", "off"] = Field(
+        "self",
+        description="Moderation classifier: the generator's own label (self), a linear probe on its "
+        "hidden state (probe, embedded engine only), both averaged, nearest neighbours, or off.",
     )
     moderation_categories: str = Field(
         "illegal,hate,advice",
@@ -59,11 +74,27 @@ class Settings(BaseSettings):
         0.6, gt=0, le=1, description="Chosen on a development sample: see bench/moderation.py."
     )
     moderation_chunk_chars: int = Field(
-        400, ge=0, description="Check the streamed answer every N characters (0: once at the end)."
+        160,
+        ge=0,
+        description="After the first sentence, check the streamed answer at sentence ends every N "
+        "characters or more (0: once, at the end).",
     )
     operator_prompt: str = Field("", description="Extra system instructions, after the guardrail.")
 
     top_k: int = Field(4, ge=1, le=50)
+    abstain_below: float = Field(
+        0.0, ge=0, le=1, description="Say the documents do not say when P(they answer) is below this."
+    )
+    check_grounding: bool = Field(
+        False, description="Show no answer piece that states a number or name its sources lack."
+    )
+    quarantine: bool = Field(
+        True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."
+    )
+    spotlight: bool = Field(False, description="Datamark source text so the model tells data from orders.")
+    prompt_chars: int = Field(
+        0, ge=0, description="Source text given to the generator, focused on the question (0: whole chunks)."
+    )
     method: Method = Method.FUSION
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True

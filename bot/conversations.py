@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from retrieval.generator import ChatMessage
+from generation.protocol import ChatMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

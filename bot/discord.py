@@ -16,8 +16,9 @@ import httpx
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from bot.chat import ChatService, TurnUpdate
+from bot.chat import ChatService
 from bot.conversations import ConversationStore
+from bot.events import TurnEnd
 from bot.replies import reply_text, split_message
 from bot.webhook_turns import WebhookOutcome, answer_remembered
 
@@ -86,8 +87,8 @@ class DiscordInteractions:
     def answer(self, question: DiscordQuestion) -> None:
         """Replace the deferred response with the answer, continuing in follow-ups past 2,000 chars."""
 
-        def deliver(update: TurnUpdate) -> bool:
-            pieces = split_message(reply_text(update), DISCORD_LIMIT)
+        def deliver(end: TurnEnd) -> bool:
+            pieces = split_message(reply_text(end), DISCORD_LIMIT)
             hook = f"{self.api_url}/webhooks/{question.application_id}/{question.token}"
             try:
                 with httpx.Client(timeout=15) as client:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
+
+import numpy as np
 
 from bot.chat import ChatService
 from bot.config import Settings
+from generation.llamacpp import LlamaCppEngine
+from generation.models import SHIPPED, model_file
+from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import parse_categories
 from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflectionClassifier
 from guardrails.guard import Guard
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
+from guardrails.probe import LinearProbe, ProbeClassifier, probe_path
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
-from retrieval.generator import Generator
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter
@@ -43,17 +49,37 @@ class Components:
         chunker = Chunker(self.embedder.tokenizer, s.chunk_size, s.chunk_overlap)
         return Ingestor(self.embedder, chunker, self.store, chunker_signature=s.chunker_signature)
 
+    @property
+    def draft_model_path(self) -> Path | None:
+        s = self.settings
+        return model_file(s.generator_draft_model) if s.generator_speculative == "draft" else None
+
     @cached_property
-    def generator(self) -> Generator:
+    def engine(self) -> LlamaCppEngine:
+        """The embedded llama.cpp engine (only when no vLLM server is configured)."""
+        s = self.settings
+        return LlamaCppEngine(
+            model_file(s.generator_model),
+            name=s.generator_model if s.generator_model in SHIPPED else None,
+            threads=s.generator_threads,
+            context=s.generator_context,
+            parallel=s.generator_parallel,
+            speculative=s.generator_speculative,
+            draft_model=self.draft_model_path,
+            embeddings=s.moderation in ("probe", "self+probe"),
+        )
+
+    def hidden_states(self, texts: list[str]) -> np.ndarray:
+        """The generator's hidden states for messages (the probe's features)."""
+        return self.generator.hidden_states(texts)
+
+    @cached_property
+    def generator(self) -> OpenAICompatibleGenerator:
+        """vLLM by URL when configured, else the embedded engine: both through the same client."""
         s = self.settings
         if s.vllm_url:
-            from bot.vllm_generator import VLLMGenerator
-
-            return VLLMGenerator(s.vllm_url, s.vllm_model, api_key=s.vllm_api_key)
-        from bot.local_generator import LocalGenerator
-        from bot.models import resolve_model_dir
-
-        return LocalGenerator(resolve_model_dir(s.generator_model))
+            return OpenAICompatibleGenerator(s.vllm_url, s.vllm_model, api_key=s.vllm_api_key)
+        return self.engine.generator()
 
     @cached_property
     def guard(self) -> Guard:
@@ -62,13 +88,18 @@ class Components:
         classifier: Classifier | None = None
         if s.moderation != "off" and policy.enforced:
             members: list[tuple[Classifier, float]] = []
+            labeller = SelfReflectionClassifier(self.generator)
+            if s.moderation in ("probe", "self+probe"):
+                probe = LinearProbe.load(probe_path(s.generator_model))
+                weight = 1.0 if s.moderation == "probe" else 0.5
+                members.append((ProbeClassifier(self.hidden_states, probe, labeller, weight), 1.0))
             if s.moderation in ("self", "ensemble"):
-                members.append((SelfReflectionClassifier(self.generator), 1.0))
+                members.append((labeller, 1.0))
             if s.moderation in ("knn", "ensemble"):
                 knn = KnnClassifier(lambda texts: self.embedder.embed(texts).full, load_examples())
                 members.append((knn, 1.0))
             classifier = members[0][0] if len(members) == 1 else EnsembleClassifier(members)
-        return Guard(classifier, policy, s.operator_prompt, s.moderation_chunk_chars)
+        return Guard(classifier, policy, s.operator_prompt, chunk_chars=s.moderation_chunk_chars)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -83,6 +114,11 @@ class Components:
             guard=self.guard,
             max_answer_tokens=s.max_answer_tokens,
             max_message_chars=s.max_message_chars,
+            prompt_chars=s.prompt_chars,
+            abstain_below=s.abstain_below,
+            check_grounding=s.check_grounding,
+            quarantine=s.quarantine,
+            spotlight=s.spotlight,
         )
 
     def retrieval_settings(self) -> RetrievalSettings:

@@ -1,7 +1,8 @@
 """An OpenAI-compatible /v1/chat/completions over the whole RAG pipeline, for other clients.
 
 The last user message is the question and earlier messages are the history; the reply carries
-the usual fields plus `sources` (and `moderation` when a turn was refused).
+the usual fields plus `sources` (and `moderation` when a turn was refused, with finish_reason
+"content_filter" as OpenAI reports its own filtering).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import asdict
 
 from pydantic import BaseModel, Field
 
-from bot.chat import ChatService, TurnUpdate
-from retrieval.generator import ChatMessage
+from bot.chat import ChatService
+from bot.events import Answered, Delta, ErrorKind, Failed, Refused, TurnEnd
+from generation.protocol import ChatMessage
 
-STATUS = {"input": 400, "store": 503, "generator": 503, "internal": 500}
+STATUS = {ErrorKind.INPUT: 400, ErrorKind.STORE: 503, ErrorKind.GENERATOR: 503, ErrorKind.INTERNAL: 500}
 
 
 class CompletionRequest(BaseModel):
@@ -40,29 +42,40 @@ def _split(request: CompletionRequest) -> tuple[str, list[ChatMessage]]:
     return request.messages[last].content, [m for m in request.messages[:last] if m.role != "system"]
 
 
-def _extras(update: TurnUpdate) -> dict[str, object]:
-    extras: dict[str, object] = {"sources": [asdict(s) for s in update.sources]}
-    if update.verdict:
-        extras["moderation"] = {"flagged": True, "category": update.verdict.category.value,
-                                "stage": update.verdict.stage}  # fmt: skip
-    return extras
+def _extras(end: Answered | Refused) -> dict[str, object]:
+    if isinstance(end, Refused):
+        verdict = end.verdict
+        moderation = {"flagged": True, "category": verdict.category.value, "stage": verdict.stage,
+                      "retracted": end.retracted}  # fmt: skip
+        return {"sources": [], "moderation": moderation}
+    return {"sources": [asdict(s) for s in end.sources]}
+
+
+def _finish(end: Answered | Refused) -> str:
+    return "content_filter" if isinstance(end, Refused) else "stop"
+
+
+def _content(end: Answered | Refused) -> str:
+    return end.message if isinstance(end, Refused) else end.text
+
+
+def _raise_failed(end: TurnEnd) -> Answered | Refused:
+    if isinstance(end, Failed):
+        raise ApiError(STATUS[end.kind], end.message, end.kind.value)
+    return end
 
 
 def complete(service: ChatService, request: CompletionRequest) -> dict[str, object]:
     question, history = _split(request)
-    update = service.answer(question, history)
-    if update.error:
-        kind = update.error_kind or "internal"
-        raise ApiError(STATUS[kind], update.error, kind)
+    end = _raise_failed(service.answer(question, history))
+    message = {"role": "assistant", "content": _content(end)}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": update.text}, "finish_reason": "stop"}
-        ],
-        **_extras(update),
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish(end)}],
+        **_extras(end),
     }
 
 
@@ -77,16 +90,15 @@ def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant"})
-    shown = 0
-    for update in service.turn(question, history):
-        if update.error:
-            yield f"data: {json.dumps({'error': {'message': update.error, 'type': update.error_kind}})}\n\n"
-            break
-        if update.verdict:  # the refusal replaces whatever was shown (nothing, with the guard)
-            yield chunk({"content": update.text})
-        elif update.text[shown:]:
-            yield chunk({"content": update.text[shown:]})
-            shown = len(update.text)
-        if update.done:  # errors left the loop above
-            yield chunk({}, "stop", **_extras(update))
+    for event in service.turn(question, history):
+        if isinstance(event, Delta):
+            yield chunk({"content": event.text})
+        elif isinstance(event, Failed):
+            yield f"data: {json.dumps({'error': {'message': event.message, 'type': event.kind.value}})}\n\n"
+        elif isinstance(event, Refused):
+            # Shown text cannot be unsent: the refusal follows it, and `retracted` says it is withdrawn.
+            yield chunk({"content": ("\n\n" if event.retracted else "") + event.message})
+            yield chunk({}, _finish(event), **_extras(event))
+        elif isinstance(event, Answered):
+            yield chunk({}, _finish(event), **_extras(event))
     yield "data: [DONE]\n\n"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from bot.chat import Source, TurnUpdate
+from bot.events import Failed, Refused, Source, TurnEnd
 
 
-def reply_text(update: TurnUpdate, max_sources: int = 4) -> str:
-    if update.error:
-        return f":warning: {update.error}"
-    if update.verdict:
-        return update.text
-    cited = [s for s in update.sources if s.cited] or update.sources[:max_sources]
-    lines = [update.text or "(no answer)"]
+def reply_text(end: TurnEnd, max_sources: int = 4) -> str:
+    if isinstance(end, Failed):
+        return f":warning: {end.message}"
+    if isinstance(end, Refused):
+        return f":shield: {end.message}"
+    cited = end.cited or end.sources[:max_sources]
+    lines = [end.text or "(no answer)"]
     if cited:
         lines += ["", "Sources:", *(_source_line(s) for s in cited)]
     return "\n".join(lines)

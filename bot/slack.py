@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
-from bot.chat import ChatService, TurnUpdate
+from bot.chat import ChatService
 from bot.conversations import ConversationStore
+from bot.events import TurnEnd
 from bot.replies import reply_text
 from bot.webhook_turns import WebhookOutcome, answer_remembered
 
@@ -75,10 +76,10 @@ class SlackEvents:
     def answer(self, question: SlackQuestion) -> None:
         """Answer in the thread; runs after the acknowledgement was sent."""
 
-        def post(update: TurnUpdate) -> bool:
+        def post(end: TurnEnd) -> bool:
             try:
                 self.client.chat_postMessage(
-                    channel=question.channel, thread_ts=question.thread_ts, text=reply_text(update)
+                    channel=question.channel, thread_ts=question.thread_ts, text=reply_text(end)
                 )
                 return True
             except Exception:  # Slack down or token revoked: logged; the thread shows nothing new

@@ -7,8 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from bot.chat import ChatService, Source
-from retrieval.generator import ChatMessage
+from bot.chat import ChatService
+from bot.events import Answered, Delta, Failed, Refused, Source
+from generation.protocol import ChatMessage
+
+_SOURCES_HEADING = "\n\n**Sources**\n"
 
 
 def _link(source: Source) -> str:
@@ -24,7 +27,7 @@ def render_sources(sources: list[Source]) -> str:
     lines = [
         f"- **[{s.number}]** {_link(s)}{' (cited)' if s.cited else ''}: {s.snippet[:160]}…" for s in sources
     ]
-    return "\n\n**Sources**\n" + "\n".join(lines)
+    return _SOURCES_HEADING + "\n".join(lines)
 
 
 def history_messages(history: list[Any]) -> list[ChatMessage]:
@@ -35,21 +38,28 @@ def history_messages(history: list[Any]) -> list[ChatMessage]:
         if isinstance(content, list):
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         if role in ("user", "assistant") and isinstance(content, str):
-            out.append(ChatMessage(role=role, content=content.split("\n\n**Sources**")[0]))
+            out.append(ChatMessage(role=role, content=content.split(_SOURCES_HEADING)[0]))
     return out
+
+
+def render_turn(service: ChatService, message: str, history: list[ChatMessage]) -> Iterator[str]:
+    """The chat bubble's text after each event: the answer so far, then with its sources."""
+    text = ""
+    for event in service.turn(message, history):
+        if isinstance(event, Delta):
+            text += event.text
+            yield text
+        elif isinstance(event, Answered):
+            yield event.text + render_sources(event.sources)
+        elif isinstance(event, Refused):
+            yield f"🛡️ {event.message}"
+        elif isinstance(event, Failed):
+            yield f"⚠️ {event.message}"
 
 
 def build_ui(service: ChatService) -> gr.Blocks:
     def respond(message: str, history: list[Any]) -> Iterator[str]:
-        for update in service.turn(message, history_messages(history)):
-            if update.error:
-                yield f"⚠️ {update.error}"
-            elif update.verdict:
-                yield f"🛡️ {update.text}"
-            elif update.done:
-                yield update.text + render_sources(update.sources)
-            else:
-                yield update.text
+        yield from render_turn(service, message, history_messages(history))
 
     return gr.ChatInterface(
         respond,

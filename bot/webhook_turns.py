@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from bot.chat import ChatService, TurnUpdate
+from bot.chat import ChatService
 from bot.conversations import ConversationStore
-from retrieval.generator import ChatMessage
+from bot.events import Answered, TurnEnd
+from generation.protocol import ChatMessage
 
 Q = TypeVar("Q")
 
@@ -29,13 +30,13 @@ def answer_remembered(
     conversations: ConversationStore,
     conversation: str,
     text: str,
-    deliver: Callable[[TurnUpdate], bool],
+    deliver: Callable[[TurnEnd], bool],
 ) -> None:
-    """Answer with the conversation's history; remember the exchange once it was delivered."""
-    update = service.answer(text, conversations.history(conversation))
-    if deliver(update) and not update.error:
+    """Answer with the conversation's history; remember an answered exchange once it was delivered."""
+    end = service.answer(text, conversations.history(conversation))
+    if deliver(end) and isinstance(end, Answered):
         conversations.append(
             conversation,
             ChatMessage(role="user", content=text),
-            ChatMessage(role="assistant", content=update.text),
+            ChatMessage(role="assistant", content=end.text),
         )

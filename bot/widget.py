@@ -8,6 +8,12 @@ origins may frame the page is enforced by the browser through CSP frame-ancestor
 from __future__ import annotations
 
 import html
+import json
+from collections.abc import Iterator, Sequence
+
+from bot.chat import ChatService
+from bot.events import Answered, Delta, Failed, Refused
+from generation.protocol import ChatMessage
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -38,20 +44,22 @@ document.getElementById("f").onsubmit = async (e) => {
     const r = await fetch("widget/chat", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({token, message, history})});
     if (!r.ok) { out.className = "m err"; out.textContent = (await r.json()).detail; return; }
-    const reader = r.body.getReader(), dec = new TextDecoder(); let buf = "", last = null;
+    const reader = r.body.getReader(), dec = new TextDecoder(); let buf = "", last = null, text = "";
     for (;;) {
       const {value, done} = await reader.read(); if (done) break;
       buf += dec.decode(value, {stream: true}); const lines = buf.split("\\n"); buf = lines.pop();
       for (const line of lines) { if (!line) continue; last = JSON.parse(line);
-        out.textContent = last.error || last.text;
-        if (last.error) out.className = "m err"; else if (last.refused) out.className = "m refused"; }
+        if (last.type === "delta") { text += last.text; out.textContent = text; }
+        else if (last.type === "answered") out.textContent = last.text;
+        else if (last.type === "refused") { out.className = "m refused"; out.textContent = "🛡️ " + last.message; }
+        else if (last.type === "failed") { out.className = "m err"; out.textContent = last.message; } }
     }
     if (last && last.sources && last.sources.length) {
       const s = document.createElement("div"); s.className = "src";
       s.textContent = "Sources: " + last.sources.map(x => `[${x.number}] ${x.title}`).join("  ");
       out.appendChild(s);
     }
-    if (last && !last.error) history.push({role: "user", content: message}, {role: "assistant", content: last.text});
+    if (last && last.type === "answered") history.push({role: "user", content: message}, {role: "assistant", content: last.text});
   } catch (err) { out.className = "m err"; out.textContent = "The chat service cannot be reached."; }
 };
 </script></body></html>
@@ -71,3 +79,23 @@ def embed_snippet(base_url: str, token: str) -> str:
         f'<iframe src="{base_url.rstrip("/")}/widget?token={token}" title="ragbot" '
         'style="width:380px;height:560px;border:1px solid #ddd;border-radius:8px"></iframe>'
     )
+
+
+def widget_events(service: ChatService, message: str, history: Sequence[ChatMessage]) -> Iterator[str]:
+    """The turn as NDJSON rows the widget's script reads: one typed row per event."""
+    for event in service.turn(message, history):
+        row: dict[str, object]
+        if isinstance(event, Delta):
+            row = {"type": "delta", "text": event.text}
+        elif isinstance(event, Answered):
+            sources = [{"number": s.number, "title": s.title, "source": s.source, "cited": s.cited}
+                       for s in event.sources]  # fmt: skip
+            row = {"type": "answered", "text": event.text, "sources": sources}
+        elif isinstance(event, Refused):
+            row = {"type": "refused", "message": event.message, "category": event.verdict.category.value,
+                   "retracted": event.retracted}  # fmt: skip
+        elif isinstance(event, Failed):
+            row = {"type": "failed", "message": event.message, "kind": event.kind.value}
+        else:
+            continue
+        yield json.dumps(row) + "\n"

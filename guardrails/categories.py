@@ -18,7 +18,8 @@ class Category(StrEnum):
     SELF_HARM = "selfharm"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
+        """How a refusal names the category ("illegal activity")."""
         return TITLES[self]
 
 

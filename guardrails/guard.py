@@ -1,31 +1,54 @@
 """The guard around any Generator: system-prompt guardrail, input check, and checked streaming.
 
-Streamed text is released only after a moderation check has covered it: the answer is checked
-every `chunk_chars` characters (cumulatively) and once more in full at the end, so a flagged
-answer never finishes on screen and its last token is never shown.
+Streamed text is released only after a moderation check has covered it. Checks run at sentence
+ends: the first as soon as a sentence of `first_chars` is complete (so a person sees text within
+seconds), then whenever at least `chunk_chars` more text ends in a sentence, or after
+`max_lookahead` characters without one, and once more at the end. Each check judges the whole
+answer so far, whose prompt extends the previous check's, so the engine's prefix cache makes it cost
+only the new text. A flagged answer never finishes on screen and its last token is never shown.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from generation.protocol import ChatMessage, Generator
 from guardrails.categories import Category
 from guardrails.classifier import Classifier
+from guardrails.grounding import unsupported
 from guardrails.policy import ModerationPolicy, Verdict
 from guardrails.prompts import system_prompt
-from retrieval.generator import ChatMessage, Generator
 
 log = logging.getLogger("ragbot.moderation")
 
 
+_SENTENCE_END = re.compile(r"[.!?:;](?=[\s\"')\]]|$)|\n")
+
+
 @dataclass(frozen=True)
 class GuardedPiece:
-    """Checked text to show next, or the verdict that stopped the answer (then text is empty)."""
+    """Checked text to show next, or the verdict that stopped the answer (then text is empty).
+
+    `checks` and `check_seconds` count the moderation work done to release this piece.
+    """
 
     text: str = ""
     verdict: Verdict | None = None
+    checks: int = 0
+    check_seconds: float = 0.0
+    unsupported: tuple[str, ...] = ()  # numbers or names the sources do not contain: the answer ends
+
+
+def sentence_cut(text: str, min_chars: int) -> int:
+    """The end of the last complete sentence in `text` if it is at least `min_chars` long, else 0."""
+    if len(text) < min_chars:
+        return 0
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return ends[-1] if ends and ends[-1] >= min_chars else 0
 
 
 class Guard:
@@ -34,12 +57,16 @@ class Guard:
         classifier: Classifier | None,
         policy: ModerationPolicy | None = None,
         operator_prompt: str = "",
-        chunk_chars: int = 400,
+        chunk_chars: int = 160,
+        first_chars: int = 24,
+        max_lookahead: int = 400,
     ) -> None:
         self.classifier = classifier
         self.policy = policy or ModerationPolicy()
         self.operator_prompt = operator_prompt
-        self.chunk_chars = chunk_chars
+        self.chunk_chars = chunk_chars  # 0: check once, at the end
+        self.first_chars = first_chars
+        self.max_lookahead = max_lookahead
 
     @property
     def enabled(self) -> bool:
@@ -63,36 +90,63 @@ class Guard:
     def check_input(self, message: str) -> Verdict:
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="input")
+        assert self.classifier is not None  # enabled
         return self._record(self.policy.decide(self.classifier.classify_prompt(message), "input"), message)
 
     def check_output(self, question: str, answer: str) -> Verdict:
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="output")
+        assert self.classifier is not None  # enabled
         scores = self.classifier.classify_answer(question, answer)
         return self._record(self.policy.decide(scores, "output"), answer)
 
-    def checked_stream(self, question: str, pieces: Iterable[str]) -> Iterator[GuardedPiece]:
-        """Pass pieces through once moderation has seen them; stop with the verdict if one flags."""
-        if not self.enabled:
+    def checked_stream(
+        self, question: str, pieces: Iterable[str], evidence: Sequence[str] | None = None
+    ) -> Iterator[GuardedPiece]:
+        """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
+
+        With `evidence` (the sources' text and the question), each piece must also state no number
+        or name the evidence lacks (guardrails/grounding.py), or the answer ends before it.
+        """
+        if not self.enabled and evidence is None:
             yield from (GuardedPiece(p) for p in pieces)
             return
-        answer, pending = "", ""  # all of it so far; the part not yet checked and released
-        for piece in pieces:
-            answer += piece
-            pending += piece
-            if self.chunk_chars and len(pending) >= self.chunk_chars:
-                verdict = self.check_output(question, answer)
-                if verdict.flagged:
-                    yield GuardedPiece(verdict=verdict)
-                    return
-                yield GuardedPiece(pending)
-                pending = ""
+        answer, released = "", 0  # all of it so far; how much of it was checked and released
+        iterator = iter(pieces)
+        try:
+            for piece in iterator:
+                answer += piece
+                pending = answer[released:]
+                want = self.first_chars if released == 0 else self.chunk_chars
+                cut = sentence_cut(pending, want) if self.chunk_chars else 0
+                if not cut and self.chunk_chars and len(pending) >= self.max_lookahead:
+                    cut = len(pending)
+                if cut:
+                    checked = self._checked(question, answer, pending, evidence)
+                    yield checked
+                    if checked.verdict or checked.unsupported:
+                        return
+                    released = len(answer)
+            if released < len(answer):
+                yield self._checked(question, answer, answer[released:], evidence)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()  # a flagged or abandoned answer stops generating
+
+    def _checked(
+        self, question: str, answer: str, pending: str, evidence: Sequence[str] | None
+    ) -> GuardedPiece:
+        if evidence is not None and (claims := unsupported(pending, evidence)):
+            return GuardedPiece(unsupported=tuple(claims))
+        if not self.enabled:
+            return GuardedPiece(pending)
+        start = time.perf_counter()
         verdict = self.check_output(question, answer)
+        seconds = time.perf_counter() - start
         if verdict.flagged:
-            yield GuardedPiece(verdict=verdict)
-            return
-        if pending:
-            yield GuardedPiece(pending)
+            return GuardedPiece(verdict=verdict, checks=1, check_seconds=seconds)
+        return GuardedPiece(pending, checks=1, check_seconds=seconds)
 
 
 class GuardedGenerator:
@@ -113,7 +167,12 @@ class GuardedGenerator:
         return [ChatMessage(role="system", content=prompt), *rest]
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> Iterator[str]:
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         verdict = self.guard.check_input(question)
@@ -121,15 +180,20 @@ class GuardedGenerator:
             yield verdict.refusal
             return
         pieces = self.generator.stream(
-            self._with_guardrail(messages), max_tokens=max_tokens, temperature=temperature
+            self._with_guardrail(messages), max_tokens=max_tokens, temperature=temperature, stop=stop
         )
         for piece in self.guard.checked_stream(question, pieces):
             yield piece.verdict.refusal if piece.verdict else piece.text
 
     def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> str:
-        return "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature))
+        return "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop))
 
     def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
         return self.generator.choice_logprobs(messages, choices)

@@ -37,7 +37,7 @@ class Verdict:
         if not self.flagged:
             return ""
         what = "your message" if self.stage == "input" else "the answer I drafted"
-        return f"{REFUSALS[self.category]} (Moderation: {what} was flagged as {self.category.title}.)"
+        return f"{REFUSALS[self.category]} (Moderation: {what} was flagged as {self.category.label}.)"
 
 
 @dataclass(frozen=True)

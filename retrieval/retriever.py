@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generation.protocol import ChatMessage
 from retrieval.chunking import QuerySplitter
 from retrieval.embedder import Embedder
 from retrieval.fusion import Rule, contributions, mrag_vote, reciprocal_rank_fusion
-from retrieval.generator import ChatMessage
 from retrieval.importance import unit
 from retrieval.rewrite import QueryRewriter
 from retrieval.sparse import BM25Encoder
@@ -245,9 +245,16 @@ class Retriever:
         self, question: str, history: Sequence[ChatMessage] = (), settings: RetrievalSettings | None = None
     ) -> RetrievalResult:
         settings = settings or RetrievalSettings()
-        standalone = question
+        return self.search(question, self.standalone(question, history, settings), settings)
+
+    def standalone(self, question: str, history: Sequence[ChatMessage], settings: RetrievalSettings) -> str:
+        """The question made standalone with the conversation (condensation), or as it is."""
         if settings.condense and history and self.rewriter:
-            standalone = self.rewriter.condense(history, question)
+            return self.rewriter.condense(history, question)
+        return question
+
+    def search(self, question: str, standalone: str, settings: RetrievalSettings) -> RetrievalResult:
+        """Retrieve for an already standalone question (expanded into several queries if asked)."""
         queries = [standalone]
         if settings.n_queries and self.rewriter:
             queries = self.rewriter.expand(standalone, settings.n_queries)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from retrieval.generator import ChatMessage, Generator
+from generation.protocol import ChatMessage, Generator
 
 CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
@@ -45,17 +45,29 @@ def parse_queries(text: str, original: str, m: int) -> list[str]:
     return queries
 
 
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
 class QueryRewriter:
     def __init__(self, generator: Generator, history_turns: int = 3) -> None:
         self.generator = generator
         self.history_turns = history_turns
 
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
-        """Standalone form of a follow-up; the question itself when there is no history."""
-        recent = [m for m in history if m.role in ("user", "assistant")][-2 * self.history_turns :]
+        """Standalone form of a follow-up; the question itself when there is no history.
+
+        The conversation's first message is kept even when it is older than the last few turns: it
+        usually names the subject that later pronouns refer to.
+        """
+        turns = [m for m in history if m.role in ("user", "assistant")]
+        recent = turns[-2 * self.history_turns :]
         if not recent:
             return question
-        convo = "\n".join(f"{m.role.capitalize()}: {m.content[:500]}" for m in recent)
+        if turns[0] not in recent:
+            recent = [turns[0], *recent]
+        convo = "\n".join(f"{m.role.capitalize()}: {_clip(m.content, 300)}" for m in recent)
         messages = [
             ChatMessage(role="system", content=CONDENSE_PROMPT),
             ChatMessage(

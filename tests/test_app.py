@@ -19,8 +19,8 @@ from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.factory import Components
 from bot.replies import split_message
-from bot.vllm_generator import VLLMGenerator
-from retrieval.generator import ChatMessage
+from generation.openai_compat import OpenAICompatibleGenerator
+from generation.protocol import ChatMessage
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
@@ -174,8 +174,10 @@ def test_widget_needs_a_site_token_and_sets_frame_ancestors(client: TestClient) 
     assert page.headers["content-security-policy"] == "frame-ancestors https://docs.example"
     r = client.post("/widget/chat", json={"token": "site-token-1", "message": "What buried Pompeii?"})
     rows = [json.loads(line) for line in r.text.splitlines()]
-    assert len(rows) >= 3 and rows[-1]["done"] and rows[-1]["text"] == ANSWER
-    assert rows[-1]["sources"][0]["title"] == "Volcanoes"
+    deltas = [row["text"] for row in rows if row["type"] == "delta"]
+    assert len(deltas) >= 3 and "".join(deltas).strip() == ANSWER
+    assert rows[-1]["type"] == "answered" and rows[-1]["text"] == ANSWER
+    assert rows[-1]["sources"][0]["title"] == "Volcanoes" and rows[-1]["sources"][0]["cited"]
     assert client.post("/widget/chat", json={"token": "nope", "message": "hi"}).status_code == 403
 
 
@@ -201,7 +203,7 @@ def test_openai_compatible_endpoint(client: TestClient) -> None:
 
 def test_health_reports_unreachable_backends(tmp_path: Path) -> None:
     parts = Components(Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:9"))
-    parts.__dict__["generator"] = VLLMGenerator("http://127.0.0.1:9", "m", retries=0)
+    parts.__dict__["generator"] = OpenAICompatibleGenerator("http://127.0.0.1:9", "m", retries=0)
     checks = component_health(parts)()
     assert checks["qdrant"].startswith("unavailable: Cannot reach Qdrant")
     assert checks["generator"].startswith("unavailable: The vLLM server at http://127.0.0.1:9 cannot connect")
@@ -221,3 +223,53 @@ def test_conversations_survive_a_restart(tmp_path: Path) -> None:
     store.close()
     again = ConversationStore(path)
     assert [m.content for m in again.history("slack:C1:1")] == ["hi", "hello"] and not again.first_time("e1")
+
+
+@pytest.fixture
+def withdrawn(ingestor: Ingestor, store: VectorStore, corpus: Path) -> Iterator[ChatService]:
+    """A turn whose first sentence passes moderation and whose second is flagged."""
+    from guardrails import Guard, SelfReflectionClassifier
+
+    ingestor.ingest_paths([corpus])
+
+    def make() -> ChatService:
+        gen = ScriptedGenerator(
+            [ANSWER + " Then something hateful."], labels=["safe", "safe", "unsafe", "violent"]
+        )
+        guard = Guard(SelfReflectionClassifier(gen), chunk_chars=10, first_chars=10)
+        return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
+
+    yield make  # type: ignore[misc]
+
+
+def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn, capsys) -> None:
+    from bot.cli import _ask
+    from bot.openai_api import CompletionRequest, stream
+    from bot.replies import reply_text
+    from bot.web import render_turn
+    from bot.widget import widget_events
+
+    withdrawn_note = "(The answer above was withdrawn.)"
+    web = list(render_turn(withdrawn(), "What buried Pompeii?", []))
+    assert web[0] == ANSWER + " " and web[-1].startswith("🛡️ " + withdrawn_note)
+    rows = [json.loads(r) for r in widget_events(withdrawn(), "What buried Pompeii?", [])]
+    assert rows[-1]["type"] == "refused" and rows[-1]["retracted"]
+    assert rows[-1]["message"].startswith(withdrawn_note)
+    request = CompletionRequest(messages=[ChatMessage(role="user", content="What buried Pompeii?")])
+    sse = [json.loads(e[6:]) for e in stream(withdrawn(), request) if e != "data: [DONE]\n\n"]
+    assert sse[-1]["choices"][0]["finish_reason"] == "content_filter"
+    assert sse[-1]["moderation"] == {
+        "flagged": True,
+        "category": "hate",
+        "stage": "output",
+        "retracted": True,
+    }
+    assert withdrawn_note in sse[-2]["choices"][0]["delta"]["content"]
+    assert reply_text(withdrawn().answer("What buried Pompeii?")).startswith(":shield: " + withdrawn_note)
+
+    class Parts:
+        chat_service = staticmethod(withdrawn)
+
+    assert _ask(Parts(), "What buried Pompeii?") == 3  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out.startswith(ANSWER) and withdrawn_note in out

@@ -17,9 +17,8 @@ from bot.app import AppDeps, create_app
 from bot.chat import ChatService
 from bot.config import Settings
 from bot.conversations import ConversationStore
-from bot.local_generator import LocalGenerator
-from bot.models import resolve_model_dir
-from bot.vllm_server import free_port
+from generation.openai_compat import OpenAICompatibleGenerator
+from generation.vllm_server import free_port
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
@@ -32,11 +31,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def server(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path) -> Iterator[str]:
+def server(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path, smol: OpenAICompatibleGenerator
+) -> Iterator[str]:
     import uvicorn
 
     ingestor.ingest_paths([corpus])
-    generator = LocalGenerator(resolve_model_dir("smollm2-135m-instruct"))
+    generator = smol
     service = ChatService(
         Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2), max_answer_tokens=48
     )

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.generator import ChatMessage
+from generation.protocol import ChatMessage
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter

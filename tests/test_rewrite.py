@@ -1,4 +1,4 @@
-from retrieval.generator import ChatMessage, Generator
+from generation.protocol import ChatMessage, Generator
 from retrieval.rewrite import QueryRewriter, clean_line, parse_queries
 from tests.generators import ScriptedGenerator
 

@@ -1,6 +1,7 @@
 import gradio as gr
 
-from bot.chat import ChatService, Source
+from bot.chat import ChatService
+from bot.events import Source
 from bot.web import build_ui, history_messages, render_sources
 from retrieval.retriever import RetrievalSettings
 
@@ -22,8 +23,8 @@ def test_history_from_gradio_messages_drops_rendered_sources() -> None:
 def test_sources_rendered_with_title_snippet_and_cited_mark() -> None:
     text = render_sources(
         [
-            Source(1, "Multi-Head RAG", "/x/mrag.md", "MRAG uses heads", True),
-            Source(2, "Qdrant", "https://qdrant.tech/docs", "Named vectors", False),
+            Source(1, "Multi-Head RAG", "/x/mrag.md", "MRAG uses heads", 0.9, "a", True),
+            Source(2, "Qdrant", "https://qdrant.tech/docs", "Named vectors", 0.5, "b", False),
         ]
     )
     assert "**[1]** Multi-Head RAG (`mrag.md`) (cited): MRAG uses heads" in text

@@ -1,7 +1,8 @@
-"""The Generator protocol: chat messages in, text or a token stream out.
+"""The Generator protocol: chat messages in, text or a token stream out, label log-probabilities.
 
-Defined here because query rewriting needs it; implementations live in `bot.local_generator`
-(in-process transformers) and `bot.vllm_generator` (vLLM by URL), and `guardrails` wraps any of them.
+Everything that generates text (the embedded llama.cpp engine, a vLLM server) implements it, and
+everything that needs text generated (query rewriting, the chat turn, moderation) depends on it
+alone, so the two sides never import each other.
 """
 
 from __future__ import annotations
@@ -23,18 +24,34 @@ class GeneratorUnavailable(RuntimeError):
 
 @runtime_checkable
 class Generator(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The served model's name, for logs and the status line."""
+        ...
 
     def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> str:
-        """The whole answer at once."""
+        """The whole answer at once; generation ends early at any `stop` string (not included)."""
         ...
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
     ) -> Iterator[str]:
-        """The answer as text pieces, in order, as they are produced."""
+        """The answer as text pieces, in order, as they are produced.
+
+        Closing the iterator early (a consumer that stops reading) cancels the generation.
+        """
         ...
 
     def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
@@ -54,17 +71,18 @@ def match_choices(candidates: Iterable[tuple[str, float]], choices: Sequence[str
     A choice's score is its best-scoring token that starts it ("ille" for "illegal"). Tokens shorter
     than three characters are ignored unless they are the whole choice: "a" or "S" would otherwise
     count for any choice with that initial. Choices should therefore start with a token of three or
-    more characters in common tokenizers. Choices with no token among `top` get a floor below the
-    lowest seen.
+    more characters in common tokenizers. Choices with no token among the candidates get a floor
+    below the lowest seen.
     """
     top: dict[str, float] = {}
     for token, logprob in candidates:
         top[token] = max(logprob, top.get(token, float("-inf")))
     floor = min(top.values(), default=0.0) - 5.0
     scores = dict.fromkeys(choices, floor)
+    lowered = {c.lower() for c in choices}
     for token, logprob in top.items():
         piece = token.strip().lower()
-        if len(piece) < 3 and piece not in (c.lower() for c in choices):
+        if len(piece) < 3 and piece not in lowered:
             continue
         for choice in choices:
             if choice.lower().startswith(piece) and logprob > scores[choice]:

