@@ -158,7 +158,11 @@ BASELINES: dict[str, tuple[Setup, list[float]]] = {
     "mrag heads (vote)": (Setup(rule="vote"), weights(heads=1)),
     "hybrid (RRF dense+bm25)": (Setup(), weights(bm25=1, full=1)),
     "mrag-hybrid (old default)": (Setup(), weights(bm25=1, heads=1)),
-    "fusion (default: retriever.DEFAULT_PLAN)": (Setup(), weights(bm25=1, full=0.5, heads=0.5)),
+    "rrf bm25 + 0.5 full + 0.5 heads": (Setup(), weights(bm25=1, full=0.5, heads=0.5)),
+    "fusion (the default: retriever.DEFAULT_PLAN)": (
+        Setup(rule="minmax", piece_rule="vote", window="s48"),
+        weights(bm25=0.5, bm25_p=0.5, full_p=0.5, heads_p=1.0),
+    ),
 }
 
 

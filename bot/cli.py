@@ -74,7 +74,7 @@ retrieval methods (--method, RAGBOT_METHOD):
   mrag         Multi-Head RAG alone: each last-layer attention head searches its own space and
                votes, weighted by head importance; the pooled vector votes too
   mrag-hybrid  reciprocal rank fusion of mrag and bm25 (the default before fusion)
-The README's retrieval tables compare them on five evaluation sets.
+The README's retrieval tables compare them on six evaluation sets.
 """
 
 
