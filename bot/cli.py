@@ -53,14 +53,37 @@ def sample_corpus() -> Path:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="local data directory (default: ./data)")
     p.add_argument("--collection", help="Qdrant collection name (default: ragbot)")
-    p.add_argument("--qdrant-url", help="Qdrant server URL; default: local mode on disk")
+    p.add_argument("--qdrant-url", help="Qdrant server URL; default: the embedded store on disk")
+    p.add_argument(
+        "--store-engine",
+        choices=["edge", "local"],
+        help="embedded store: Qdrant Edge (default) or qdrant-client local mode (slower, older stores)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+
+METHODS = """\
+retrieval methods (--method, RAGBOT_METHOD):
+  fusion       the default: BM25, the pooled sentence vector (`full`) and the attention-head votes
+               (Multi-Head RAG), fused with weights chosen on development sets; a question longer
+               than 48 tokens is also searched sentence by sentence, each chunk keeping its best
+               sentence's score, so every topic of a many-topic question finds its own documents
+  dense        standard RAG: nearest chunks to the pooled sentence vector
+  bm25         lexical: BM25 over stemmed words (Qdrant sparse vectors with IDF)
+  hybrid       reciprocal rank fusion of dense and bm25 (the usual hybrid baseline)
+  mrag         Multi-Head RAG alone: each last-layer attention head searches its own space and
+               votes, weighted by head importance; the pooled vector votes too
+  mrag-hybrid  reciprocal rank fusion of mrag and bm25 (the default before fusion)
+The README's retrieval tables compare them on six evaluation sets.
+"""
 
 
 def _retrieval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--top-k", type=int, help="chunks to retrieve (default 4)")
     p.add_argument(
-        "--method", choices=[m.value for m in Method], help="retrieval method (default mrag-hybrid)"
+        "--method",
+        choices=[m.value for m in Method],
+        help="retrieval method (default fusion; see the list below)",
     )
     p.add_argument("--n-queries", type=int, help="LLM rewrites fused with RRF (default 0: off)")
 
@@ -99,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, help="overlap in tokens (default 30)")
     _common(p)
 
-    p = sub.add_parser("query", help="show retrieved chunks for a question (no generation)")
+    p = sub.add_parser(
+        "query",
+        help="show retrieved chunks for a question (no generation)",
+        description="Show what retrieval finds for a question, with scores, without generating.",
+        epilog=METHODS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("question")
     _retrieval_flags(p)
     _common(p)
@@ -127,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("reset", help="delete the collection (documents must be ingested again)")
     _common(p)
+    p = sub.add_parser(
+        "copy",
+        help="copy the embedded collection to a Qdrant server (or another engine), without re-embedding",
+        description="Copy every chunk (vectors, BM25 vector, payload) and the collection's metadata from the "
+        "embedded store to the Qdrant server at --to-qdrant-url (or into --to-store-engine on this machine). "
+        "Then set QDRANT_URL to use the server.",
+    )
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--to-qdrant-url", help="target Qdrant server URL")
+    g.add_argument("--to-store-engine", choices=["edge", "local"], help="target embedded engine")
+    p.add_argument("--to-collection", help="target collection name (default: the same)")
+    _common(p)
     return parser
 
 
@@ -135,6 +176,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "data_dir",
         "collection",
         "qdrant_url",
+        "store_engine",
         "chunk_size",
         "chunk_overlap",
         "top_k",
@@ -219,6 +261,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         weights = meta.get("head_importance") or []
         print("head importance: " + " ".join(f"{w:.2f}" for w in weights))
         return 0
+    if args.command == "copy":
+        return _copy(parts, args)
     if args.command == "reset":
         parts.store.drop()
         print(f"deleted collection '{settings.collection}'")
@@ -242,6 +286,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import serve
 
     serve(parts)
+    return 0
+
+
+def _copy(parts: Components, args: argparse.Namespace) -> int:
+    from retrieval.store import VectorStore, copy_collection
+
+    s = parts.settings
+    if not parts.store.exists():
+        print(f"error: collection '{s.collection}' does not exist at {parts.store.location}", file=sys.stderr)
+        return 1
+    name = args.to_collection or s.collection
+    if args.to_qdrant_url:
+        target = VectorStore(name, url=args.to_qdrant_url, api_key=s.qdrant_api_key)
+    else:
+        target = VectorStore(name, path=s.qdrant_path, engine=args.to_store_engine)
+    if target.location == parts.store.location and name == s.collection:
+        print("error: source and target are the same collection", file=sys.stderr)
+        return 2
+    n = copy_collection(parts.store, target)
+    print(f"copied {n} chunks from {parts.store.location} to '{name}' at {target.location}")
+    target.close()
     return 0
 
 

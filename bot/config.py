@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     qdrant_api_key: str | None = Field(
         None, validation_alias=AliasChoices("QDRANT_API_KEY", "RAGBOT_QDRANT_API_KEY")
     )
+    store_engine: Literal["edge", "local"] = Field(
+        "edge", description="Embedded store without QDRANT_URL: Qdrant Edge (default) or qdrant-client local mode."
+    )
 
     embedder_model: str | None = Field(
         None, description="Encoder directory; default: the packaged all-MiniLM-L6-v2."
@@ -102,7 +105,7 @@ class Settings(BaseSettings):
         description="Source text given to the generator, the sentences nearest the question (0: whole "
         "chunks). 1400 was best on bench/qa.py dev: accuracy 0.9 and 43% less time than whole chunks.",
     )
-    method: Method = Method.MRAG_HYBRID
+    method: Method = Method.FUSION
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True
 

@@ -37,7 +37,7 @@ class Components:
         s = self.settings
         if s.qdrant_url:
             return VectorStore(s.collection, url=s.qdrant_url, api_key=s.qdrant_api_key)
-        return VectorStore(s.collection, path=s.qdrant_path)
+        return VectorStore(s.collection, path=s.qdrant_path, engine=s.store_engine)
 
     @cached_property
     def embedder(self) -> MultiHeadEmbedder:

@@ -57,3 +57,32 @@ class Chunker:
                 )
             )
         return chunks
+
+
+class QuerySplitter:
+    """Cuts a long query into pieces of at most `max_tokens`, on paragraph, line, sentence and word boundaries.
+
+    An embedder reads only its window (256 tokens for MiniLM), and one vector (or one BM25 query)
+    for a long question about many things mixes them all; each piece gets its own searches instead.
+    Queries that fit in `max_tokens` stay whole.
+    """
+
+    SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", " ", "")
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, max_tokens: int = 64, sentences: bool = True
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+            tokenizer,
+            chunk_size=max_tokens,
+            chunk_overlap=0,
+            separators=list(self.SEPARATORS if sentences else ("\n\n", "\n", " ", "")),
+            keep_separator="end",
+        )
+
+    def split(self, text: str) -> list[str]:
+        if len(self.tokenizer.tokenize(text)) <= self.max_tokens:
+            return [text]
+        return [p for p in (s.strip() for s in self._splitter.split_text(text)) if p] or [text]

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,6 +28,18 @@ class MultiHeadEmbeddings:
 
     def __len__(self) -> int:
         return self.full.shape[0]
+
+
+class Embedder(Protocol):
+    """What ingest and retrieval need from an embedder; benchmarks wrap the real one with caches."""
+
+    dim: int
+    n_heads: int
+    head_dim: int
+    model_name: str
+    tokenizer: PreTrainedTokenizerBase
+
+    def embed(self, texts: list[str]) -> MultiHeadEmbeddings: ...
 
 
 def default_model_path() -> Path:

@@ -1,8 +1,15 @@
 """Ingest files into the store: load, chunk, embed only what is new, replace what changed.
 
 Chunk ids are content-derived, so re-ingesting an unchanged file writes nothing, and a changed file
-keeps its unchanged chunks, gains the new ones and loses the stale ones (new chunks are written
-before old ones are deleted, so a crash mid-way never leaves a file with no chunks).
+keeps its unchanged chunks, gains the new ones and loses the stale ones.
+
+Crash safety (a kill -9 at any point, then the same ingest again, ends with exactly the files' chunks):
+- new chunks are written with an empty document hash; only when all of a file's chunks are stored
+  are they stamped with the file's hash and its stale chunks deleted. A file counts as unchanged
+  only when every stored chunk carries its hash, so a half-written file is planned again: its
+  stored chunks are kept (same ids, not re-embedded), the missing ones written, stale ones removed.
+- head importance is marked stale in the metadata before the first write and recomputed at the
+  end; an ingest that finds it stale recomputes it even when no file changed.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from retrieval.chunking import Chunker, content_hash
-from retrieval.embedder import MultiHeadEmbedder
+from retrieval.embedder import Embedder
 from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
@@ -23,6 +30,7 @@ from retrieval.store import VectorStore
 from retrieval.types import Chunk, Document, IngestReport
 
 log = logging.getLogger(__name__)
+PENDING = ""  # document hash of a chunk whose file is not completely stored yet
 
 
 @dataclass
@@ -35,7 +43,7 @@ class _FilePlan:
 
 @dataclass
 class Ingestor:
-    embedder: MultiHeadEmbedder
+    embedder: Embedder
     chunker: Chunker
     store: VectorStore
     chunker_signature: str = ""
@@ -86,15 +94,13 @@ class Ingestor:
                 )
             )
             report.files_ok += 1
-        pending = [(c, p.doc_hash) for p in plans for c in p.new]
-        if pending:
-            self._write(pending)
-        for plan in plans:
-            self.store.set_doc_hash(plan.keep, plan.doc_hash)
-            self.store.delete(plan.remove)
-            report.chunks_added += len(plan.new)
-            report.chunks_removed += len(plan.remove)
-        if report.chunks_added or report.chunks_removed:
+        if plans:
+            self.store.update_metadata(importance_stale=True)
+            self._write(plans)
+            for plan in plans:
+                report.chunks_added += len(plan.new)
+                report.chunks_removed += len(plan.remove)
+        if plans or self.store.metadata().get("importance_stale"):
             self.refresh_importance()
         return report
 
@@ -109,7 +115,15 @@ class Ingestor:
             self._bm25 = BM25Encoder(avg_len=float(avg))
         return self._bm25
 
-    def _write(self, pending: list[tuple[Chunk, str]]) -> None:
+    def _write(self, plans: list[_FilePlan]) -> None:
+        """Embed and store new chunks in batches; each file is finalised as soon as all its chunks are in."""
+        pending = [(c, n) for n, p in enumerate(plans) for c in p.new]
+        waiting = [len(p.new) for p in plans]
+        for n, plan in enumerate(plans):
+            if not waiting[n]:
+                self._finalise(plan)
+        if not pending:
+            return
         bm25 = self.bm25([c for c, _ in pending])
         bar = tqdm(
             total=len(pending), unit="chunk", desc="embedding", disable=not self.progress, file=sys.stderr
@@ -119,9 +133,18 @@ class Ingestor:
             chunks = [c for c, _ in batch]
             emb = self.embedder.embed([c.text for c in chunks])
             sparse = [bm25.encode_document(c.text) for c in chunks]
-            self.store.upsert(chunks, emb, sparse, [h for _, h in batch])
+            self.store.upsert(chunks, emb, sparse, [PENDING] * len(chunks))
+            for _, n in batch:
+                waiting[n] -= 1
+                if not waiting[n]:
+                    self._finalise(plans[n])
             bar.update(len(batch))
         bar.close()
+
+    def _finalise(self, plan: _FilePlan) -> None:
+        """All of a file's chunks are stored: stamp them with the file's hash, then drop its stale chunks."""
+        self.store.set_doc_hash([*plan.keep, *(c.id for c in plan.new)], plan.doc_hash)
+        self.store.delete(plan.remove)
 
     def refresh_importance(self) -> list[float]:
         return refresh_importance(self.store, self.importance_sample)
@@ -131,5 +154,5 @@ def refresh_importance(store: VectorStore, sample: int = 2000) -> list[float]:
     """Recompute head importance over (a sample of) the corpus and store it with the collection."""
     norms, heads = store.sample_heads(sample)
     scores = head_importance(norms, heads).tolist() if len(norms) else [1.0] * store.n_heads
-    store.update_metadata(head_importance=scores, importance_sample=len(norms))
+    store.update_metadata(head_importance=scores, importance_sample=len(norms), importance_stale=False)
     return scores

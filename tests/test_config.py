@@ -13,7 +13,7 @@ def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     s = Settings(_env_file=None)
     assert s.qdrant_url is None and s.qdrant_path == Path("data/qdrant")
-    assert s.host == "127.0.0.1" and s.method is Method.MRAG_HYBRID
+    assert s.host == "127.0.0.1" and s.method is Method.FUSION and s.store_engine == "edge"
 
 
 def test_environment_switches_to_a_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,9 +74,9 @@ def test_collection_has_named_vectors_and_importance(
     ingestor: Ingestor, store: VectorStore, corpus: Path
 ) -> None:
     ingestor.ingest_paths([corpus])
-    vectors = store.client.get_collection("test").config.params.vectors
+    vectors = store.vector_sizes()
     assert set(vectors) == {FULL} | {head_name(i) for i in range(12)}
-    assert vectors[FULL].size == 384 and vectors[head_name(0)].size == 32
+    assert vectors[FULL] == 384 and vectors[head_name(0)] == 32
     weights = store.metadata()["head_importance"]
     assert len(weights) == 12 and all(w > 0 for w in weights)
     assert max(weights) / min(weights) > 1.05  # heads are not all alike

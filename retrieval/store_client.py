@@ -1,0 +1,191 @@
+"""qdrant-client engine: a Qdrant server (`url=`) or qdrant-client's local mode (`path=`, pure Python)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
+
+from retrieval.sparse import SparseVec
+from retrieval.store import SPARSE, Engine, Hit, Record, Schema, Search, StoreUnavailable
+
+
+class _GuardedClient:
+    """Proxy to QdrantClient: lost connections become StoreUnavailable naming the server; calls optionally locked.
+
+    Local mode is not documented as thread-safe, so its calls are serialised; a server client is.
+    """
+
+    def __init__(self, client: QdrantClient, location: str, lock: threading.RLock | None) -> None:
+        self._client = client
+        self._location = location
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if self._lock is None:
+                    return attr(*args, **kwargs)
+                with self._lock:
+                    return attr(*args, **kwargs)
+            except ResponseHandlingException as exc:
+                raise StoreUnavailable(f"Lost the connection to Qdrant at {self._location}: {exc}") from exc
+
+        return call
+
+
+class ClientEngine(Engine):
+    def __init__(self, collection: str, client: QdrantClient, name: str, location: str) -> None:
+        self.collection = collection
+        self.name = name
+        self.location = location
+        self.indexed_filters = name == "server"  # local mode ignores payload indexes and scans
+        self.client: QdrantClient = _GuardedClient(  # type: ignore[assignment]
+            client, location, None if name == "server" else threading.RLock()
+        )
+
+    @classmethod
+    def server(cls, collection: str, url: str, api_key: str | None, timeout: float) -> ClientEngine:
+        try:
+            client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False)
+            client.get_collections()  # fail now, with a clear message, if the server is down
+        except Exception as exc:
+            raise StoreUnavailable(f"Cannot reach Qdrant at {url}: {exc}. Is the server running?") from exc
+        return cls(collection, client, "server", url)
+
+    @classmethod
+    def local(cls, collection: str, path: str | Path) -> ClientEngine:
+        if str(path) == ":memory:":
+            return cls(collection, QdrantClient(location=":memory:"), "local", ":memory:")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreUnavailable(
+                    f"The local Qdrant store at {path} is open in another ragbot process; local mode allows one "
+                    "process at a time. Stop the other process, or run a Qdrant server and set QDRANT_URL."
+                ) from exc
+            raise
+        return cls(collection, client, "local", str(path))
+
+    # ---- schema and metadata ------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.client.collection_exists(self.collection)
+
+    def create(self, schema: Schema, metadata: dict[str, Any]) -> None:
+        vectors = {
+            name: models.VectorParams(size=size, distance=models.Distance.COSINE)
+            for name, size in schema.vector_sizes().items()
+        }
+        self.client.create_collection(
+            self.collection,
+            vectors_config=vectors,
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata=metadata,
+        )
+        if self.indexed_filters:
+            self.client.create_payload_index(self.collection, "source", models.PayloadSchemaType.KEYWORD)
+
+    def vector_sizes(self) -> dict[str, int]:
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        return {name: params.size for name, params in (vectors or {}).items()}  # type: ignore[union-attr]
+
+    def drop(self) -> None:
+        self.client.delete_collection(self.collection)
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.client.get_collection(self.collection).config.metadata or {})
+
+    def update_metadata(self, values: dict[str, Any]) -> None:
+        self.client.update_collection(self.collection, metadata=values)
+
+    def count(self) -> int:
+        return self.client.count(self.collection, exact=True).count
+
+    # ---- points -------------------------------------------------------------------------------
+    def upsert(
+        self, ids: list[str], dense: dict[str, np.ndarray], sparse: list[SparseVec], payloads: list[dict]
+    ) -> None:
+        points = []
+        for i, pid in enumerate(ids):
+            vector: dict[str, Any] = {name: rows[i].tolist() for name, rows in dense.items()}
+            if sparse[i].indices:
+                vector[SPARSE] = models.SparseVector(indices=sparse[i].indices, values=sparse[i].values)
+            points.append(models.PointStruct(id=pid, vector=vector, payload=payloads[i]))
+        self.client.upsert(self.collection, points=points, wait=True)
+
+    def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
+        self.client.set_payload(self.collection, payload=payload, points=ids, wait=True)  # type: ignore[arg-type]
+
+    def delete(self, ids: list[str]) -> None:
+        self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)  # type: ignore[arg-type]
+
+    def scroll(
+        self,
+        sources: list[str] | None,
+        fields: list[str] | bool,
+        vectors: list[str] | bool,
+        offset: str | None,
+        limit: int,
+    ) -> tuple[list[Record], str | None]:
+        flt = None
+        if sources is not None:
+            flt = models.Filter(
+                must=[models.FieldCondition(key="source", match=models.MatchAny(any=sources))]
+            )
+        points, nxt = self.client.scroll(
+            self.collection,
+            scroll_filter=flt,
+            limit=limit,
+            offset=offset,
+            with_payload=fields,
+            with_vectors=vectors,
+        )
+        return [_record(p) for p in points], (str(nxt) if nxt is not None else None)
+
+    def retrieve(self, ids: list[str], fields: list[str] | bool, vectors: list[str] | bool) -> list[Record]:
+        records = self.client.retrieve(self.collection, ids=ids, with_payload=fields, with_vectors=vectors)
+        return [_record(r) for r in records]
+
+    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        requests, slots = [], []
+        for i, s in enumerate(searches):
+            if isinstance(s.vector, SparseVec):
+                if not s.vector.indices:
+                    continue
+                query: Any = models.SparseVector(indices=s.vector.indices, values=s.vector.values)
+            else:
+                query = np.asarray(s.vector, dtype=np.float32).tolist()
+            requests.append(
+                models.QueryRequest(query=query, using=s.using, limit=s.limit, with_payload=False)
+            )
+            slots.append(i)
+        results: list[list[Hit]] = [[] for _ in searches]
+        if requests:
+            answers = self.client.query_batch_points(self.collection, requests=requests)
+            for slot, answer in zip(slots, answers, strict=True):
+                results[slot] = [Hit(str(p.id), p.score) for p in answer.points]
+        return results
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _record(point: Any) -> Record:
+    vectors: dict[str, Any] = {}
+    if isinstance(point.vector, dict):
+        for name, value in point.vector.items():
+            vectors[name] = SparseVec(list(value.indices), list(value.values)) if name == SPARSE else value
+    return Record(str(point.id), dict(point.payload or {}), vectors)
