@@ -20,7 +20,7 @@ from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
 from retrieval.store import VectorStore
-from retrieval.types import Chunk, Document, IngestReport
+from retrieval.types import Chunk, Document, FileOutcome, FileStatus, IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class Ingestor:
                 docs.append(load_document(path))
             except DocumentError as exc:
                 report.errors.append(str(exc))
+                report.files.append(
+                    FileOutcome(path=str(path), status=FileStatus.REJECTED, reason=exc.reason)
+                )
                 log.warning("skipped %s", exc)
         if not docs and not report.errors:
             report.errors.append(f"no supported files found in {', '.join(map(str, paths))}")
@@ -74,6 +77,11 @@ class Ingestor:
             existing = states[doc.source]
             if existing and set(existing.values()) == {doc_hash}:
                 report.files_unchanged += 1
+                report.files.append(
+                    FileOutcome(
+                        path=doc.source, source=doc.source, status=FileStatus.UNCHANGED, chunks=len(existing)
+                    )
+                )
                 continue
             chunks = self.chunker.split(doc)
             new_ids = {c.id for c in chunks}
@@ -86,6 +94,10 @@ class Ingestor:
                 )
             )
             report.files_ok += 1
+            status = FileStatus.REPLACED if existing else FileStatus.ADDED
+            report.files.append(
+                FileOutcome(path=doc.source, source=doc.source, status=status, chunks=len(chunks))
+            )
         pending = [(c, p.doc_hash) for p in plans for c in p.new]
         if pending:
             self._write(pending)
