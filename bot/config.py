@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     discord_public_key: str | None = Field(None, description="The application's Ed25519 key, hex.")
     discord_api_url: str = "https://discord.com/api/v10"
 
+    admin_token: str | None = Field(
+        None,
+        description="Token for the web documents panel (upload, delete); unset: allowed from this machine only.",
+    )
+    max_upload_mb: float = Field(20, gt=0, le=50, description="Largest file the web upload accepts.")
+
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
@@ -107,6 +113,11 @@ class Settings(BaseSettings):
         """token -> site name, from 'site=token,...'."""
         pairs = [p.split("=", 1) for p in self.widget_tokens.split(",") if "=" in p]
         return {token.strip(): site.strip() for site, token in pairs if token.strip()}
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where files uploaded in the browser are kept (their stored copy is what gets ingested)."""
+        return self.data_dir / "uploads"
 
     @property
     def qdrant_path(self) -> Path:
