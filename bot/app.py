@@ -1,4 +1,5 @@
-"""The one ASGI app: Gradio chat at /, /widget, Slack and Discord webhooks, /healthz, /v1 API.
+"""The one ASGI app: the web chat at / (chat, evidence, documents, feedback), /widget and its
+feedback, Slack and Discord webhooks, /healthz, /v1 API.
 
 `build_app(Components)` wires the real pieces; `create_app(AppDeps)` takes them ready-made, so
 tests can run the same routes over a small index.

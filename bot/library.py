@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ class DocumentInfo:
     source: str  # the store key: an absolute path or a URL
     title: str
     chunks: int
-    uploaded: bool  # its file lives in the uploads folder (deleting removes that too)
+    uploaded_at: float | None = None  # set when its file lives in the uploads folder (delete removes it)
+
+    @property
+    def uploaded(self) -> bool:
+        return self.uploaded_at is not None
 
     @property
     def name(self) -> str:
@@ -109,6 +114,7 @@ class Library:
         uploads_dir: Path,
         max_bytes: int = 20_000_000,
         on_change: Callable[[], None] | None = None,
+        list_ttl_s: float = 30.0,
     ) -> None:
         self.ingestor = ingestor
         self.store = ingestor.store
@@ -116,10 +122,23 @@ class Library:
         self.max_bytes = max_bytes
         self.on_change = on_change  # e.g. the retriever forgetting cached collection facts
         self._lock = threading.Lock()
+        # Listing reads every chunk's payload, and every page load asks for it: keep it a while
+        # (changes made here clear it; an ingest by another process shows within `list_ttl_s`).
+        self.list_ttl_s = list_ttl_s
+        self._listed: tuple[float, list[DocumentInfo]] | None = None
 
     # ---- reading -----------------------------------------------------------------------------
     def documents(self) -> list[DocumentInfo]:
-        """Every stored source with its title and chunk count, by title (one scroll over the store)."""
+        """Every stored source with its title and chunk count, by title."""
+        listed = self._listed
+        if listed and time.monotonic() - listed[0] < self.list_ttl_s:
+            return listed[1]
+        docs = self._scan()
+        self._listed = (time.monotonic(), docs)
+        return docs
+
+    def _scan(self) -> list[DocumentInfo]:
+        """One pass over the store's chunks (O(chunks): fine for thousands, slow for 100k)."""
         if not self.store.exists():
             return []
         ids = self.store.ids()
@@ -129,7 +148,7 @@ class Library:
             for chunk in self.store.chunks(ids[start : start + 1024]).values():
                 counts[chunk.source] = counts.get(chunk.source, 0) + 1
                 titles.setdefault(chunk.source, chunk.title)
-        docs = [DocumentInfo(s, titles[s], n, self._uploaded(s) is not None) for s, n in counts.items()]
+        docs = [DocumentInfo(s, titles[s], n, self._uploaded_at(s)) for s, n in counts.items()]
         return sorted(docs, key=lambda d: (d.title.lower(), d.source))
 
     # ---- changing ----------------------------------------------------------------------------
@@ -219,7 +238,15 @@ class Library:
         path = Path(source)
         return path if path.parent == self.uploads_dir and path.name else None
 
+    def _uploaded_at(self, source: str) -> float | None:
+        path = self._uploaded(source)
+        try:
+            return path.stat().st_mtime if path else None
+        except OSError:  # its chunks are stored but the file is gone: still listed, as ingested
+            return None
+
     def _changed(self) -> None:
+        self._listed = None
         if self.on_change:
             self.on_change()
 

@@ -83,6 +83,8 @@ def render_turn(service: ChatService, message: str, history: list[ChatMessage]) 
 
 
 def end_section(turn: int, question: str, end: TurnEnd) -> str:
+    """The evidence panel's section for a finished turn, titled with the question searched for."""
+    question = getattr(end, "standalone_question", "") or question
     if isinstance(end, Answered):
         note = "" if end.cited else "The answer cites none of these passages."
         return turn_section(turn, question, evidence(end.text, end.sources), note)
@@ -148,7 +150,7 @@ def moderation_description(service: ChatService) -> str:
     return f"{kind} ({enforced}; threshold {guard.policy.threshold:g})"
 
 
-def status_line(service: ChatService, library: Library | None) -> str:
+def status_line(service: ChatService) -> str:
     generator = getattr(service.generator, "name", type(service.generator).__name__)
     store = service.retriever.store
     kind = "Qdrant server" if store.is_server else "Qdrant local mode"
@@ -224,9 +226,11 @@ def build_ui(
         """Everything that depends on the library: status, list, delete choices, example questions."""
         docs = library.documents() if library else []
         choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", d.source) for d in docs]
-        questions = example_questions([d.title for d in docs])
+        # What was uploaded last is likely what people want to ask about next.
+        recent = sorted((d for d in docs if d.uploaded_at), key=lambda d: -(d.uploaded_at or 0))
+        questions = example_questions([d.title for d in [*recent, *docs]])
         return (
-            status_line(service, library),
+            status_line(service),
             documents_table(docs),
             gr.update(choices=choices, value=None),
             gr.update(samples=[[q] for q in questions], visible=bool(questions)),

@@ -83,7 +83,7 @@ def test_example_questions_come_from_titles() -> None:
 
 
 def test_lists_escape_names_and_show_results() -> None:
-    docs = documents_table([DocumentInfo("/d/uploads/<b>.md", "<b>Bold</b>", 3, True)])
+    docs = documents_table([DocumentInfo("/d/uploads/<b>.md", "<b>Bold</b>", 3, 1.0)])
     assert "&lt;b&gt;Bold&lt;/b&gt;" in docs and "<b>Bold</b>" not in docs
     assert "1 documents, 3 chunks" in docs
     result = upload_table(
