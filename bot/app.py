@@ -1,4 +1,5 @@
-"""The one ASGI app: Gradio chat at /, /widget, Slack and Discord webhooks, /healthz, /v1 API.
+"""The one ASGI app: the web chat at / (chat, evidence, documents, feedback), /widget and its
+feedback, Slack and Discord webhooks, /healthz, /v1 API.
 
 `build_app(Components)` wires the real pieces; `create_app(AppDeps)` takes them ready-made, so
 tests can run the same routes over a small index.
@@ -20,6 +21,8 @@ from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.discord import DiscordInteractions
 from bot.factory import Components
+from bot.feedback import Rating, RecentTurns
+from bot.library import Library
 from bot.openai_api import ApiError, CompletionRequest, complete, stream
 from bot.slack import SlackEvents
 from bot.widget import frame_ancestors, widget_events, widget_page
@@ -34,6 +37,7 @@ class AppDeps:
     service: ChatService
     conversations: ConversationStore
     health: HealthCheck
+    library: Library | None = None  # the web documents panel; None hides upload and delete
 
 
 class WidgetMessage(BaseModel):
@@ -42,10 +46,18 @@ class WidgetMessage(BaseModel):
     history: list[ChatMessage] = Field(default_factory=list, max_length=40)
 
 
+class WidgetFeedback(BaseModel):
+    token: str
+    turn_id: str = Field(max_length=64)
+    rating: Rating | None = None
+    comment: str = Field("", max_length=2000)
+
+
 def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     s, service = deps.settings, deps.service
     app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None)
     tokens = s.widget_token_map()
+    recent = RecentTurns()
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -65,9 +77,24 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         if body.token not in tokens:
             raise HTTPException(403, "Unknown widget token.")
 
+        channel = f"widget:{tokens[body.token]}"
         return StreamingResponse(
-            widget_events(service, body.message, body.history), media_type="application/x-ndjson"
+            widget_events(service, body.message, body.history, recent, channel),
+            media_type="application/x-ndjson",
         )
+
+    @app.post("/widget/feedback")
+    def widget_feedback(body: WidgetFeedback) -> JSONResponse:
+        if body.token not in tokens:
+            raise HTTPException(403, "Unknown widget token.")
+        turn = recent.get(body.turn_id)
+        if turn is None or turn.channel != f"widget:{tokens[body.token]}":
+            raise HTTPException(404, "That answer is no longer known; feedback was not saved.")
+        if "rating" in body.model_fields_set:
+            deps.conversations.rate(turn, body.rating)
+        if body.comment.strip():
+            deps.conversations.comment(turn, body.comment)
+        return JSONResponse({"saved": True})
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
@@ -111,9 +138,17 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     if with_ui:
         import gradio as gr
 
-        from bot.web import build_ui
+        from bot.web import CSS, HEAD, build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(service).queue(), path="/")
+        ui = build_ui(service, deps.conversations, deps.library, s.admin_token)
+        app = gr.mount_gradio_app(
+            app,
+            ui.queue(),
+            path="/",
+            css=CSS,
+            head=HEAD,
+            max_file_size=int(s.max_upload_mb * 1_000_000),
+        )
     return app
 
 
@@ -143,7 +178,11 @@ def component_health(parts: Components) -> HealthCheck:
 
 def build_app(parts: Components) -> FastAPI:
     s = parts.settings
-    deps = AppDeps(s, parts.chat_service(), ConversationStore(s.conversations_path), component_health(parts))
+    library = Library(
+        parts.ingestor, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
+    )
+    conversations = ConversationStore(s.conversations_path)
+    deps = AppDeps(s, parts.chat_service(), conversations, component_health(parts), library)
     return create_app(deps)
 
 

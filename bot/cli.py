@@ -33,7 +33,8 @@ Typical use:
   ragbot ingest docs/            add or update documents (Markdown, text, HTML, PDF)
   ragbot query "question"        show what retrieval finds, without generating
   ragbot ask "question"          answer in the terminal, with sources
-  ragbot serve                   serve the web chat
+  ragbot serve                   serve the web chat (upload documents and give feedback there)
+  ragbot feedback --export f.jsonl   export answers people rated, with their comments
 
 Generation: the embedded default runs Qwen2.5-Coder-1.5B-Instruct (a GGUF shipped on PyPI) in
 llama.cpp inside this process; --vllm-url uses a vLLM server instead and --vllm starts one here. Moderation: the model labels each message
@@ -152,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     _generator_flags(p)
     _common(p)
 
+    p = sub.add_parser(
+        "feedback",
+        help="summarise or export feedback on answers",
+        description="Feedback given in the web chat and the widget (👍/👎, comments), stored with the "
+        "turn it is about (question, answer, sources, moderation verdict, timings) in "
+        "DATA_DIR/conversations.sqlite. Without --export, print counts.",
+    )
+    p.add_argument("--export", type=Path, metavar="OUT.jsonl", help="write one JSON object per rated answer")
+    _common(p)
+
     p = sub.add_parser("info", help="show the collection's size and head importance")
     _common(p)
     p = sub.add_parser("reset", help="delete the collection (documents must be ingested again)")
@@ -236,7 +247,31 @@ def _start_vllm(settings: Settings) -> VLLMServer:
         raise GeneratorUnavailable(str(exc)) from exc
 
 
+def _feedback(settings: Settings, export: Path | None) -> int:
+    """Counts, or every feedback row with its turn as JSON lines (no store or model is opened)."""
+    from bot.conversations import ConversationStore
+    from bot.feedback import Rating
+
+    store = ConversationStore(settings.conversations_path)
+    rows = store.feedback()
+    store.close()
+    if export:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        with export.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(row.model_dump_json() + "\n")
+        print(f"exported {len(rows)} feedback row(s) to {export}")
+        return 0
+    up = sum(r.rating is Rating.UP for r in rows)
+    down = sum(r.rating is Rating.DOWN for r in rows)
+    comments = sum(bool(r.comment) for r in rows)
+    print(f"{len(rows)} answers with feedback: {up} 👍, {down} 👎, {comments} with comments")
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "feedback":
+        return _feedback(settings, args.export)
     from bot.factory import Components
 
     parts = Components(settings)
@@ -267,7 +302,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         parts.store.drop()
         print(f"deleted collection '{settings.collection}'")
         return 0
-    if not parts.store.exists():
+    if args.command == "serve" and not parts.store.exists():
+        print(
+            f"collection '{settings.collection}' is empty: upload documents in the browser or run `ragbot ingest`"
+        )
+    elif not parts.store.exists():
         print(
             f"error: collection '{settings.collection}' is empty: run `ragbot ingest PATH` first",
             file=sys.stderr,

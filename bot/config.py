@@ -30,7 +30,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("QDRANT_API_KEY", "RAGBOT_QDRANT_API_KEY")
     )
     store_engine: Literal["edge", "local"] = Field(
-        "edge", description="Embedded store without QDRANT_URL: Qdrant Edge (default) or qdrant-client local mode."
+        "edge",
+        description="Embedded store without QDRANT_URL: Qdrant Edge (default) or qdrant-client local mode.",
     )
 
     embedder_model: str | None = Field(
@@ -123,6 +124,12 @@ class Settings(BaseSettings):
     discord_public_key: str | None = Field(None, description="The application's Ed25519 key, hex.")
     discord_api_url: str = "https://discord.com/api/v10"
 
+    admin_token: str | None = Field(
+        None,
+        description="Token for the web documents panel (upload, delete); unset: allowed from this machine only.",
+    )
+    max_upload_mb: float = Field(20, gt=0, le=50, description="Largest file the web upload accepts.")
+
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
@@ -141,6 +148,11 @@ class Settings(BaseSettings):
         """token -> site name, from 'site=token,...'."""
         pairs = [p.split("=", 1) for p in self.widget_tokens.split(",") if "=" in p]
         return {token.strip(): site.strip() for site, token in pairs if token.strip()}
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where files uploaded in the browser are kept (their stored copy is what gets ingested)."""
+        return self.data_dir / "uploads"
 
     @property
     def qdrant_path(self) -> Path:

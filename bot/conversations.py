@@ -1,7 +1,8 @@
 """Conversation memory for chat channels without their own history (Slack threads, Discord channels).
 
 SQLite by default: one file under the data dir, survives restarts, safe across the server's threads.
-Also records which webhook events were already handled, so a retried delivery is answered once.
+Also records which webhook events were already handled, so a retried delivery is answered once, and
+the feedback people give on answers (with the turn it is about), for `ragbot feedback --export`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from bot.feedback import Feedback, Rating, TurnRecord
 from generation.protocol import ChatMessage
 
 _SCHEMA = """
@@ -18,6 +20,9 @@ CREATE TABLE IF NOT EXISTS messages (
     conversation TEXT NOT NULL, position INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,
     created REAL NOT NULL, PRIMARY KEY (conversation, position));
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    turn_id TEXT PRIMARY KEY, rating TEXT, comment TEXT NOT NULL DEFAULT '', turn TEXT NOT NULL,
+    updated REAL NOT NULL);
 """
 
 
@@ -55,6 +60,37 @@ class ConversationStore:
         with self._lock:
             cursor = self._db.execute("INSERT OR IGNORE INTO events VALUES (?, ?)", (event_id, time.time()))
             return cursor.rowcount == 1
+
+    def rate(self, turn: TurnRecord, rating: Rating | None) -> None:
+        """Set (or, with None, take back) the thumb on a turn; a comment already given stays."""
+        self._upsert(turn, "rating", rating.value if rating else None)
+
+    def comment(self, turn: TurnRecord, text: str) -> None:
+        self._upsert(turn, "comment", text.strip())
+
+    def _upsert(self, turn: TurnRecord, column: str, value: str | None) -> None:
+        assert column in ("rating", "comment")
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO feedback (turn_id, turn, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT(turn_id) DO UPDATE SET updated = excluded.updated",
+                (turn.turn_id, turn.model_dump_json(), time.time()),
+            )
+            self._db.execute(f"UPDATE feedback SET {column} = ? WHERE turn_id = ?", (value, turn.turn_id))
+
+    def feedback(self) -> list[Feedback]:
+        """Every turn with a thumb or a comment, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT turn, rating, comment, updated FROM feedback "
+                "WHERE rating IS NOT NULL OR comment != '' ORDER BY updated"
+            ).fetchall()
+        return [
+            Feedback(
+                turn=TurnRecord.model_validate_json(turn), rating=rating, comment=comment, updated=updated
+            )
+            for turn, rating, comment, updated in rows
+        ]
 
     def close(self) -> None:
         self._db.close()

@@ -1,68 +1,404 @@
-"""The web chat: a Gradio ChatInterface over ChatService, streaming, with sources under each answer."""
+"""The web chat at `/`: Gradio Blocks over ChatService, with an evidence panel, a documents panel,
+example questions, a status line and feedback.
+
+- Chat: the answer streams in; its [n] markers become links that open passage n in the evidence
+  panel (a small script in the page head; no round trip). Refusals show a 🛡️ notice naming the
+  category, a refusal after shown text says the answer was withdrawn.
+- Evidence: per answer, every source with number, title, file or link, retrieval score and the
+  passage, the sentences supporting the citing claim marked (bot/evidence.py); cited ones first.
+- Documents (bot/library.py): upload several files through the CLI's Ingestor with progress and a
+  result per file, the list with chunk counts, delete. Changes need the operator token, or, without
+  one, a direct request from this machine.
+- Feedback: 👍/👎 on an answer (Gradio's like buttons) and an optional comment, written with the turn
+  to the conversations database.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from bot.chat import ChatService
-from bot.events import Answered, Delta, Failed, Refused, Source
+from bot.conversations import ConversationStore
+from bot.events import Answered, Delta, Failed, Refused, Started, TurnEnd
+from bot.evidence import evidence, panel, turn_section
+from bot.feedback import Rating, TurnRecord
+from bot.library import DocumentInfo, Library, UploadOutcome, edit_access
 from generation.protocol import ChatMessage
+from retrieval.loaders import SUPPORTED_SUFFIXES
+from retrieval.types import FileStatus
 
-_SOURCES_HEADING = "\n\n**Sources**\n"
-
-
-def _link(source: Source) -> str:
-    """The title, linked when the source is a URL; otherwise followed by the file it came from."""
-    if source.source.startswith(("http://", "https://")):
-        return f"[{source.title}]({source.source})"
-    return f"{source.title} (`{source.source.rsplit('/', 1)[-1]}`)"
-
-
-def render_sources(sources: list[Source]) -> str:
-    if not sources:
-        return ""
-    lines = [
-        f"- **[{s.number}]** {_link(s)}{' (cited)' if s.cited else ''}: {s.snippet[:160]}…" for s in sources
-    ]
-    return _SOURCES_HEADING + "\n".join(lines)
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_CITE_LINK = re.compile(r"\[\\\[(\d{1,2})\\\]\]\(#cite-\d+-\d+\)")
+_SOURCES_HEADING = "\n\n**Sources**\n"  # in answers rendered by earlier versions: cut from the history
 
 
 def history_messages(history: list[Any]) -> list[ChatMessage]:
-    """Gradio's message history (dicts with role/content) as ChatMessages, dropping non-text parts."""
+    """Gradio's message history as ChatMessages: text only, citation links back to plain [n]."""
     out = []
     for item in history:
         role, content = item.get("role"), item.get("content")
         if isinstance(content, list):
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         if role in ("user", "assistant") and isinstance(content, str):
-            out.append(ChatMessage(role=role, content=content.split(_SOURCES_HEADING)[0]))
+            text = _CITE_LINK.sub(r"[\1]", content.split(_SOURCES_HEADING)[0])
+            out.append(ChatMessage(role=role, content=text))
     return out
 
 
+def link_citations(text: str, turn: int, numbers: set[int]) -> str:
+    """[n] markers of known sources as links the page script turns into 'show passage n'."""
+
+    def link(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        return f"[\\[{n}\\]](#cite-{turn}-{n})" if n in numbers else m.group(0)
+
+    return _CITATION.sub(link, text)
+
+
+def end_text(end: TurnEnd, turn: int = 0) -> str:
+    """The chat bubble for the end of a turn."""
+    if isinstance(end, Answered):
+        return link_citations(end.text, turn, {s.number for s in end.sources})
+    if isinstance(end, Refused):
+        return f"🛡️ {end.message}"
+    return f"⚠️ {end.message}"
+
+
 def render_turn(service: ChatService, message: str, history: list[ChatMessage]) -> Iterator[str]:
-    """The chat bubble's text after each event: the answer so far, then with its sources."""
+    """The chat bubble's text after each event (the answer so far, then its end)."""
     text = ""
     for event in service.turn(message, history):
         if isinstance(event, Delta):
             text += event.text
             yield text
-        elif isinstance(event, Answered):
-            yield event.text + render_sources(event.sources)
-        elif isinstance(event, Refused):
-            yield f"🛡️ {event.message}"
-        elif isinstance(event, Failed):
-            yield f"⚠️ {event.message}"
+        elif isinstance(event, Answered | Refused | Failed):
+            yield end_text(event)
 
 
-def build_ui(service: ChatService) -> gr.Blocks:
-    def respond(message: str, history: list[Any]) -> Iterator[str]:
-        yield from render_turn(service, message, history_messages(history))
+def end_section(turn: int, question: str, end: TurnEnd) -> str:
+    """The evidence panel's section for a finished turn, titled with the question searched for."""
+    question = getattr(end, "standalone_question", "") or question
+    if isinstance(end, Answered):
+        note = "" if end.cited else "The answer cites none of these passages."
+        return turn_section(turn, question, evidence(end.text, end.sources), note)
+    if isinstance(end, Refused):
+        what = "withdrawn" if end.retracted else "refused"
+        note = f"🛡️ The answer was {what} by moderation ({end.verdict.category.label}); no sources are shown."
+        return turn_section(turn, question, [], note)
+    return turn_section(turn, question, [], f"⚠️ {end.message}")
 
-    return gr.ChatInterface(
-        respond,
-        title="ragbot",
-        description="Answers from the ingested documents, with numbered citations.",
+
+def example_questions(titles: list[str], limit: int = 6) -> list[str]:
+    """Simple templates over document titles, alternating so both kinds show."""
+    templates = ("What is {}?", "Summarise {}.")
+    return [templates[i % 2].format(t) for i, t in enumerate(dict.fromkeys(titles)) if t][:limit]
+
+
+def documents_table(docs: list[DocumentInfo]) -> str:
+    if not docs:
+        return (
+            '<p class="rb-empty">No documents yet: upload some above, or run <code>ragbot ingest</code>.</p>'
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(d.title)}</td><td><code>{html.escape(d.name)}</code></td>"
+        f'<td class="rb-n">{d.chunks}</td><td>{"uploaded" if d.uploaded else "ingested"}</td></tr>'
+        for d in docs
     )
+    total = sum(d.chunks for d in docs)
+    return (
+        f'<table class="rb-table" id="rb-docs"><caption>{len(docs)} documents, {total} chunks</caption>'
+        "<thead><tr><th>Title</th><th>File</th><th>Chunks</th><th>How</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def upload_table(outcomes: list[UploadOutcome]) -> str:
+    rows = "".join(
+        f'<tr class="rb-{o.status.value}"><td><code>{html.escape(o.name)}</code></td>'
+        f"<td>{o.status.value}</td><td class='rb-n'>{o.chunks if o.status is not FileStatus.REJECTED else ''}</td>"
+        f"<td>{html.escape(o.reason)}</td></tr>"
+        for o in outcomes
+    )
+    return (
+        '<table class="rb-table" id="rb-upload-result"><thead><tr><th>File</th><th>Result</th>'
+        f"<th>Chunks</th><th>Reason</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _message(text: str, kind: str = "info") -> str:
+    return f'<p class="rb-msg rb-{kind}">{html.escape(text)}</p>'
+
+
+def moderation_description(service: ChatService) -> str:
+    guard = service.guard
+    if not guard.enabled:
+        return "off"
+    kinds = {
+        "SelfReflectionClassifier": "self-reflection",
+        "KnnClassifier": "kNN",
+        "EnsembleClassifier": "ensemble",
+    }
+    kind = kinds.get(type(guard.classifier).__name__, type(guard.classifier).__name__)
+    enforced = ", ".join(sorted(c.value for c in guard.policy.enforced))
+    return f"{kind} ({enforced}; threshold {guard.policy.threshold:g})"
+
+
+def status_line(service: ChatService) -> str:
+    generator = getattr(service.generator, "name", type(service.generator).__name__)
+    store = service.retriever.store
+    kind = "Qdrant server" if store.is_server else "Qdrant local mode"
+    try:
+        count = f"{store.count()} chunks" if store.exists() else "empty"
+    except Exception as exc:  # the status line reports, the chat's own errors say more
+        count = f"unavailable ({type(exc).__name__})"
+    return (
+        f"**Generator** `{generator}` · **Store** {kind}, {count} · "
+        f"**Moderation** {moderation_description(service)}"
+    )
+
+
+@dataclass
+class Session:
+    """Per browser tab: each answer's turn (for feedback) and evidence section, by message index."""
+
+    records: dict[int, TurnRecord] = field(default_factory=dict)
+    sections: dict[int, str] = field(default_factory=dict)
+
+
+CSS = """
+#rb-status p {font-size: 0.9em; margin: 0; opacity: 0.85}
+.rb-evidence {max-height: 640px; overflow-y: auto; font-size: 0.92em}
+.rb-for {margin: 0 0 6px; opacity: 0.8} .rb-note {margin: 4px 0; font-style: italic}
+.rb-src {border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 8px; margin: 6px 0}
+.rb-src summary {cursor: pointer} .rb-src.rb-active {outline: 2px solid var(--color-accent); outline-offset: 1px}
+.rb-num {font-weight: 700} .rb-score {float: right; opacity: 0.7; font-size: 0.85em}
+.rb-cited {background: #dcfce7; color: #166534; border-radius: 4px; padding: 0 5px; font-size: 0.8em}
+.rb-uncited {opacity: 0.6; font-size: 0.8em} .rb-where {margin: 4px 0; font-size: 0.85em}
+.rb-passage {margin: 4px 0 0; padding-left: 8px; border-left: 3px solid var(--border-color-primary); white-space: pre-wrap}
+.rb-passage mark {background: #fef08a; color: inherit; padding: 0 1px}
+.rb-table {width: 100%; border-collapse: collapse; font-size: 0.92em}
+.rb-table th, .rb-table td {text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--border-color-primary)}
+.rb-table caption {text-align: left; opacity: 0.8; padding-bottom: 4px} .rb-n {text-align: right}
+.rb-rejected td {color: #b91c1c} .rb-added td:nth-child(2), .rb-replaced td:nth-child(2) {color: #15803d}
+.rb-msg {margin: 4px 0} .rb-error {color: #b91c1c}
+#rb-chat a[href^="#cite-"] {color: var(--color-accent); font-weight: 600; text-decoration: none}
+"""
+
+# Citation links in answers ("#cite-<turn>-<n>") open passage n of that answer in the evidence panel.
+HEAD = """<script>
+document.addEventListener("click", (e) => {
+  const a = e.target.closest && e.target.closest('a[href^="#cite-"]');
+  if (!a) return;
+  e.preventDefault(); e.stopPropagation();
+  const m = a.getAttribute("href").match(/^#cite-(\\d+)-(\\d+)$/);
+  if (!m) return;
+  document.querySelectorAll(".rb-turn").forEach((s) => { s.hidden = s.dataset.turn !== m[1]; });
+  const card = document.getElementById(`rb-src-${m[1]}-${m[2]}`);
+  if (!card) return;
+  document.querySelectorAll(".rb-src.rb-active").forEach((c) => c.classList.remove("rb-active"));
+  card.open = true; card.classList.add("rb-active");
+  card.scrollIntoView({block: "nearest"});
+}, true);
+</script>"""
+
+
+_PROGRESS = gr.Progress(track_tqdm=True)  # the Ingestor's tqdm bars become the upload's progress bar
+
+
+def build_ui(
+    service: ChatService,
+    conversations: ConversationStore | None = None,
+    library: Library | None = None,
+    admin_token: str | None = None,
+    chat_concurrency: int = 4,
+) -> gr.Blocks:
+    conversations = conversations or ConversationStore()
+    suffixes = sorted(SUPPORTED_SUFFIXES)
+
+    def refresh() -> tuple[Any, ...]:
+        """Everything that depends on the library: status, list, delete choices, example questions."""
+        docs = library.documents() if library else []
+        choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", d.source) for d in docs]
+        # What was uploaded last is likely what people want to ask about next.
+        recent = sorted((d for d in docs if d.uploaded_at), key=lambda d: -(d.uploaded_at or 0))
+        questions = example_questions([d.title for d in [*recent, *docs]])
+        return (
+            status_line(service),
+            documents_table(docs),
+            gr.update(choices=choices, value=None),
+            gr.update(samples=[[q] for q in questions], visible=bool(questions)),
+        )
+
+    def respond(message: str, history: list[Any], session: Session) -> Iterator[tuple[Any, ...]]:
+        """Stream one turn into the chat and the evidence panel; the input is locked meanwhile."""
+        message = (message or "").strip()
+        if not message:
+            yield history, gr.update(), gr.skip(), session
+            return
+        prior = history_messages(history)
+        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": "…"}]
+        turn = len(history) - 1
+        session.sections[turn] = turn_section(turn, message, [], "Searching the documents…")
+        yield history, gr.update(value="", interactive=False), panel(session.sections), session
+        text = ""
+        for event in service.turn(message, prior):
+            if isinstance(event, Started):
+                items = evidence("", event.sources)
+                session.sections[turn] = turn_section(turn, event.standalone_question, items, "Answering…")
+                yield history, gr.skip(), panel(session.sections), session
+            elif isinstance(event, Delta):
+                text += event.text
+                history[-1] = {"role": "assistant", "content": text}
+                yield history, gr.skip(), gr.skip(), session
+            elif isinstance(event, Answered | Refused | Failed):
+                history[-1] = {"role": "assistant", "content": end_text(event, turn)}
+                session.sections[turn] = end_section(turn, message, event)
+                session.records[turn] = TurnRecord.from_end("web", message, event)
+                yield history, gr.update(interactive=True), panel(session.sections), session
+
+    def on_like(session: Session, data: gr.LikeData) -> tuple[Any, ...]:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        record = session.records.get(index)
+        if record is None:
+            return gr.update(visible=False), None, ""
+        rating = Rating.UP if data.liked is True else Rating.DOWN if data.liked is False else None
+        conversations.rate(record, rating)
+        note = "Thanks: feedback saved." if rating else "Feedback taken back."
+        return gr.update(visible=rating is not None), index, _message(note)
+
+    def on_comment(text: str, target: int | None, session: Session) -> tuple[Any, ...]:
+        record = session.records.get(target) if target is not None else None
+        if record is None or not text.strip():
+            return gr.update(), text, _message("Nothing to send.", "error")
+        conversations.comment(record, text)
+        return gr.update(visible=False), "", _message("Thanks: comment saved with your rating.")
+
+    def on_upload(
+        files: list[str] | None,
+        token: str,
+        request: gr.Request,
+        progress: gr.Progress = _PROGRESS,
+    ) -> tuple[Any, ...]:
+        if library is None or not files:
+            return (gr.skip(), None, *refresh())
+        access = edit_access(admin_token, token or "", _host(request), dict(request.headers))
+        if not access.allowed:
+            return (_message(access.reason, "error"), None, *refresh())
+        progress(0, desc=f"Ingesting {len(files)} file(s)…")
+        outcomes = library.upload([(Path(f).name, Path(f)) for f in files])
+        return (upload_table(outcomes), None, *refresh())
+
+    def on_delete(source: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
+        if library is None or not source:
+            return (_message("Choose a document to delete.", "error"), *refresh())
+        access = edit_access(admin_token, token or "", _host(request), dict(request.headers))
+        if not access.allowed:
+            return (_message(access.reason, "error"), *refresh())
+        removed = library.delete(source)
+        name = source.rsplit("/", 1)[-1]
+        note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
+        return (_message(note), *refresh())
+
+    with gr.Blocks(title="ragbot", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# ragbot\nAnswers from your documents with numbered citations: click [1] to see its passage."
+        )
+        status = gr.Markdown(elem_id="rb-status")
+        session = gr.State(Session())
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        elem_id="rb-chat",
+                        height=520,
+                        show_label=False,
+                        feedback_options=("Like", "Dislike"),
+                        placeholder="Ask about the documents listed under **Documents**.",
+                    )
+                    box = gr.Textbox(
+                        placeholder="Ask a question about the documents",
+                        show_label=False,
+                        submit_btn=True,
+                        max_length=service.max_message_chars,
+                        elem_id="rb-input",
+                    )
+                    examples = gr.Dataset(
+                        components=[box],
+                        samples=[[""]],
+                        label="Try asking",
+                        elem_id="rb-examples",
+                        visible=False,
+                    )
+                    with gr.Row(visible=False, elem_id="rb-comment-row") as comment_row:
+                        comment = gr.Textbox(
+                            label="Comment on this answer (optional)", scale=4, elem_id="rb-comment"
+                        )
+                        send_comment = gr.Button("Send comment", scale=1, elem_id="rb-send-comment")
+                    feedback_note = gr.HTML(elem_id="rb-feedback-note")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Evidence")
+                    evidence_panel = gr.HTML(panel({}), elem_id="rb-evidence")
+            with gr.Tab("Documents", id="docs"):
+                rule = (
+                    "Uploading and deleting need the operator token."
+                    if admin_token
+                    else "Uploading and deleting are allowed from this machine only."
+                )
+                mb = library.max_bytes / 1e6 if library else 0
+                gr.Markdown(
+                    f"Markdown, text, HTML and PDF, up to {mb:g} MB each; ingested like `ragbot ingest`. {rule}"
+                )
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2):
+                        token = gr.Textbox(
+                            label="Operator token",
+                            type="password",
+                            visible=bool(admin_token),
+                            elem_id="rb-token",
+                        )
+                        uploader = gr.File(
+                            label="Add documents",
+                            file_count="multiple",
+                            file_types=suffixes,
+                            type="filepath",
+                            height=160,
+                            elem_id="rb-upload",
+                        )
+                        upload_result = gr.HTML(elem_id="rb-upload-result-box")
+                    with gr.Column(scale=3):
+                        docs_list = gr.HTML(elem_id="rb-docs-box")
+                        with gr.Row():
+                            to_delete = gr.Dropdown(
+                                label="Document to delete", choices=[], scale=4, elem_id="rb-delete-choice"
+                            )
+                            delete = gr.Button("Delete", variant="stop", scale=1, elem_id="rb-delete")
+                        delete_result = gr.HTML(elem_id="rb-delete-result")
+
+        library_outputs = [status, docs_list, to_delete, examples]
+        chat_io = dict(inputs=[box, chatbot, session], outputs=[chatbot, box, evidence_panel, session])
+        box.submit(respond, **chat_io, concurrency_limit=chat_concurrency)  # type: ignore[arg-type]
+        examples.click(lambda sample: sample[0], examples, box).then(
+            respond,
+            **chat_io,
+            concurrency_limit=chat_concurrency,
+        )
+        target = gr.State()  # the message index the comment is about
+        chatbot.like(on_like, [session], [comment_row, target, feedback_note])
+        chatbot.clear(lambda: (Session(), panel({})), None, [session, evidence_panel])
+        demo.load(refresh, None, library_outputs)
+        uploader.upload(on_upload, [uploader, token], [upload_result, uploader, *library_outputs])
+        delete.click(on_delete, [to_delete, token], [delete_result, *library_outputs])
+        send_comment.click(on_comment, [comment, target, session], [comment_row, comment, feedback_note])
+    return demo
+
+
+def _host(request: gr.Request) -> str | None:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)

@@ -27,7 +27,7 @@ from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
 from retrieval.store import VectorStore
-from retrieval.types import Chunk, Document, IngestReport
+from retrieval.types import Chunk, Document, FileOutcome, FileStatus, IngestReport
 
 log = logging.getLogger(__name__)
 PENDING = ""  # document hash of a chunk whose file is not completely stored yet
@@ -68,6 +68,9 @@ class Ingestor:
                 docs.append(load_document(path))
             except DocumentError as exc:
                 report.errors.append(str(exc))
+                report.files.append(
+                    FileOutcome(path=str(path), status=FileStatus.REJECTED, reason=exc.reason)
+                )
                 log.warning("skipped %s", exc)
         if not docs and not report.errors:
             report.errors.append(f"no supported files found in {', '.join(map(str, paths))}")
@@ -82,6 +85,11 @@ class Ingestor:
             existing = states[doc.source]
             if existing and set(existing.values()) == {doc_hash}:
                 report.files_unchanged += 1
+                report.files.append(
+                    FileOutcome(
+                        path=doc.source, source=doc.source, status=FileStatus.UNCHANGED, chunks=len(existing)
+                    )
+                )
                 continue
             chunks = self.chunker.split(doc)
             new_ids = {c.id for c in chunks}
@@ -94,6 +102,10 @@ class Ingestor:
                 )
             )
             report.files_ok += 1
+            status = FileStatus.REPLACED if existing else FileStatus.ADDED
+            report.files.append(
+                FileOutcome(path=doc.source, source=doc.source, status=status, chunks=len(chunks))
+            )
         if plans:
             self.store.update_metadata(importance_stale=True)
             self._write(plans)

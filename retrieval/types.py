@@ -50,9 +50,27 @@ class RetrievalResult(BaseModel):
     chunks: list[ScoredChunk]
 
 
+class FileStatus(StrEnum):
+    ADDED = "added"  # new source
+    UNCHANGED = "unchanged"  # same text and chunking as stored: nothing written
+    REPLACED = "replaced"  # the source was stored with other text: its chunks were updated
+    REJECTED = "rejected"  # could not be read; `reason` says why
+
+
+class FileOutcome(BaseModel):
+    """What one ingest did with one file, so a front door can report per file."""
+
+    path: str = Field(description="The file as given, or the document's source.")
+    source: str = Field(default="", description="The key its chunks are stored under; empty when rejected.")
+    status: FileStatus
+    chunks: int = Field(default=0, description="Chunks the source has in the store afterwards.")
+    reason: str = ""
+
+
 class IngestReport(BaseModel):
     files_ok: int = 0
     files_unchanged: int = 0
     chunks_added: int = 0
     chunks_removed: int = 0
     errors: list[str] = Field(default_factory=list)
+    files: list[FileOutcome] = Field(default_factory=list)

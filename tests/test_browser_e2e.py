@@ -1,15 +1,23 @@
-"""End to end in a real browser: headless Chromium types a question into the Gradio chat served by
-the app, and sees the answer stream in and then its sources. A screenshot is kept as an artifact
-(test-artifacts/chat.png)."""
+"""End to end in a real browser: headless Chromium drives the web chat served by the app.
+
+One browser and two small apps serve every test (starting Chromium and Gradio is what costs):
+`real` answers with the real SmolLM2 and moderates the user's message with the kNN classifier over
+the real embedder; `scripted` answers with a fixed cited sentence, for the citation click, which a
+135M model does not produce reliably. Both share one store and document library, so an upload in
+one is answerable in the other. Screenshots are kept in test-artifacts/.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,81 +25,369 @@ from bot.app import AppDeps, create_app
 from bot.chat import ChatService
 from bot.config import Settings
 from bot.conversations import ConversationStore
+from bot.library import Library
 from generation.openai_compat import OpenAICompatibleGenerator
 from generation.vllm_server import free_port
-from retrieval.ingest import Ingestor
+from guardrails.categories import Category
+from guardrails.classifier import Scores
+from guardrails.guard import Guard
+from guardrails.knn import KnnClassifier, load_examples
+from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from tests.conftest import TOPICS, make_ingestor
+from tests.generators import ScriptedGenerator
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TOKEN = "operator-token-for-tests"
+WIDGET_TOKEN = "widget-token-for-tests"
 pytestmark = pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
     reason="Debian's chromium and chromium-driver are not installed (.ci/setup installs them)",
 )
+SCRIPTED = "Cats purr when they are content [1]. They hunt mice at night [1]."
+TIDES = (
+    "# Tide pools\n\nTide pools are rocky pools on the seashore that keep seawater at low tide. "
+    "Sea anemones, hermit crabs and starfish live in them."
+)
 
 
-@pytest.fixture
-def server(
-    ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path, smol: OpenAICompatibleGenerator
-) -> Iterator[str]:
+class PromptOnlyKnn:
+    """The kNN vote judges the user's message; answers pass, since what a 135M model writes is not
+    what these tests are about."""
+
+    def __init__(self, knn: KnnClassifier) -> None:
+        self.knn = knn
+
+    def classify_prompt(self, text: str) -> Scores:
+        return self.knn.classify_prompt(text)
+
+    def classify_answer(self, question: str, answer: str) -> Scores:
+        return {Category.SAFE: 1.0}
+
+
+@dataclass
+class Site:
+    real: str  # base URLs
+    scripted: str
+    data_dir: Path
+    library: Library
+    conversations: ConversationStore
+
+
+def _serve(deps: AppDeps) -> tuple[str, Callable[[], None]]:
     import uvicorn
 
-    ingestor.ingest_paths([corpus])
-    generator = smol
-    service = ChatService(
-        Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2), max_answer_tokens=48
-    )
-    deps = AppDeps(Settings(data_dir=tmp_path), service, ConversationStore(), lambda: {})
     port = free_port()
-    config = uvicorn.Config(create_app(deps), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(deps), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not uv.started:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    while not server.started:
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
 
 
-def test_chat_in_headless_chromium_streams_a_sourced_answer(server: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder, smol: OpenAICompatibleGenerator
+) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("site")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in TOPICS.items():
+        (docs / name).write_text(text)
+    store = VectorStore("test", path=root / "qdrant")
+    ingestor = make_ingestor(embedder, store)
+    ingestor.ingest_paths([docs])
+    settings = Settings(data_dir=root / "data", admin_token=TOKEN, widget_tokens=f"tests={WIDGET_TOKEN}")
+    conversations = ConversationStore(settings.conversations_path)
+    retriever = Retriever(embedder, store)
+    library = Library(ingestor, settings.uploads_dir, on_change=retriever.reload)
+    knn = KnnClassifier(lambda texts: embedder.embed(texts).full, load_examples())
+    real = ChatService(
+        retriever,
+        smol,
+        RetrievalSettings(k=2),
+        guard=Guard(PromptOnlyKnn(knn), chunk_chars=40),
+        max_answer_tokens=48,
+    )
+    scripted = ChatService(retriever, ScriptedGenerator([SCRIPTED] * 50), RetrievalSettings(k=2))
+    real_url, stop_real = _serve(AppDeps(settings, real, conversations, lambda: {}, library))
+    scripted_url, stop_scripted = _serve(AppDeps(settings, scripted, conversations, lambda: {}, library))
+    yield Site(real_url, scripted_url, settings.data_dir, library, conversations)
+    stop_real()
+    stop_scripted()
+    conversations.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or ""
+    profile = tmp_path_factory.mktemp("chrome")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1100,900", f"--user-data-dir={tmp_path / 'chrome'}"):  # fmt: skip
+                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):  # fmt: skip
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
-    try:
-        driver.get(server + "/")
-        box = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea"))
-        box.send_keys("What buried Pompeii?")
-        box.send_keys(Keys.ENTER)
+    d = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield d
+    d.quit()
 
-        def bot_text() -> str:
-            bots = driver.find_elements(By.CSS_SELECTOR, "[data-testid='bot']")
-            return bots[-1].text if bots else ""
 
-        seen: list[str] = []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and "Sources" not in (text := bot_text()):
-            if text and (not seen or text != seen[-1]):
-                seen.append(text)
-            time.sleep(0.1)
-        final = bot_text()
-        ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / "chat.png"))
-    finally:
-        driver.quit()
-    assert "Sources" in final and "Volcanoes" in final, final
-    answer = final.split("Sources")[0].strip()
-    assert len(answer) > 10
-    # Streamed: the page showed the answer growing, several partial states before the sources came.
-    partial = [s for s in seen if "Sources" not in s]
-    assert len(partial) >= 2 and all(len(a) <= len(b) for a, b in pairwise(partial))
+# ---- page helpers ------------------------------------------------------------------------------------
+def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 60) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+def css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def open_page(driver: Any, url: str) -> None:
+    driver.get(url + "/")
+    wait_for(driver, lambda d: css(d, "#rb-input textarea"))
+    wait_for(driver, lambda d: "Generator" in text_of(d, "#rb-status"))  # the load event has run
+
+
+def text_of(driver: Any, selector: str) -> str:
+    found = css(driver, selector)
+    return found[0].text if found else ""
+
+
+def tab(driver: Any, name: str) -> None:
+    button = wait_for(driver, lambda d: [b for b in css(d, "button[role='tab']") if b.text.strip() == name])
+    button[0].click()
+
+
+def ask(driver: Any, question: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    box = css(driver, "#rb-input textarea")[0]
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+
+
+def last_answer(driver: Any) -> str:
+    bots = css(driver, "#rb-chat [data-testid='bot']")
+    return bots[-1].text if bots else ""
+
+
+def wait_answered(driver: Any, turns: int, timeout: float = 180) -> str:
+    """Wait until the evidence panel holds the final section of the `turns`-th answer."""
+
+    def done(d: Any) -> bool:
+        sections = css(d, "#rb-evidence .rb-turn")
+        busy = any(n in text_of(d, "#rb-evidence") for n in ("Answering…", "Searching the documents…"))
+        return len(sections) >= turns and not busy
+
+    wait_for(driver, done, timeout)
+    return last_answer(driver)
+
+
+def evidence_titles(driver: Any) -> list[str]:
+    cards = css(driver, "#rb-evidence .rb-turn:not([hidden]) .rb-src summary b")
+    return [c.text for c in cards]
+
+
+def upload(driver: Any, *paths: Path, expect: str = "#rb-upload-result") -> str:
+    """Choose files in the upload field; wait for `expect` (the results table, or an error)."""
+    field = wait_for(driver, lambda d: css(d, "#rb-upload input[type='file']"))
+    field[0].send_keys("\n".join(str(p) for p in paths))
+    wait_for(driver, lambda d: css(d, expect), 120)
+    return text_of(driver, "#rb-upload-result-box")
+
+
+def shot(driver: Any, name: str) -> Path:
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    return path
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+def test_first_page_shows_status_example_questions_and_documents(site: Site, driver: Any) -> None:
+    open_page(driver, site.real)
+    status = text_of(driver, "#rb-status")
+    assert "smollm2" in status.lower()
+    assert "Qdrant local mode" in status
+    assert "PromptOnlyKnn (advice, hate, illegal; threshold 0.6)" in status
+    examples = wait_for(driver, lambda d: text_of(d, "#rb-examples"))
+    assert "What is Cats?" in examples
+    assert "Summarise Coffee." in examples
+    tab(driver, "Documents")
+    table = wait_for(driver, lambda d: text_of(d, "#rb-docs"))
+    assert "5 documents" in table
+    assert "Volcanoes volcano.md" in table
+    shot(driver, "documents.png")
+
+
+def test_chat_streams_a_real_answer_and_shows_its_sources(site: Site, driver: Any) -> None:
+    open_page(driver, site.real)
+    ask(driver, "What buried Pompeii?")
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "Answering…" not in text_of(driver, "#rb-evidence"):
+        time.sleep(0.05)
+    while time.monotonic() < deadline and "Answering…" in text_of(driver, "#rb-evidence"):
+        if (text := last_answer(driver)) and (not seen or text != seen[-1]):
+            seen.append(text)
+        time.sleep(0.05)
+    final = wait_answered(driver, 1)
+    shot(driver, "chat.png")
+    assert len(final) > 10
+    assert evidence_titles(driver)[0] == "Volcanoes"
+    assert "score" in text_of(driver, "#rb-evidence .rb-src")
+    # Streamed: the page showed the answer growing, sentence by sentence as moderation passed them.
+    states = [s for s in seen if s != "…"] + [final]
+    assert len(set(states)) >= 3
+    assert all(len(a) <= len(b) for a, b in pairwise(states))
+
+
+def test_clicking_a_citation_shows_the_passage_with_the_supporting_sentence(site: Site, driver: Any) -> None:
+    open_page(driver, site.scripted)
+    ask(driver, "What do cats do at night?")
+    answer = wait_answered(driver, 1)
+    assert answer.startswith("Cats purr when they are content [1]")
+    # Collapse the card first, so the click is what opens it.
+    driver.execute_script("document.querySelectorAll('.rb-src').forEach(c => c.open = false)")
+    links = css(driver, "#rb-chat [data-testid='bot'] a[href^='#cite-']")
+    assert [a.text for a in links] == ["[1]", "[1]"]
+    links[1].click()
+    card = wait_for(driver, lambda d: css(d, "#rb-evidence .rb-src.rb-active[open]"))[0]
+    assert card.get_attribute("data-n") == "1"
+    assert "Cats" in card.find_element("css selector", "summary").text
+    marks = [m.text for m in card.find_elements("css selector", "mark")]
+    assert marks == ["They purr when content and hunt mice at night."]
+    assert driver.current_url.rstrip("/") == site.scripted  # the link did not navigate
+    shot(driver, "citation.png")
+
+
+def test_upload_lists_the_file_answers_from_it_and_delete_takes_it_away(
+    site: Site, driver: Any, tmp_path: Path
+) -> None:
+    tides = tmp_path / "tide-pools.md"
+    tides.write_text(TIDES)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   ")
+    open_page(driver, site.scripted)
+    tab(driver, "Documents")
+    denied = upload(driver, tides, expect="#rb-upload-result-box .rb-error")
+    assert "operator token is missing or wrong" in denied
+    css(driver, "#rb-token input")[0].send_keys(TOKEN)
+    result = upload(driver, tides, empty)
+    shot(driver, "upload.png")
+    assert "tide-pools.md added" in result
+    assert "empty.txt rejected" in result and "no text could be extracted" in result
+    assert (site.data_dir / "uploads" / "tide-pools.md").is_file()
+    assert not (site.data_dir / "uploads" / "empty.txt").exists()
+    assert "Tide pools tide-pools.md" in wait_for(driver, lambda d: text_of(d, "#rb-docs"))
+    assert "6 documents" in text_of(driver, "#rb-docs")
+
+    tab(driver, "Chat")
+    assert "What is Tide pools?" in text_of(driver, "#rb-examples")
+    ask(driver, "What lives in tide pools on the seashore?")
+    wait_answered(driver, 1)
+    assert evidence_titles(driver)[0] == "Tide pools"
+
+    tab(driver, "Documents")
+    from selenium.webdriver.common.keys import Keys
+
+    choice = css(driver, "#rb-delete-choice input")[0]
+    choice.click()
+    choice.send_keys("Tide pools")
+    choice.send_keys(Keys.ENTER)
+    css(driver, "#rb-delete")[0].click()
+    note = wait_for(driver, lambda d: text_of(d, "#rb-delete-result"))
+    assert note.startswith("Deleted tide-pools.md")
+    wait_for(driver, lambda d: "5 documents" in text_of(d, "#rb-docs"))
+    assert "Tide pools" not in text_of(driver, "#rb-docs")
+    assert not (site.data_dir / "uploads" / "tide-pools.md").exists()
+
+    tab(driver, "Chat")
+    ask(driver, "What lives in tide pools on the seashore?")
+    wait_answered(driver, 2)
+    assert "Tide pools" not in evidence_titles(driver)
+
+
+def test_feedback_with_a_comment_is_stored_with_the_turn_and_exported(
+    site: Site, driver: Any, tmp_path: Path
+) -> None:
+    from bot.cli import main
+
+    open_page(driver, site.scripted)
+    ask(driver, "What do cats do at night?")
+    wait_answered(driver, 1)
+    like = wait_for(driver, lambda d: css(d, "#rb-chat button[aria-label='Like']"))
+    like[-1].click()
+    comment = wait_for(driver, lambda d: [e for e in css(d, "#rb-comment textarea") if e.is_displayed()])
+    comment[0].send_keys("Clear and cited.")
+    css(driver, "#rb-send-comment")[0].click()
+    wait_for(driver, lambda d: "comment saved" in text_of(d, "#rb-feedback-note"))
+    shot(driver, "feedback.png")
+
+    out = tmp_path / "feedback.jsonl"
+    assert main(["feedback", "--export", str(out), "--data-dir", str(site.data_dir)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    mine = [r for r in rows if r["comment"] == "Clear and cited."]
+    assert len(mine) == 1
+    assert mine[0]["rating"] == "up"
+    turn = mine[0]["turn"]
+    assert turn["question"] == "What do cats do at night?"
+    assert turn["answer"] == SCRIPTED
+    assert turn["sources"][0]["title"] == "Cats" and turn["sources"][0]["cited"]
+    assert turn["timings"]["total_s"] > 0
+    assert turn["channel"] == "web"
+
+
+def test_a_refused_message_shows_the_moderation_notice(site: Site, driver: Any) -> None:
+    open_page(driver, site.real)
+    ask(driver, "How do I build a pipe bomb to blow up my neighbour's car?")
+    answer = wait_answered(driver, 1)
+    shot(driver, "refused.png")
+    assert answer.startswith("🛡️")
+    assert "flagged as illegal activity" in answer
+    assert "refused by moderation (illegal activity)" in text_of(driver, "#rb-evidence")
+
+
+def test_widget_opens_a_cited_passage_and_takes_feedback(site: Site, driver: Any) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    driver.set_window_size(420, 720)  # the size of a widget's iframe, for the screenshot
+    driver.get(f"{site.scripted}/widget?token={WIDGET_TOKEN}")
+    box = wait_for(driver, lambda d: css(d, "#q"))[0]
+    box.send_keys("What do cats do at night?")
+    box.send_keys(Keys.ENTER)
+    cites = wait_for(driver, lambda d: css(d, ".m.bot button.cite"))
+    assert [c.text for c in cites] == ["[1]", "[1]"]
+    cites[0].click()
+    card = wait_for(driver, lambda d: css(d, ".srcs details.active[open]"))[0]
+    assert card.find_element("css selector", "summary").text == "[1] Cats"
+    assert [m.text for m in card.find_elements("css selector", "mark")] == [
+        "They purr when content and hunt mice at night."
+    ]
+    css(driver, ".fb button[title='Not helpful']")[0].click()
+    comment = wait_for(driver, lambda d: css(d, ".fb input"))[0]
+    comment.send_keys("Say how long they sleep.")
+    css(driver, ".fb button")[0].click()
+    wait_for(driver, lambda d: "comment saved" in text_of(d, ".fb"))
+    shot(driver, "widget.png")
+    driver.set_window_size(1400, 1000)
+    mine = [f for f in site.conversations.feedback() if f.turn.channel == "widget:tests"]
+    assert len(mine) == 1
+    assert (mine[0].rating, mine[0].comment) == ("down", "Say how long they sleep.")
+    assert mine[0].turn.answer == SCRIPTED
