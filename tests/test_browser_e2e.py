@@ -37,6 +37,7 @@ from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.conftest import TOPICS, make_ingestor
 from tests.generators import ScriptedGenerator
+from tests.pdf_maker import write_pdf
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TOKEN = "operator-token-for-tests"
@@ -284,19 +285,27 @@ def test_upload_lists_the_file_answers_from_it_and_delete_takes_it_away(
     tides.write_text(TIDES)
     empty = tmp_path / "empty.txt"
     empty.write_text("   ")
+    pdf = tmp_path / "glaciers.pdf"
+    write_pdf(pdf, ["Glaciers are slow rivers of ice that carve valleys."], title="Glaciers")
+    page = tmp_path / "deserts.html"
+    page.write_text(
+        "<html><head><title>Deserts</title></head><body><p>Deserts get little rain.</p></body></html>"
+    )
     open_page(driver, site.scripted)
     tab(driver, "Documents")
     denied = upload(driver, tides, expect="#rb-upload-result-box .rb-error")
     assert "operator token is missing or wrong" in denied
     css(driver, "#rb-token input")[0].send_keys(TOKEN)
-    result = upload(driver, tides, empty)
+    result = upload(driver, tides, empty, pdf, page)
     shot(driver, "upload.png")
     assert "tide-pools.md added" in result
+    assert "glaciers.pdf added" in result
+    assert "deserts.html added" in result
     assert "empty.txt rejected" in result and "no text could be extracted" in result
     assert (site.data_dir / "uploads" / "tide-pools.md").is_file()
     assert not (site.data_dir / "uploads" / "empty.txt").exists()
     assert "Tide pools tide-pools.md" in wait_for(driver, lambda d: text_of(d, "#rb-docs"))
-    assert "6 documents" in text_of(driver, "#rb-docs")
+    assert "8 documents" in text_of(driver, "#rb-docs")
 
     tab(driver, "Chat")
     assert "What is Tide pools?" in text_of(driver, "#rb-examples")
@@ -307,13 +316,14 @@ def test_upload_lists_the_file_answers_from_it_and_delete_takes_it_away(
     tab(driver, "Documents")
     from selenium.webdriver.common.keys import Keys
 
-    choice = css(driver, "#rb-delete-choice input")[0]
-    choice.click()
-    choice.send_keys("Tide pools")
-    choice.send_keys(Keys.ENTER)
-    css(driver, "#rb-delete")[0].click()
-    note = wait_for(driver, lambda d: text_of(d, "#rb-delete-result"))
-    assert note.startswith("Deleted tide-pools.md")
+    for title in ("Tide pools", "Glaciers", "Deserts"):
+        choice = css(driver, "#rb-delete-choice input")[0]
+        choice.click()
+        choice.send_keys(title)
+        choice.send_keys(Keys.ENTER)
+        css(driver, "#rb-delete")[0].click()
+        wait_for(driver, lambda d, t=title: t not in text_of(d, "#rb-docs"))
+    assert text_of(driver, "#rb-delete-result").startswith("Deleted deserts.html")
     wait_for(driver, lambda d: "5 documents" in text_of(d, "#rb-docs"))
     assert "Tide pools" not in text_of(driver, "#rb-docs")
     assert not (site.data_dir / "uploads" / "tide-pools.md").exists()
