@@ -285,6 +285,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most N items per dataset (development runs)")
     ap.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--extra", type=int, default=1000, help="extra benign questions for probe training")
     ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragbot" / "bench-moderation")
     args = ap.parse_args()
@@ -324,7 +325,7 @@ def main() -> None:
     if "binary-zero" in variants:
         zero = SelfReflectionClassifier(generator, examples=False)
         results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)
-    benign_extra = extra_benign()
+    benign_extra = extra_benign(args.extra)
     for name, embed in (
         ("minilm-probe", lambda texts: parts.embedder.embed(texts).full),
         ("probe", parts.hidden_states),
@@ -390,7 +391,7 @@ def save_probe(items: list[Item], x: np.ndarray, extra: np.ndarray, model: str) 
     )
 
 
-def extra_benign() -> list[Item]:
+def extra_benign(n: int = 1000) -> list[Item]:
     """Benign questions for probe training only (never scored): NQ-open and CANARD questions."""
     nq = [
         json.loads(line)["question"]
@@ -398,7 +399,7 @@ def extra_benign() -> list[Item]:
     ]
     canard = [r["Question"] for r in json.loads((EVALDATA / "canard/dev.json").read_text())]
     rng = random.Random(5)
-    texts = rng.sample(nq, 600) + rng.sample(canard, 400)
+    texts = rng.sample(nq, n * 3 // 5) + rng.sample(canard, n - n * 3 // 5)
     return [Item(t, False, "extra") for t in dict.fromkeys(texts)]
 
 

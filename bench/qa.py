@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--prompt-chars", type=int, default=None)
     ap.add_argument("--abstain-below", type=float, default=None)
-    ap.add_argument("--check-grounding", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--grounding", choices=["off", "numbers", "numbers+names"], default=None)
     ap.add_argument("--moderation", default=None)
     ap.add_argument("--model", default=None)
     ap.add_argument("--vllm-url", default=None)
@@ -210,7 +210,7 @@ def main() -> None:
 
     overrides = {k: v for k, v in {
         "n_queries": args.n_queries, "top_k": args.top_k, "prompt_chars": args.prompt_chars,
-        "abstain_below": args.abstain_below, "check_grounding": args.check_grounding, "moderation": args.moderation,
+        "abstain_below": args.abstain_below, "grounding": args.grounding, "moderation": args.moderation,
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
     }.items() if v is not None}  # fmt: skip
     settings = Settings(data_dir=args.store, **overrides)

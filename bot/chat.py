@@ -25,6 +25,7 @@ from bot.events import (
 )
 from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
 from guardrails.classifier import softmax
+from guardrails.grounding import Grounding
 from guardrails.guard import Guard
 from guardrails.injection import quarantine as quarantine_text
 from guardrails.prompts import (
@@ -115,7 +116,7 @@ class ChatService:
         max_message_chars: int = 4000,
         prompt_chars: int = 0,
         abstain_below: float = 0.0,
-        check_grounding: bool = False,
+        grounding: Grounding = Grounding.OFF,
         quarantine: bool = False,
         spotlight: bool = False,
         plain_prompt: bool = False,
@@ -128,7 +129,7 @@ class ChatService:
         self.max_message_chars = max_message_chars
         self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
         self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
-        self.check_grounding = check_grounding  # numbers and names must come from the sources
+        self.grounding = grounding  # what an answer may state only if the sources do
         self.quarantine = quarantine  # cut instruction-like sentences out of sources
         self.spotlight = spotlight  # datamark source text
         self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
@@ -204,8 +205,11 @@ class ChatService:
         )
         pieces = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
         text, first_text_s = "", None
-        evidence = [*(c.chunk.text for c in chunks), standalone, question] if self.check_grounding else None
-        for piece in self.guard.checked_stream(standalone, pieces, evidence):
+        evidence = None
+        if self.grounding is not Grounding.OFF:
+            evidence = [*(c.chunk.text for c in chunks), standalone, question]
+        names = self.grounding is Grounding.NAMES
+        for piece in self.guard.checked_stream(standalone, pieces, evidence, names):
             moderation_s += piece.check_seconds
             checks += piece.checks
             if piece.verdict:

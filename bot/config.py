@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guardrails.categories import parse_categories
+from guardrails.grounding import Grounding
 from retrieval.types import Method
 
 
@@ -93,8 +94,11 @@ class Settings(BaseSettings):
         description="Say the documents do not say when P(they answer) is below this (0: never ask). "
         "0.62 on bench/qa.py dev: abstention on unanswerable 0.2 -> 0.7, 2/30 answerable lost.",
     )
-    check_grounding: bool = Field(
-        False, description="Show no answer piece that states a number or name its sources lack."
+    grounding: Grounding = Field(
+        Grounding.NUMBERS,
+        description="Show no answer piece that states a number (numbers+names: or a name) its sources "
+        "and the question lack; with nothing shown yet, the answer becomes the abstention. Numbers on "
+        "bench/qa.py dev: see the README.",
     )
     quarantine: bool = Field(
         True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."

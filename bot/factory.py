@@ -118,7 +118,7 @@ class Components:
             max_message_chars=s.max_message_chars,
             prompt_chars=s.prompt_chars,
             abstain_below=s.abstain_below,
-            check_grounding=s.check_grounding,
+            grounding=s.grounding,
             quarantine=s.quarantine,
             spotlight=s.spotlight,
         )

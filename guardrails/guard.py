@@ -117,12 +117,17 @@ class Guard:
         return self._record(self.policy.decide(scores, "output"), answer)
 
     def checked_stream(
-        self, question: str, pieces: Iterable[str], evidence: Sequence[str] | None = None
+        self,
+        question: str,
+        pieces: Iterable[str],
+        evidence: Sequence[str] | None = None,
+        names: bool = True,
     ) -> Iterator[GuardedPiece]:
         """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
 
         With `evidence` (the sources' text and the question), each piece must also state no number
-        or name the evidence lacks (guardrails/grounding.py), or the answer ends before it.
+        (nor, with `names`, a name) the evidence lacks (guardrails/grounding.py), or the answer ends
+        before it.
         """
         if not self.enabled and evidence is None:
             yield from (GuardedPiece(p) for p in pieces)
@@ -138,22 +143,22 @@ class Guard:
                 if not cut and self.chunk_chars and len(pending) >= self.max_lookahead:
                     cut = len(pending)
                 if cut:
-                    checked = self._checked(question, answer, pending, evidence)
+                    checked = self._checked(question, answer, pending, evidence, names)
                     yield checked
                     if checked.verdict or checked.unsupported:
                         return
                     released = len(answer)
             if released < len(answer):
-                yield self._checked(question, answer, answer[released:], evidence)
+                yield self._checked(question, answer, answer[released:], evidence, names)
         finally:
             close = getattr(iterator, "close", None)
             if close:
                 close()  # a flagged or abandoned answer stops generating
 
     def _checked(
-        self, question: str, answer: str, pending: str, evidence: Sequence[str] | None
+        self, question: str, answer: str, pending: str, evidence: Sequence[str] | None, names: bool
     ) -> GuardedPiece:
-        if evidence is not None and (claims := unsupported(pending, evidence)):
+        if evidence is not None and (claims := unsupported(pending, evidence, names)):
             return GuardedPiece(unsupported=tuple(claims))
         if not self.enabled:
             return GuardedPiece(pending)

@@ -5,6 +5,7 @@ import pytest
 from bot.chat import ChatService, InputError, build_prompt, mark_cited, numbered_sources, validate_message
 from bot.events import Answered, Delta, ErrorKind, Failed, Refused, Started, TurnEvent
 from generation.protocol import ChatMessage
+from guardrails.grounding import Grounding
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable, VectorStore
@@ -191,7 +192,7 @@ def test_an_answer_with_an_invented_number_becomes_an_abstention(
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator(["Pompeii had about 11,000 inhabitants [1]."])
     service = ChatService(
-        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_grounding=True
+        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), grounding=Grounding.NUMBERS
     )
     events = run(service, "How many people lived in Pompeii?")
     assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]

@@ -197,14 +197,25 @@ def test_guard_disabled_passes_everything_through() -> None:
 def test_grounding_finds_numbers_and_names_the_sources_lack() -> None:
     from guardrails.grounding import claims, unsupported
 
-    answer = "The flag was designed by the artist Jüri Kõlvi in 1918 [1]. It has 3 stripes."
-    assert claims(answer) == ["1918", "3", "Jüri", "Kõlvi"]  # "The" and "It" open sentences
+    answer = "The flag was designed by the artist Jüri Kõlvi in 1918 [1]. It has 4 stripes."
+    assert claims(answer) == ["1918", "4", "Jüri", "Kõlvi"]  # "The" and "It" open sentences
     sources = ["The Estonian flag, adopted in 1918, has three stripes: blue, black and white."]
-    assert unsupported(answer, sources) == ["3", "Jüri", "Kõlvi"]
+    assert unsupported(answer, sources) == ["4", "Jüri", "Kõlvi"]
     assert unsupported("About 1,066,809 people live in Djibouti.", ["population 1 066 809 (2024)"]) == [
         "Djibouti"
     ]
     assert unsupported("Made by Kolvi.", ["designed by Jüri Kõlvi"]) == []  # accents do not matter
+
+
+def test_numbers_mode_leaves_names_alone_and_matches_whole_numbers() -> None:
+    from guardrails.grounding import unsupported
+
+    answer = "Jüri Kõlvi drew it in 1918 [1]; it spent 30 weeks on the chart."
+    sources = ["Adopted in 1918. It spent 130 weeks on the chart."]
+    assert unsupported(answer, sources, names=False) == ["30"]  # "30" is not found inside "130"
+    assert unsupported("It weighs 3.5 kg.", ["a weight of 3.5 kg"], names=False) == []
+    assert unsupported("Version 2.", ["version 2.1"], names=False) == ["2"]
+    assert unsupported("It has 3 stripes.", ["three stripes"], names=False) == []  # small numbers as words
 
 
 def test_checked_stream_ends_before_an_unsupported_piece() -> None:
