@@ -31,7 +31,7 @@ from _common import EVALDATA, table
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage
-from retrieval.rewrite import QueryRewriter
+from retrieval.rewrite import CONDENSE_PROMPT, CONDENSE_PROMPT_KEEP, QueryRewriter
 
 ANCHORS = [
     ["question unchanged (computed here)", "", "34.8"],
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--vllm-url", default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--prompt", choices=["default", "keep"], default="default", help="condensation prompt")
     args = ap.parse_args()
 
     rows = json.loads((EVALDATA / "canard" / "dev.json").read_text())
@@ -79,7 +80,8 @@ def main() -> None:
     rows = rows[: args.limit] if args.limit else rows
     overrides = {k: v for k, v in {"generator_model": args.model, "vllm_url": args.vllm_url}.items() if v}
     parts = Components(Settings(**overrides))
-    rewriter = QueryRewriter(parts.generator)
+    prompt = CONDENSE_PROMPT_KEEP if args.prompt == "keep" else CONDENSE_PROMPT
+    rewriter = QueryRewriter(parts.generator, condense_prompt=prompt)
     print(f"{len(rows)} CANARD examples ({args.split} half); generator {parts.generator.name}", flush=True)
 
     outputs: list[str] = [""] * len(rows)

@@ -16,6 +16,13 @@ CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
     "conversation. Replace pronouns with the things they refer to. Reply with the question only."
 )
+# A variant for small models, which tend to turn "Did she ...?" into "What did X ...?" (bench/canard.py).
+CONDENSE_PROMPT_KEEP = (
+    "Rewrite the user's last message so it makes sense without the conversation. Keep the user's own "
+    "words and the form of the question (a yes/no question stays yes/no); only replace pronouns and "
+    "vague references with what they refer to, and keep qualifiers such as 'other' or 'else'. "
+    "Reply with the question only."
+)
 EXPAND_PROMPT = (
     "Write {m} different search queries that would find documents answering the question. "
     "Use different words for each. Reply with one query per line and nothing else."
@@ -51,9 +58,12 @@ def _clip(text: str, limit: int) -> str:
 
 
 class QueryRewriter:
-    def __init__(self, generator: Generator, history_turns: int = 3) -> None:
+    def __init__(
+        self, generator: Generator, history_turns: int = 3, condense_prompt: str = CONDENSE_PROMPT
+    ) -> None:
         self.generator = generator
         self.history_turns = history_turns
+        self.condense_prompt = condense_prompt
 
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
         """Standalone form of a follow-up; the question itself when there is no history.
@@ -69,7 +79,7 @@ class QueryRewriter:
             recent = [turns[0], *recent]
         convo = "\n".join(f"{m.role.capitalize()}: {_clip(m.content, 300)}" for m in recent)
         messages = [
-            ChatMessage(role="system", content=CONDENSE_PROMPT),
+            ChatMessage(role="system", content=self.condense_prompt),
             ChatMessage(
                 role="user",
                 content=f"Conversation:\n{convo}\n\nLast message: {question}\n\nStandalone question:",
