@@ -31,8 +31,16 @@ from _common import EVALDATA, table
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage
-from retrieval.rewrite import CONDENSE_PROMPT, CONDENSE_PROMPT_KEEP, QueryRewriter
+from retrieval.rewrite import CONDENSE_PROMPT, QueryRewriter
 
+# A prompt tried against small models' habit of turning "Did she ...?" into "What did X ...?";
+# worse on the dev half (README), so it stays here and the product keeps CONDENSE_PROMPT.
+CONDENSE_PROMPT_KEEP = (
+    "Rewrite the user's last message so it makes sense without the conversation. Keep the user's own "
+    "words and the form of the question (a yes/no question stays yes/no); only replace pronouns and "
+    "vague references with what they refer to, and keep qualifiers such as 'other' or 'else'. "
+    "Reply with the question only."
+)
 ANCHORS = [
     ["question unchanged (computed here)", "", "34.8"],
     ["GPT-3.5 few-shot (published)", "", "47.1"],

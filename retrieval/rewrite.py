@@ -16,13 +16,6 @@ CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
     "conversation. Replace pronouns with the things they refer to. Reply with the question only."
 )
-# A variant for small models, which tend to turn "Did she ...?" into "What did X ...?" (bench/canard.py).
-CONDENSE_PROMPT_KEEP = (
-    "Rewrite the user's last message so it makes sense without the conversation. Keep the user's own "
-    "words and the form of the question (a yes/no question stays yes/no); only replace pronouns and "
-    "vague references with what they refer to, and keep qualifiers such as 'other' or 'else'. "
-    "Reply with the question only."
-)
 EXPAND_PROMPT = (
     "Write {m} different search queries that would find documents answering the question. "
     "Use different words for each. Reply with one query per line and nothing else."
