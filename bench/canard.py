@@ -31,7 +31,7 @@ from _common import EVALDATA, table
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage
-from retrieval.rewrite import CONDENSE_PROMPT, QueryRewriter
+from retrieval.rewrite import CONDENSE_EXAMPLES, CONDENSE_PROMPT, QueryRewriter
 
 # A prompt tried against small models' habit of turning "Did she ...?" into "What did X ...?";
 # worse on the dev half (README), so it stays here and the product keeps CONDENSE_PROMPT.
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--vllm-url", default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--prompt", choices=["default", "keep"], default="default", help="condensation prompt")
+    ap.add_argument("--examples", choices=["ragbot", "none"], default="ragbot", help="few-shot examples")
     args = ap.parse_args()
 
     rows = json.loads((EVALDATA / "canard" / "dev.json").read_text())
@@ -89,7 +90,8 @@ def main() -> None:
     overrides = {k: v for k, v in {"generator_model": args.model, "vllm_url": args.vllm_url}.items() if v}
     parts = Components(Settings(**overrides))
     prompt = CONDENSE_PROMPT_KEEP if args.prompt == "keep" else CONDENSE_PROMPT
-    rewriter = QueryRewriter(parts.generator, condense_prompt=prompt)
+    examples = CONDENSE_EXAMPLES if args.examples == "ragbot" else ()
+    rewriter = QueryRewriter(parts.generator, condense_prompt=prompt, examples=examples)
     print(f"{len(rows)} CANARD examples ({args.split} half); generator {parts.generator.name}", flush=True)
 
     outputs: list[str] = [""] * len(rows)

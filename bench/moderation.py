@@ -15,6 +15,9 @@ Variants (input stage, the user's message):
 - minilm-probe: the same on the retrieval embedder's sentence vector (no generator call)
 - binary+probe: the mean of binary's and probe's P(unsafe)
 
+--probe-split by-dataset scores each dataset with a probe trained on the others only (no item of
+its own set), the figure for prompts unlike any the probe was trained on.
+
 Dev items (threshold choice only): the OpenAI development sample (100, seed 0), HarmBench's val
 behaviours and the over-refusal set's dev half. Everything is cached in --cache, so reruns and new
 variants cost only what is new.
@@ -224,6 +227,26 @@ def crossfit(
     return out.tolist()
 
 
+def by_dataset(items: list[Item], x: np.ndarray, extra: tuple[np.ndarray, np.ndarray]) -> list[float]:
+    """P(unsafe) per item from a probe that never saw the item's dataset (leave one dataset out).
+
+    Cross-fitting (above) trains on the other fold of the same sets, so a probe may learn a set's
+    phrasing; this is the figure for data of a kind it has not seen, as a held-out set would be.
+    The over-refusal dev half trains every probe but the over-refusal one; its test half none.
+    """
+    from guardrails.probe import fit_probe
+
+    y = np.array([i.harmful for i in items], dtype=np.float64)
+    dataset = np.array([i.dataset for i in items])
+    usable = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
+    out = np.zeros(len(items))
+    for name in sorted(set(dataset.tolist())):
+        train = usable & (dataset != name)
+        probe = fit_probe(np.concatenate([x[train], extra[0]]), np.concatenate([y[train], extra[1]]))
+        out[dataset == name] = probe.predict(x[dataset == name])
+    return out.tolist()
+
+
 # ---- metrics -----------------------------------------------------------------------------------------
 def harm(scores: Scores, enforced: frozenset[Category]) -> float:
     return sum(p for c, p in scores.items() if c in enforced)
@@ -285,6 +308,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most N items per dataset (development runs)")
     ap.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument(
+        "--probe-split",
+        choices=["crossfit", "by-dataset"],
+        default="crossfit",
+        help="score each item with a probe trained on the other fold, or on the other datasets only",
+    )
     ap.add_argument("--extra", type=int, default=1000, help="extra benign questions for probe training")
     ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragbot" / "bench-moderation")
@@ -335,7 +364,11 @@ def main() -> None:
         feature_name = name if name != "probe" else f"probe-{args.model}"
         x, secs = probe_features(items, feature_name, embed, args.cache)
         ex, _ = probe_features(benign_extra, feature_name, embed, args.cache)
-        p = crossfit(items, x, args.folds, (ex, np.zeros(len(benign_extra))))
+        extra = (ex, np.zeros(len(benign_extra)))
+        if args.probe_split == "by-dataset":
+            p = by_dataset(items, x, extra)
+        else:
+            p = crossfit(items, x, args.folds, extra)
         results[name] = (categories_for(items, p, binary, args.model, cache), secs)
         if name == "probe" and args.save_probe:
             save_probe(items, x, ex, args.model)

@@ -16,6 +16,7 @@ about corpus articles whose answer is in none of them. Each conversation is play
     python bench/qa.py --split dev                  # tune on dev
     python bench/qa.py --split test                 # report
     python bench/qa.py --split dev --n-queries 3 --tag mq3
+    python bench/qa.py --split dev --record --out F   # keep answer prompts (bench/answer_check.py)
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ import re
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _common import EVALDATA, percentile, table
 
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Refused, TurnEnd
 from bot.factory import Components
-from generation.protocol import ChatMessage
+from generation.protocol import ChatMessage, Generator
 from retrieval.types import Document
 
 DATA = Path(__file__).resolve().parent / "data" / "qa"
@@ -85,17 +88,39 @@ class TurnScore:
     total_s: float = 0.0
     standalone: str = ""
     answerable: float | None = None
+    supported: float | None = None
     cited_titles: list[str] = field(default_factory=list)
+    prompt: list[dict[str, str]] = field(default_factory=list)  # the answer prompt (--record)
 
 
-def play(parts: Components, conversation: dict) -> list[TurnScore]:
+class Recorder:
+    """The generator as the chat service sees it, keeping the last answer prompt (for offline checks)."""
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.name = generator.name
+        self.last: list[ChatMessage] = []
+
+    def stream(self, messages: Sequence[ChatMessage], **kw: Any) -> Iterator[str]:
+        self.last = list(messages)
+        return self.generator.stream(messages, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.generator, name)
+
+
+def play(parts: Components, conversation: dict, record: bool = False) -> list[TurnScore]:
     service = parts.chat_service()
+    recorder = Recorder(service.generator)
+    if record:
+        service.generator = recorder
     history: list[ChatMessage] = []
     scores = []
     for n, turn in enumerate(conversation["turns"]):
         start = time.perf_counter()
         first: float | None = None
         end: TurnEnd | None = None
+        recorder.last = []
         for event in service.turn(turn["question"], history):
             if isinstance(event, Delta) and first is None:
                 first = time.perf_counter() - start
@@ -110,7 +135,7 @@ def play(parts: Components, conversation: dict) -> list[TurnScore]:
             cited = end.cited
             aliases = turn["answers"]
             score.text, score.standalone = text, end.standalone_question
-            score.answerable = end.answerable
+            score.answerable, score.supported = end.answerable, end.supported
             score.cited_titles = [s.title for s in cited]
             score.correct = bool(aliases) and contains_alias(text, aliases)
             score.abstained = abstains(text) and not cited if not aliases else abstains(text)
@@ -122,6 +147,7 @@ def play(parts: Components, conversation: dict) -> list[TurnScore]:
             score.numbers = len(numbers)
             score.unsupported_numbers = sum(x.rstrip(".,") not in cited_text for x in numbers)
             score.scaffolding = bool(_SCAFFOLD.search(text))
+            score.prompt = [m.model_dump() for m in recorder.last]
             history += [
                 ChatMessage(role="user", content=turn["question"]),
                 ChatMessage(role="assistant", content=text),
@@ -178,6 +204,8 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--prompt-chars", type=int, default=None)
     ap.add_argument("--abstain-below", type=float, default=None)
+    ap.add_argument("--check-below", type=float, default=None)
+    ap.add_argument("--check-form", choices=["self", "fresh"], default=None)
     ap.add_argument("--grounding", choices=["off", "numbers", "numbers+names"], default=None)
     ap.add_argument("--moderation", default=None)
     ap.add_argument("--model", default=None)
@@ -185,6 +213,7 @@ def main() -> None:
     ap.add_argument("--vllm-model", default=None)
     ap.add_argument("--out", type=Path, default=None, help="write per-turn scores as JSONL")
     ap.add_argument("--tag", default="", help="label for the printed table")
+    ap.add_argument("--record", action="store_true", help="keep each answer prompt in --out")
     args = ap.parse_args()
 
     corpus = json.loads((DATA / "corpus.json").read_text())
@@ -210,7 +239,8 @@ def main() -> None:
 
     overrides = {k: v for k, v in {
         "n_queries": args.n_queries, "top_k": args.top_k, "prompt_chars": args.prompt_chars,
-        "abstain_below": args.abstain_below, "grounding": args.grounding, "moderation": args.moderation,
+        "abstain_below": args.abstain_below, "check_below": args.check_below,
+        "check_form": args.check_form, "grounding": args.grounding, "moderation": args.moderation,
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
     }.items() if v is not None}  # fmt: skip
     settings = Settings(data_dir=args.store, **overrides)
@@ -224,10 +254,11 @@ def main() -> None:
     scores: list[TurnScore] = []
     start = time.perf_counter()
     for n, conversation in enumerate(conversations, 1):
-        for s in play(parts, conversation):
+        for s in play(parts, conversation, args.record):
             scores.append(s)
             mark = "✓" if s.correct or (s.kind == "unanswerable" and s.abstained) else "✗"
             p = f" p(ans)={s.answerable:.2f}" if s.answerable is not None else ""
+            p += f" p(sup)={s.supported:.2f}" if s.supported is not None else ""
             print(f"  {mark} {s.conversation}/{s.turn} {s.outcome} {s.total_s:4.1f}s{p}  {s.question}\n"
                   f"      -> {' '.join(s.text.split())[:150]}", flush=True)  # fmt: skip
         if n % 10 == 0:

@@ -24,6 +24,7 @@ from bot.events import (
     TurnTimings,
 )
 from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
+from guardrails.answer_check import CheckForm, check_messages
 from guardrails.classifier import softmax
 from guardrails.grounding import Grounding
 from guardrails.guard import Guard
@@ -117,6 +118,8 @@ class ChatService:
         prompt_chars: int = 0,
         abstain_below: float = 0.0,
         grounding: Grounding = Grounding.OFF,
+        check_below: float = 0.0,
+        check_form: CheckForm = CheckForm.FRESH,
         quarantine: bool = False,
         spotlight: bool = False,
         plain_prompt: bool = False,
@@ -130,6 +133,8 @@ class ChatService:
         self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
         self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
         self.grounding = grounding  # what an answer may state only if the sources do
+        self.check_below = check_below  # P(the sources state the first sentence) under which it abstains
+        self.check_form = check_form
         self.quarantine = quarantine  # cut instruction-like sentences out of sources
         self.spotlight = spotlight  # datamark source text
         self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
@@ -209,7 +214,9 @@ class ChatService:
         if self.grounding is not Grounding.OFF:
             evidence = [*(c.chunk.text for c in chunks), standalone, question]
         names = self.grounding is Grounding.NAMES
-        for piece in self.guard.checked_stream(standalone, pieces, evidence, names):
+        supported: float | None = None
+        sentences = bool(self.check_below)
+        for piece in self.guard.checked_stream(standalone, pieces, evidence, names, sentences):
             moderation_s += piece.check_seconds
             checks += piece.checks
             if piece.verdict:
@@ -226,6 +233,13 @@ class ChatService:
                     first_text_s = time.perf_counter() - start
                     yield Delta(ABSTENTION)
                 break
+            if piece.text and not text and self.check_below:
+                supported = self.supported(prompt, piece.text)
+                log.info("first sentence supported p=%.3f for %r", supported, standalone)
+                if supported < self.check_below:
+                    text, first_text_s = ABSTENTION, time.perf_counter() - start
+                    yield Delta(ABSTENTION)
+                    break
             if piece.text:
                 if first_text_s is None:
                     first_text_s = time.perf_counter() - start
@@ -233,4 +247,9 @@ class ChatService:
                 yield Delta(piece.text)
         answer = text.strip()
         timings = TurnTimings(retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start)
-        yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable)
+        yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable, supported)
+
+    def supported(self, prompt: Sequence[ChatMessage], sentence: str) -> float:
+        """P(the sources state `sentence`), asked on the answer prompt (guardrails/answer_check.py)."""
+        messages = check_messages(self.check_form, prompt, sentence)
+        return softmax(self.generator.choice_logprobs(messages, ["yes", "no"]))["yes"]

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guardrails.answer_check import CheckForm
 from guardrails.categories import parse_categories
 from guardrails.grounding import Grounding
 from retrieval.types import Method
@@ -99,6 +100,19 @@ class Settings(BaseSettings):
         description="Show no answer piece that states a number (numbers+names: or a name) its sources "
         "and the question lack; with nothing shown yet, the answer becomes the abstention. Numbers on "
         "bench/qa.py dev: see the README.",
+    )
+    check_below: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Check an answer's first sentence before it is shown: when P(the sources state it) "
+        "is below this, say the documents do not say instead (0: no check, the default: with the "
+        "1.5B model it cost more right answers than it saved, see bench/answer_check.py).",
+    )
+    check_form: CheckForm = Field(
+        CheckForm.FRESH,
+        description="How the answer check asks: fresh (the sources and a proposed answer) or self (a "
+        "follow-up question after its own answer; it says yes to everything, see the README).",
     )
     quarantine: bool = Field(
         True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."

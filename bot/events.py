@@ -66,6 +66,7 @@ class Answered:
     standalone_question: str
     timings: TurnTimings = field(default_factory=TurnTimings)
     answerable: float | None = None  # P(the sources answer the question), when the bot asked itself
+    supported: float | None = None  # P(the sources state the first sentence), when the answer was checked
 
     @property
     def cited(self) -> list[Source]:

@@ -119,6 +119,8 @@ class Components:
             prompt_chars=s.prompt_chars,
             abstain_below=s.abstain_below,
             grounding=s.grounding,
+            check_below=s.check_below,
+            check_form=s.check_form,
             quarantine=s.quarantine,
             spotlight=s.spotlight,
         )

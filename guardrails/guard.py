@@ -27,6 +27,26 @@ log = logging.getLogger("ragbot.moderation")
 
 
 _SENTENCE_END = re.compile(r"[.!?:;](?=[\s\"')\]]|$)|\n")
+# "The sources do not say": an answer that only says this is never harmful, and the 1.5B answer
+# check flagged some as illegal ("X is not mentioned in the provided sources.", p 0.86 on
+# bench/qa.py dev), so it is released without a check. Anything more is checked with it.
+_SOURCES = re.compile(
+    r"\b(sources?|documents?|(provided|given) (text|information|context|passages?))\b", re.I
+)
+_NOT_SAID = re.compile(
+    r"\b(do(es)?n'?t|do(es)? not|cannot|can'?t)\b.{0,30}\b(say|state|mention|contain|provide|include|"
+    r"specify|answer|give)|\bnot (mentioned|stated|provided|specified|given|included|found|available)\b"
+    r"|\bno (information|mention)\b",
+    re.I,
+)
+
+
+def only_says_sources_are_silent(answer: str) -> bool:
+    """True for one short sentence that only says the sources do not give the answer."""
+    text = answer.strip()
+    if len(text) > 240 or "http" in text or "@" in text or _SENTENCE_END.search(text.rstrip(".!")):
+        return False
+    return bool(_SOURCES.search(text) and _NOT_SAID.search(text))
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,8 @@ class Guard:
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="output")
         assert self.classifier is not None  # enabled
+        if only_says_sources_are_silent(answer):
+            return Verdict(False, Category.SAFE, 0.0, stage="output")
         scores = self.classifier.classify_answer(question, answer)
         return self._record(self.policy.decide(scores, "output"), answer)
 
@@ -122,14 +144,16 @@ class Guard:
         pieces: Iterable[str],
         evidence: Sequence[str] | None = None,
         names: bool = True,
+        sentences: bool = False,
     ) -> Iterator[GuardedPiece]:
         """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
 
         With `evidence` (the sources' text and the question), each piece must also state no number
         (nor, with `names`, a name) the evidence lacks (guardrails/grounding.py), or the answer ends
-        before it.
+        before it. With `sentences`, pieces are whole sentences even when nothing is checked here
+        (the caller checks the first sentence itself).
         """
-        if not self.enabled and evidence is None:
+        if not self.enabled and evidence is None and not sentences:
             yield from (GuardedPiece(p) for p in pieces)
             return
         answer, released = "", 0  # all of it so far; how much of it was checked and released

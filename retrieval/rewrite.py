@@ -16,6 +16,33 @@ CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
     "conversation. Replace pronouns with the things they refer to. Reply with the question only."
 )
+# Worked examples (written for ragbot, not taken from any benchmark): the rewrite keeps the user's
+# words and the question's form, and spells out what "she", "that", "other" and a bare "Why?" point
+# to, which a small model otherwise drops or turns into a different question.
+CONDENSE_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    (
+        "User: Tell me about Ada Lovelace.\nAssistant: Ada Lovelace was an English mathematician who "
+        "wrote the first published computer program.",
+        "When did she write it?",
+        "When did Ada Lovelace write the first published computer program?",
+    ),
+    (
+        "User: Which band was Joe Strummer in?\nAssistant: Joe Strummer sang in The Clash, best known "
+        "for London Calling.",
+        "Did they have any other hits?",
+        "Did The Clash have any other hits besides London Calling?",
+    ),
+    (
+        "User: What happened to Concorde in 2003?\nAssistant: Concorde was retired from service in 2003.",
+        "Why?",
+        "Why was Concorde retired from service in 2003?",
+    ),
+    (
+        "User: Who designed the Sydney Opera House?\nAssistant: Jørn Utzon designed it; it opened in 1973.",
+        "How much did it cost?",
+        "How much did the Sydney Opera House cost?",
+    ),
+)
 EXPAND_PROMPT = (
     "Write {m} different search queries that would find documents answering the question. "
     "Use different words for each. Reply with one query per line and nothing else."
@@ -50,13 +77,22 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
+def _condense_request(conversation: str, question: str) -> str:
+    return f"Conversation:\n{conversation}\n\nLast message: {question}\n\nStandalone question:"
+
+
 class QueryRewriter:
     def __init__(
-        self, generator: Generator, history_turns: int = 3, condense_prompt: str = CONDENSE_PROMPT
+        self,
+        generator: Generator,
+        history_turns: int = 3,
+        condense_prompt: str = CONDENSE_PROMPT,
+        examples: Sequence[tuple[str, str, str]] = CONDENSE_EXAMPLES,
     ) -> None:
         self.generator = generator
         self.history_turns = history_turns
         self.condense_prompt = condense_prompt
+        self.examples = examples  # (conversation, last message, rewrite): a cached few-shot prefix
 
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
         """Standalone form of a follow-up; the question itself when there is no history.
@@ -71,13 +107,13 @@ class QueryRewriter:
         if turns[0] not in recent:
             recent = [turns[0], *recent]
         convo = "\n".join(f"{m.role.capitalize()}: {_clip(m.content, 300)}" for m in recent)
-        messages = [
-            ChatMessage(role="system", content=self.condense_prompt),
-            ChatMessage(
-                role="user",
-                content=f"Conversation:\n{convo}\n\nLast message: {question}\n\nStandalone question:",
-            ),
-        ]
+        messages = [ChatMessage(role="system", content=self.condense_prompt)]
+        for example, last, rewrite in self.examples:
+            messages += [
+                ChatMessage(role="user", content=_condense_request(example, last)),
+                ChatMessage(role="assistant", content=rewrite),
+            ]
+        messages.append(ChatMessage(role="user", content=_condense_request(convo, question)))
         lines = self.generator.complete(messages, max_tokens=64).strip().splitlines()
         out = clean_line(lines[0]) if lines else ""
         return out if 3 <= len(out) <= 400 else question

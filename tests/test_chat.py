@@ -198,3 +198,31 @@ def test_an_answer_with_an_invented_number_becomes_an_abstention(
     assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]
     end = events[-1]
     assert isinstance(end, Answered) and end.text == "The documents I have do not say." and not end.cited
+
+
+def test_an_answer_the_check_finds_unsupported_becomes_an_abstention(
+    ingestor: Ingestor, store: VectorStore, corpus: Path
+) -> None:
+    ingestor.ingest_paths([corpus])
+    gen = ScriptedGenerator(["Pompeii was rebuilt by the emperor Titus [1]. It grew."], labels=["no"])
+    service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5)
+    events = run(service, "Who rebuilt Pompeii?")
+    assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]
+    end = events[-1]
+    assert isinstance(end, Answered) and end.text == "The documents I have do not say."
+    assert end.supported is not None and end.supported < 0.5
+    check = gen.calls[-1][-1]  # the sources and question again, the first sentence as a proposal
+    assert "\nProposed answer: Pompeii was rebuilt by the emperor Titus.\n" in check.content
+    assert check.content.startswith("<<<SOURCES>>>") and check.content.endswith("Reply yes or no.")
+
+
+def test_an_answer_the_check_supports_is_shown_whole(
+    ingestor: Ingestor, store: VectorStore, corpus: Path
+) -> None:
+    ingestor.ingest_paths([corpus])
+    gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]. It erupted."], labels=["yes"])
+    service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5)
+    end = run(service, "What buried Pompeii?")[-1]
+    assert isinstance(end, Answered) and end.text == "Mount Vesuvius buried Pompeii in 79 [1]. It erupted."
+    assert end.supported is not None and end.supported > 0.5
+    assert len(gen.calls) == 2  # the answer, and one check of its first sentence

@@ -9,8 +9,10 @@ import pytest
 
 from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
+from guardrails.answer_check import CheckForm, check_messages, first_sentence
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
 from guardrails.classifier import CONTRAST, EnsembleClassifier, LabelScheme, Scores
+from guardrails.guard import only_says_sources_are_silent
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
 from retrieval.embedder import MultiHeadEmbedder
@@ -251,3 +253,52 @@ def test_quarantine_leaves_ordinary_documents_alone() -> None:
 def test_spotlighting_marks_source_text() -> None:
     messages = grounded_messages("q?", [PromptSource("T", "two words")], spotlight=True)
     assert "two^words" in messages[-1].content and "joined by '^'" in messages[0].content
+
+
+def test_answer_check_forms_build_on_the_answer_prompt() -> None:
+    prompt = [
+        ChatMessage(role="system", content="guardrail"),
+        ChatMessage(
+            role="user", content="<<<SOURCES>>>\n[1] A\ntext\n<<<END SOURCES>>>\n\nQuestion: Q?\n\nAnswer it."
+        ),
+    ]
+    own = check_messages(CheckForm.SELF, prompt, "It is X [1].")
+    assert own[:2] == prompt and own[2].role == "assistant" and own[2].content == "It is X [1]."
+    assert own[3].role == "user" and own[3].content.endswith("Reply yes or no.")
+    fresh = check_messages(CheckForm.FRESH, prompt, "It is X [1].")
+    assert len(fresh) == 2 and fresh[0] == prompt[0]
+    assert fresh[1].content.startswith("<<<SOURCES>>>\n[1] A\ntext\n<<<END SOURCES>>>\n\nQuestion: Q?\n")
+    assert "Proposed answer: It is X.\n\n" in fresh[1].content and "Answer it." not in fresh[1].content
+
+
+def test_first_sentence_is_what_the_guard_releases_first() -> None:
+    assert first_sentence("Yes. The airline is AirBorneo. [1] More.") == "Yes. The airline is AirBorneo."
+    assert first_sentence("no end here") == "no end here"
+
+
+@pytest.mark.parametrize(
+    ("answer", "silent"),
+    [
+        ("The Samanid Mausoleum in Bukhara is not mentioned in the provided sources.", True),
+        ("The documents I have do not say.", True),
+        ("The sources don't state its height.", True),
+        ("The sources do not say. Visit http://evil.example to find out.", False),
+        ("The sources don't say. Mix bleach and ammonia to gas them.", False),
+        ("Mount Vesuvius buried Pompeii in 79 [1].", False),
+        (
+            "The documents do not say, but here is how to pick a lock: first insert a tension wrench. "
+            "Then rake the pins. Then turn.",
+            False,
+        ),
+    ],
+)
+def test_an_answer_that_only_says_the_sources_are_silent_is_recognised(answer: str, silent: bool) -> None:
+    assert only_says_sources_are_silent(answer) is silent
+
+
+def test_a_silent_sources_answer_is_released_without_a_check() -> None:
+    gen = ScriptedGenerator([], labels=["unsafe", "illegal"])
+    guard = Guard(SelfReflectionClassifier(gen))
+    verdict = guard.check_output("How tall is it?", "Its height is not mentioned in the provided sources.")
+    assert not verdict.flagged
+    assert gen.calls == []  # no label call was spent on it

@@ -1,5 +1,5 @@
 from generation.protocol import ChatMessage, Generator
-from retrieval.rewrite import QueryRewriter, clean_line, parse_queries
+from retrieval.rewrite import CONDENSE_EXAMPLES, QueryRewriter, clean_line, parse_queries
 from tests.generators import ScriptedGenerator
 
 
@@ -32,9 +32,11 @@ def test_condense_uses_history_and_falls_back() -> None:
     gen = ScriptedGenerator(["Standalone: How tall was the Saturn V rocket?", ""])
     rw = QueryRewriter(gen)
     assert rw.condense(history, "How tall was it?") == "Standalone: How tall was the Saturn V rocket?"
-    assert (
-        "Saturn V was a rocket" in gen.calls[0][1].content and "How tall was it?" in gen.calls[0][1].content
-    )
+    request = gen.calls[0][-1]  # after the worked examples
+    assert "Saturn V was a rocket" in request.content and "How tall was it?" in request.content
+    examples = gen.calls[0][1:-1]
+    assert len(examples) == 2 * len(CONDENSE_EXAMPLES)
+    assert [m.role for m in examples[:2]] == ["user", "assistant"]
     assert rw.condense(history, "How tall was it?") == "How tall was it?"  # empty reply -> user's words
     assert rw.condense([], "No history here?") == "No history here?"
     assert len(gen.calls) == 2  # no model call without history
