@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from qa import abstains
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage, Generator
-from guardrails.answer_check import CheckForm, check_messages, first_sentence
+from guardrails.answer_check import CheckForm, check_messages
 from guardrails.classifier import softmax
+from guardrails.guard import first_sentence
 
 
 def score(rows: list[dict], forms: list[CheckForm], generator: Generator) -> None:
@@ -85,19 +87,18 @@ def main() -> None:
     ap.add_argument("--checks", default="0,0.2,0.3,0.4,0.5,0.6,0.7")
     ap.add_argument("--scored", type=Path, default=None, help="write/read the scored turns here")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in args.turns.read_text().splitlines()]
     forms = [CheckForm(f) for f in args.forms.split(",")]
-    if args.scored and args.scored.exists():
-        rows = [json.loads(line) for line in args.scored.read_text().splitlines()]
-    else:
+    scored = bool(args.scored and args.scored.exists())
+    rows = [json.loads(line) for line in (args.scored if scored else args.turns).read_text().splitlines()]
+    if not scored:
         parts = Components(Settings())  # kept alive: the engine stops when it is collected
         score(rows, forms, parts.generator)
         if args.scored:
             args.scored.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for form in forms:
-        secs = sorted(s for r in rows if form.value in r["check"] for s in [r["check"][form.value][1]])
+        secs = [r["check"][form.value][1] for r in rows if form.value in r["check"]]
         if secs:
-            print(f"{form.value}: {len(secs)} checks, p50 {secs[len(secs) // 2]:.2f} s (prefix cold here)")
+            print(f"{form.value}: {len(secs)} checks, p50 {statistics.median(secs):.2f} s (prefix cold here)")
     gates = [float(x) for x in args.gates.split(",")]
     checks = [float(x) for x in args.checks.split(",")]
     out = []

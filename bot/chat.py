@@ -195,7 +195,7 @@ class ChatService:
         op = self.guard.operator_prompt
         if self.abstain_below and chunks:
             gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
-            answerable = softmax(self.generator.choice_logprobs(gate, ["yes", "no"]))["yes"]
+            answerable = self._p_yes(gate)
             log.info("answerable p=%.3f for %r", answerable, standalone)
             if answerable < self.abstain_below:
                 yield Delta(ABSTENTION)
@@ -225,21 +225,17 @@ class ChatService:
                 )
                 yield Refused(piece.verdict, standalone, retracted=bool(text), timings=timings)
                 return
-            if piece.unsupported:
+            if piece.text and not text and self.check_below:
+                supported = self.supported(prompt, piece.text)
+                log.info("first sentence supported p=%.3f for %r", supported, standalone)
+            if piece.unsupported or (supported is not None and supported < self.check_below):
                 # The answer states something its sources do not: it ends before that piece.
-                log.info("unsupported %s in answer to %r", piece.unsupported, standalone)
+                log.info("unsupported %s in answer to %r", piece.unsupported or "first sentence", standalone)
                 if not text.strip():
                     text = ABSTENTION
                     first_text_s = time.perf_counter() - start
                     yield Delta(ABSTENTION)
                 break
-            if piece.text and not text and self.check_below:
-                supported = self.supported(prompt, piece.text)
-                log.info("first sentence supported p=%.3f for %r", supported, standalone)
-                if supported < self.check_below:
-                    text, first_text_s = ABSTENTION, time.perf_counter() - start
-                    yield Delta(ABSTENTION)
-                    break
             if piece.text:
                 if first_text_s is None:
                     first_text_s = time.perf_counter() - start
@@ -251,5 +247,8 @@ class ChatService:
 
     def supported(self, prompt: Sequence[ChatMessage], sentence: str) -> float:
         """P(the sources state `sentence`), asked on the answer prompt (guardrails/answer_check.py)."""
-        messages = check_messages(self.check_form, prompt, sentence)
+        return self._p_yes(check_messages(self.check_form, prompt, sentence))
+
+    def _p_yes(self, messages: Sequence[ChatMessage]) -> float:
+        """P("yes") against "no" as the reply to a label prompt (the gate and the answer check)."""
         return softmax(self.generator.choice_logprobs(messages, ["yes", "no"]))["yes"]

@@ -22,7 +22,6 @@ from enum import StrEnum
 
 from generation.protocol import ChatMessage
 
-_SENTENCE_END = re.compile(r"[.!?:;](?=[\s\"')\]]|$)|\n")
 _CITATION = re.compile(r"\s*\[\d{1,2}\]")
 
 SELF_CHECK = (
@@ -35,14 +34,6 @@ FRESH_CHECK = "Do the sources above state the proposed answer to this question? 
 class CheckForm(StrEnum):
     SELF = "self"
     FRESH = "fresh"
-
-
-def first_sentence(text: str, min_chars: int = 24) -> str:
-    """The answer's first sentence as the guard releases it: up to the first end past `min_chars`."""
-    for m in _SENTENCE_END.finditer(text):
-        if m.end() >= min_chars:
-            return text[: m.end()].strip()
-    return text.strip()
 
 
 def check_messages(form: CheckForm, answer_prompt: Sequence[ChatMessage], sentence: str) -> list[ChatMessage]:

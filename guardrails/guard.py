@@ -63,6 +63,14 @@ class GuardedPiece:
     unsupported: tuple[str, ...] = ()  # numbers or names the sources do not contain: the answer ends
 
 
+def first_sentence(text: str, min_chars: int = 24) -> str:
+    """The answer's first piece as the guard releases it: up to the first sentence end past `min_chars`."""
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() >= min_chars:
+            return text[: m.end()].strip()
+    return text.strip()
+
+
 def sentence_cut(text: str, min_chars: int) -> int:
     """The end of the last complete sentence in `text` if it is at least `min_chars` long, else 0."""
     if len(text) < min_chars:

@@ -200,12 +200,20 @@ def test_an_answer_with_an_invented_number_becomes_an_abstention(
     assert isinstance(end, Answered) and end.text == "The documents I have do not say." and not end.cited
 
 
+def checked_service(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, reply: str, label: str
+) -> tuple[ChatService, ScriptedGenerator]:
+    """A service that checks its answer's first sentence; the check's label call favours `label`."""
+    ingestor.ingest_paths([corpus])
+    gen = ScriptedGenerator([reply], labels=[label])
+    return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5), gen
+
+
 def test_an_answer_the_check_finds_unsupported_becomes_an_abstention(
     ingestor: Ingestor, store: VectorStore, corpus: Path
 ) -> None:
-    ingestor.ingest_paths([corpus])
-    gen = ScriptedGenerator(["Pompeii was rebuilt by the emperor Titus [1]. It grew."], labels=["no"])
-    service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5)
+    reply = "Pompeii was rebuilt by the emperor Titus [1]. It grew."
+    service, gen = checked_service(ingestor, store, corpus, reply, "no")
     events = run(service, "Who rebuilt Pompeii?")
     assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]
     end = events[-1]
@@ -219,9 +227,8 @@ def test_an_answer_the_check_finds_unsupported_becomes_an_abstention(
 def test_an_answer_the_check_supports_is_shown_whole(
     ingestor: Ingestor, store: VectorStore, corpus: Path
 ) -> None:
-    ingestor.ingest_paths([corpus])
-    gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]. It erupted."], labels=["yes"])
-    service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5)
+    reply = "Mount Vesuvius buried Pompeii in 79 [1]. It erupted."
+    service, gen = checked_service(ingestor, store, corpus, reply, "yes")
     end = run(service, "What buried Pompeii?")[-1]
     assert isinstance(end, Answered) and end.text == "Mount Vesuvius buried Pompeii in 79 [1]. It erupted."
     assert end.supported is not None and end.supported > 0.5

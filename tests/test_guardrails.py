@@ -9,10 +9,10 @@ import pytest
 
 from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
-from guardrails.answer_check import CheckForm, check_messages, first_sentence
+from guardrails.answer_check import CheckForm, check_messages
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
 from guardrails.classifier import CONTRAST, EnsembleClassifier, LabelScheme, Scores
-from guardrails.guard import only_says_sources_are_silent
+from guardrails.guard import first_sentence, only_says_sources_are_silent
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
 from retrieval.embedder import MultiHeadEmbedder
