@@ -91,19 +91,23 @@ class TurnScore:
     supported: float | None = None
     cited_titles: list[str] = field(default_factory=list)
     prompt: list[dict[str, str]] = field(default_factory=list)  # the answer prompt (--record)
+    drafted: str = ""  # what the model wrote before a refusal (--record)
 
 
 class Recorder:
-    """The generator as the chat service sees it, keeping the last answer prompt (for offline checks)."""
+    """The generator as the chat service sees it, keeping the last answer prompt and what it streamed."""
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
         self.name = generator.name
         self.last: list[ChatMessage] = []
+        self.drafted = ""
 
     def stream(self, messages: Sequence[ChatMessage], **kw: Any) -> Iterator[str]:
-        self.last = list(messages)
-        return self.generator.stream(messages, **kw)
+        self.last, self.drafted = list(messages), ""
+        for piece in self.generator.stream(messages, **kw):
+            self.drafted += piece
+            yield piece
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
@@ -120,7 +124,7 @@ def play(parts: Components, conversation: dict, record: bool = False) -> list[Tu
         start = time.perf_counter()
         first: float | None = None
         end: TurnEnd | None = None
-        recorder.last = []
+        recorder.last, recorder.drafted = [], ""
         for event in service.turn(turn["question"], history):
             if isinstance(event, Delta) and first is None:
                 first = time.perf_counter() - start
@@ -154,6 +158,8 @@ def play(parts: Components, conversation: dict, record: bool = False) -> list[Tu
             ]
         elif isinstance(end, Refused | Failed):
             score.text = end.message
+            score.prompt = [m.model_dump() for m in recorder.last]
+            score.drafted = recorder.drafted
         scores.append(score)
     return scores
 
@@ -199,6 +205,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=["dev", "test", "all"], default="dev")
     ap.add_argument("--limit", type=int, default=0, help="first N conversations of each kind")
+    ap.add_argument("--only", default="", help="comma-separated conversation ids (replay a few)")
     ap.add_argument("--store", type=Path, default=Path("/tmp/ragbot-bench-qa"), help="index folder (reused)")
     ap.add_argument("--n-queries", type=int, default=None)
     ap.add_argument("--top-k", type=int, default=None)
@@ -228,6 +235,8 @@ def main() -> None:
     conversations = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines()]
     if args.split != "all":
         conversations = [c for c in conversations if c["split"] == args.split]
+    if args.only:
+        conversations = [c for c in conversations if c["id"] in args.only.split(",")]
     if args.limit:
         per: dict[str, int] = defaultdict(int)
         kept = []

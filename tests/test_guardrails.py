@@ -209,6 +209,16 @@ def test_grounding_finds_numbers_and_names_the_sources_lack() -> None:
     assert unsupported("Made by Kolvi.", ["designed by Jüri Kõlvi"]) == []  # accents do not matter
 
 
+def test_names_are_looked_up_without_quotes_possessives_or_language_words() -> None:
+    from guardrails.grounding import unsupported
+
+    sources = ["It was called the Zwerg Pinscher (Dwarf Biter) in historical documents."]
+    answer = "The name 'Zwerg Pinscher' means 'Dwarf Biter' in English [1]."
+    assert unsupported(answer, sources) == []
+    assert unsupported("It is the Pinscher's old name.", sources) == []
+    assert unsupported("It means 'Dwarf Biter' to Ernst Mayer.", sources) == ["Ernst", "Mayer"]
+
+
 def test_numbers_mode_leaves_names_alone_and_matches_whole_numbers() -> None:
     from guardrails.grounding import unsupported
 
