@@ -34,6 +34,11 @@ from guardrails.classifier import softmax
 from guardrails.guard import first_sentence
 
 
+def p_yes(generator: Generator, messages: list[ChatMessage]) -> float:
+    """P("yes") against "no" as the reply, as ChatService scores its gate and answer check."""
+    return softmax(generator.choice_logprobs(messages, ["yes", "no"]))["yes"]
+
+
 def score(rows: list[dict], forms: list[CheckForm], generator: Generator) -> None:
     for n, row in enumerate(rows, 1):
         row["check"] = {}
@@ -43,7 +48,7 @@ def score(rows: list[dict], forms: list[CheckForm], generator: Generator) -> Non
         for form in forms:
             messages = check_messages(form, prompt, first_sentence(row["text"]))
             t = time.perf_counter()
-            p = softmax(generator.choice_logprobs(messages, ["yes", "no"]))["yes"]
+            p = p_yes(generator, messages)
             row["check"][form.value] = (p, time.perf_counter() - t)
         if n % 20 == 0:
             print(f"  {n}/{len(rows)} turns", flush=True)

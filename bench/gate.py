@@ -27,12 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import table
-from answer_check import simulate
+from answer_check import p_yes, simulate
 
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage, Generator
-from guardrails.classifier import softmax
 from guardrails.prompts import ANSWERABLE_INSTRUCTION
 
 EXACT = (
@@ -62,10 +61,6 @@ def quoted_in(quote: str, sources: str, share: float = 0.8) -> bool:
         return False
     hits = sum(1 for n in range(len(words) - 2) if " ".join(words[n : n + 3]) in text)
     return hits / max(1, len(words) - 2) >= share
-
-
-def p_yes(generator: Generator, messages: list[ChatMessage]) -> float:
-    return softmax(generator.choice_logprobs(messages, ["yes", "no"]))["yes"]
 
 
 def score_quote(generator: Generator, prompt: list[ChatMessage], question: str) -> tuple[float, str]:

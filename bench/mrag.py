@@ -123,11 +123,12 @@ def main() -> None:
         ("hybrid", Method.HYBRID, plain, 0.0),
         ("mrag-hybrid", Method.MRAG_HYBRID, plain, 0.5),
         ("fusion (the default)", Method.FUSION, plain, 0.5),
-        ("multi-query+dense", Method.DENSE, fusion_queries, 0.0),
-        ("multi-query+mrag (heads only)", Method.MRAG, fusion_queries, 0.0),
-        ("multi-query+mrag (heads + full)", Method.MRAG, fusion_queries, 0.5),
-        ("multi-query+mrag-hybrid", Method.MRAG_HYBRID, fusion_queries, 0.5),
-        ("multi-query+fusion", Method.FUSION, fusion_queries, 0.5),
+    ]
+    # The same methods on the dataset's sub-questions (bm25 and hybrid have no multi-query row).
+    methods += [
+        (f"multi-query+{name.removesuffix(' (the default)')}", method, fusion_queries, full_vote)
+        for name, method, _, full_vote in list(methods)
+        if method not in (Method.BM25, Method.HYBRID)
     ]
     costs: list[str] = []
     for m in [int(x) for x in args.live_rewrites.split(",") if x.strip()]:
