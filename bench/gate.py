@@ -32,7 +32,7 @@ from answer_check import p_yes, simulate
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage, Generator
-from guardrails.prompts import ANSWERABLE_INSTRUCTION
+from guardrails.prompts import ANSWERABLE_INSTRUCTION, without_instruction
 
 EXACT = (
     "Is the exact answer to this question written in the sources above (not just a related fact)? "
@@ -48,8 +48,7 @@ _WORDS = re.compile(r"\w+")
 
 def with_instruction(prompt: list[ChatMessage], instruction: str) -> list[ChatMessage]:
     """The answer prompt with its closing instruction replaced (the sources and question stay)."""
-    *head, last = prompt
-    body, _, _ = last.content.rpartition("\n\n")
+    head, body = without_instruction(prompt)
     return [*head, ChatMessage(role="user", content=f"{body}\n\n{instruction}")]
 
 

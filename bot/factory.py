@@ -17,13 +17,16 @@ from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflection
 from guardrails.guard import Guard
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
-from guardrails.probe import LinearProbe, ProbeClassifier, probe_path
+from guardrails.probe import ProbeClassifier, load_probe
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter
 from retrieval.store import VectorStore
+
+PROBE_CONTEXT = 2048  # tokens of the probe's own context: a message of PROBE_CHARS fits with its template
+PROBE_CHARS = 4000  # the default max_message_chars; ~1,600 tokens even for dense text
 
 
 class Components:
@@ -66,12 +69,36 @@ class Components:
             parallel=s.generator_parallel,
             speculative=s.generator_speculative,
             draft_model=self.draft_model_path,
-            embeddings=s.moderation in ("probe", "self+probe"),
+        )
+
+    @cached_property
+    def probe_engine(self) -> LlamaCppEngine:
+        """A second llama.cpp context on the same memory-mapped GGUF, serving only hidden states.
+
+        Apart from the chat engine because an embeddings request takes a slot and overwrites the
+        prompt cached there: measured, the label call after one hidden-state call re-prefilled the
+        moderation prefix (0.6 s -> 10 s). Always the GGUF's model, also when vLLM generates: the
+        probe's weights belong to this model, whoever writes the answers.
+        """
+        s = self.settings
+        return LlamaCppEngine(
+            model_file(s.generator_model),
+            name=s.generator_model if s.generator_model in SHIPPED else None,
+            threads=s.generator_threads,
+            context=PROBE_CONTEXT,
+            parallel=1,
+            ubatch=PROBE_CONTEXT,
+            embeddings=True,
         )
 
     def hidden_states(self, texts: list[str]) -> np.ndarray:
-        """The generator's hidden states for messages (the probe's features)."""
-        return self.generator.hidden_states(texts)
+        """The model's hidden states for messages (the probe's features); a long message by its end,
+        where a request's intent usually sits, within the probe context."""
+        return self.probe_generator.hidden_states([t[-PROBE_CHARS:] for t in texts])
+
+    @cached_property
+    def probe_generator(self) -> OpenAICompatibleGenerator:
+        return self.probe_engine.generator()
 
     @cached_property
     def generator(self) -> OpenAICompatibleGenerator:
@@ -92,7 +119,7 @@ class Components:
             members: list[tuple[Classifier, float]] = []
             labeller = SelfReflectionClassifier(self.generator)
             if s.moderation in ("probe", "self+probe"):
-                probe = LinearProbe.load(probe_path(s.generator_model))
+                probe = load_probe(s.generator_model)
                 weight = 1.0 if s.moderation == "probe" else 0.5
                 members.append((ProbeClassifier(self.hidden_states, probe, labeller, weight), 1.0))
             if s.moderation in ("self", "ensemble"):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from generation.protocol import ChatMessage
+from guardrails.prompts import without_instruction
 
 _CITATION = re.compile(r"\s*\[\d{1,2}\]")
 
@@ -44,8 +45,7 @@ def check_messages(form: CheckForm, answer_prompt: Sequence[ChatMessage], senten
             ChatMessage(role="assistant", content=sentence),
             ChatMessage(role="user", content=SELF_CHECK),
         ]
-    *head, last = answer_prompt
-    body, sep, _ = last.content.rpartition("\n\n")  # drop the answer instruction after the question
+    head, body = without_instruction(answer_prompt)
     claim = _CITATION.sub("", sentence).strip()
-    content = f"{body if sep else last.content}\nProposed answer: {claim}\n\n{FRESH_CHECK}"
+    content = f"{body}\nProposed answer: {claim}\n\n{FRESH_CHECK}"
     return [*head, ChatMessage(role="user", content=content)]

@@ -127,6 +127,9 @@ class Guard:
         assert self.classifier is not None  # enabled
         try:
             self.classifier.classify_prompt("Hello")
+            # A message that reaches the category question, so its prefix is cached too (a probe
+            # asks it only then).
+            self.classifier.classify_prompt("How do I make a pipe bomb at home?")
             self.classifier.classify_answer("Hello", "Hello! How can I help?")
         except Exception as exc:  # a warm-up must never stop the server
             log.warning("moderation warm-up failed: %s", exc)

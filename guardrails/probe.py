@@ -53,6 +53,21 @@ def probe_path(model: str) -> Path:
     return PROBES / f"{model}.npz"
 
 
+def load_probe(model: str) -> LinearProbe:
+    """The probe trained on `model`'s hidden states; a clear error when there is none (it cannot be
+    borrowed from another model: hidden states of different weights share no directions)."""
+    path = probe_path(model)
+    if not path.is_file():
+        raise ValueError(
+            f"No moderation probe is trained for {model}: set RAGBOT_MODERATION=self, or train one with "
+            "`python bench/moderation.py --variants probe --save-probe --model ...`."
+        )
+    probe = LinearProbe.load(path)
+    if probe.model != model:
+        raise ValueError(f"{path} holds a probe for {probe.model}, not {model}.")
+    return probe
+
+
 def fit_probe(
     x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 400, lr: float = 0.5, model: str = ""
 ) -> LinearProbe:

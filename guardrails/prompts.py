@@ -60,6 +60,15 @@ ANSWERABLE_INSTRUCTION = "Do the sources above state the answer to this question
 ABSTENTION = "The documents I have do not say."
 
 
+def without_instruction(prompt: Sequence[ChatMessage]) -> tuple[list[ChatMessage], str]:
+    """A grounded prompt cut before its closing instruction: the earlier messages, and the last
+    message's sources and question. Checks built on the answer's own context (the answer check, the
+    gate variants in bench/gate.py) put their question where the instruction was."""
+    *head, last = prompt
+    body, sep, _ = last.content.rpartition("\n\n")
+    return head, body if sep else last.content
+
+
 def grounded_messages(
     question: str,
     sources: Sequence[PromptSource],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -312,3 +313,24 @@ def test_a_silent_sources_answer_is_released_without_a_check() -> None:
     verdict = guard.check_output("How tall is it?", "Its height is not mentioned in the provided sources.")
     assert not verdict.flagged
     assert gen.calls == []  # no label call was spent on it
+
+
+def test_a_probe_is_only_used_on_the_model_it_was_trained_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from guardrails import probe as probe_mod
+
+    monkeypatch.setattr(probe_mod, "PROBES", tmp_path)
+    with pytest.raises(ValueError, match="RAGBOT_MODERATION=self"):
+        probe_mod.load_probe("model-a")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-1, 1, (40, 8)), rng.normal(1, 1, (40, 8))])
+    y = np.array([0.0] * 40 + [1.0] * 40)
+    fitted = probe_mod.fit_probe(x, y, model="model-a")
+    fitted.save(probe_mod.probe_path("model-a"))
+    assert probe_mod.load_probe("model-a").predict(np.full((1, 8), 2.0))[0] > 0.9
+    fitted.save(probe_mod.probe_path("model-b"))  # copied under another model's name
+    with pytest.raises(ValueError, match="not model-b"):
+        probe_mod.load_probe("model-b")
