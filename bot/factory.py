@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,10 +62,7 @@ class Components:
     def engine(self) -> LlamaCppEngine:
         """The embedded llama.cpp engine (only when no vLLM server is configured)."""
         s = self.settings
-        return LlamaCppEngine(
-            model_file(s.generator_model),
-            name=s.generator_model if s.generator_model in SHIPPED else None,
-            threads=s.generator_threads,
+        return self._llama(
             context=s.generator_context,
             parallel=s.generator_parallel,
             speculative=s.generator_speculative,
@@ -80,15 +78,16 @@ class Components:
         moderation prefix (0.6 s -> 10 s). Always the GGUF's model, also when vLLM generates: the
         probe's weights belong to this model, whoever writes the answers.
         """
+        return self._llama(context=PROBE_CONTEXT, parallel=1, ubatch=PROBE_CONTEXT, embeddings=True)
+
+    def _llama(self, **options: Any) -> LlamaCppEngine:
+        """An engine on the configured generator model; `options` say what this one is for."""
         s = self.settings
         return LlamaCppEngine(
             model_file(s.generator_model),
             name=s.generator_model if s.generator_model in SHIPPED else None,
             threads=s.generator_threads,
-            context=PROBE_CONTEXT,
-            parallel=1,
-            ubatch=PROBE_CONTEXT,
-            embeddings=True,
+            **options,
         )
 
     def hidden_states(self, texts: list[str]) -> np.ndarray:
