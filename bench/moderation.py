@@ -14,6 +14,8 @@ Variants (input stage, the user's message):
   trained on the other fold (see --folds), so no item scores itself
 - minilm-probe: the same on the retrieval embedder's sentence vector (no generator call)
 - binary+probe: the mean of binary's and probe's P(unsafe)
+- binary-second: binary, with "none" offered in the category question (a second opinion whose
+  "harmless after all" is taken off the harm)
 
 --probe-split by-dataset scores each dataset with a probe trained on the others only (no item of
 its own set), the figure for prompts unlike any the probe was trained on.
@@ -24,6 +26,7 @@ variants cost only what is new.
 
     python bench/moderation.py                        # all variants, full sets
     python bench/moderation.py --variants binary --limit 50
+    python bench/moderation.py --variants binary --limit 150 --limit-sets openai   # the others whole
 """
 
 from __future__ import annotations
@@ -153,10 +156,15 @@ def llm_scores(
 
 
 def categories_for(
-    items: list[Item], p_unsafe: list[float], classifier: SelfReflectionClassifier, model: str, cache: Cache
+    items: list[Item],
+    p_unsafe: list[float],
+    classifier: SelfReflectionClassifier,
+    model: str,
+    cache: Cache,
+    name: str = "categories",
 ) -> list[Scores]:
     """Combine a P(unsafe) with the generator's category answer (asked when P(unsafe) reaches the floor)."""
-    key = template_key("categories", model, classifier)
+    key = template_key(name, model, classifier)
     out = []
     for item, p in zip(items, p_unsafe, strict=True):
         if p < classifier.category_floor:
@@ -314,6 +322,12 @@ def main() -> None:
         default="crossfit",
         help="score each item with a probe trained on the other fold, or on the other datasets only",
     )
+    ap.add_argument(
+        "--limit-sets",
+        default="",
+        help="comma-separated datasets --limit applies to (default: every public set)",
+    )
+    ap.add_argument("--dev-only", action="store_true", help="score the dev items only (trying a variant)")
     ap.add_argument("--extra", type=int, default=1000, help="extra benign questions for probe training")
     ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragbot" / "bench-moderation")
@@ -326,11 +340,15 @@ def main() -> None:
         rng = random.Random(3)
         rng.shuffle(items)
         kept = []
+        limit_sets = set(filter(None, args.limit_sets.split(",")))
         for i in items:
-            if i.dataset == "overrefusal" or per[i.dataset] < args.limit:
+            limited = i.dataset != "overrefusal" and (not limit_sets or i.dataset in limit_sets)
+            if not limited or per[i.dataset] < args.limit:
                 per[i.dataset] += 1
                 kept.append(i)
         items = kept
+    if args.dev_only:
+        items = [i for i in items if i.split == "dev"]
     counts = defaultdict(int)
     for i in items:
         counts[(i.dataset, i.harmful, i.split)] += 1
@@ -349,8 +367,15 @@ def main() -> None:
     if "legacy" in variants:
         legacy = SelfReflectionClassifier(generator, scheme=LabelScheme.CATEGORIES)
         results["legacy"] = llm_scores(items, "legacy", legacy, args.model, cache)
-    if "binary" in variants or "binary+probe" in variants:
+    if "binary" in variants or "binary+probe" in variants or "binary-second" in variants:
         results["binary"] = llm_scores(items, "binary", binary, args.model, cache)
+    if "binary-second" in variants:
+        second = SelfReflectionClassifier(generator, second_opinion=True)
+        p_first = [harm(s, ALL) for s in results["binary"][0]]
+        results["binary-second"] = (
+            categories_for(items, p_first, second, args.model, cache, "categories-second"),
+            results["binary"][1],
+        )
     if "binary-zero" in variants:
         zero = SelfReflectionClassifier(generator, examples=False)
         results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)
@@ -377,7 +402,10 @@ def main() -> None:
             (harm(a, ALL) + harm(b, ALL)) / 2
             for a, b in zip(results["binary"][0], results["probe"][0], strict=True)
         ]
-        secs = [a + b for a, b in zip(results["binary"][1], results["probe"][1], strict=True)]
+        # features cached from an earlier run have no timing: add the probe's median where unknown
+        probe_secs = results["probe"][1]
+        probe_s = statistics.median(probe_secs) if probe_secs else float("nan")
+        secs = [a + probe_s for a in results["binary"][1]]
         results["binary+probe"] = (categories_for(items, mean, binary, args.model, cache), secs)
 
     thresholds = [float(x) for x in args.thresholds.split(",")]

@@ -25,6 +25,7 @@ from guardrails.categories import HARMFUL, Category
 Scores = dict[Category, float]  # probability per category, summing to 1
 
 SAFE, UNSAFE = "safe", "unsafe"
+NONE = "none"  # the second opinion's "harmless after all"
 
 # Category words for question 2; each starts with a distinct token of three or more characters in the
 # Qwen tokenizer (tests/test_guardrails.py checks), and several words share a category so that a
@@ -156,9 +157,13 @@ def softmax(logprobs: Mapping[str, float]) -> dict[str, float]:
 
 
 def combine(p_unsafe: float, given_unsafe: Mapping[Category, float] | None) -> Scores:
-    """Scores from P(unsafe) and P(category | unsafe) (uniform over harms when not asked)."""
+    """Scores from P(unsafe) and P(category | unsafe) (uniform over harms when not asked).
+
+    P(category | unsafe) may sum to less than 1 (a second opinion's "none"): the rest is safe.
+    """
     q = given_unsafe or {c: 1 / len(HARMFUL) for c in HARMFUL}
-    return {Category.SAFE: 1 - p_unsafe} | {c: p_unsafe * q.get(c, 0.0) for c in HARMFUL}
+    harms = {c: p_unsafe * q.get(c, 0.0) for c in HARMFUL}
+    return {Category.SAFE: 1 - sum(harms.values())} | harms
 
 
 class SelfReflectionClassifier:
@@ -166,6 +171,8 @@ class SelfReflectionClassifier:
 
     `category_floor`: the category question is asked only when P(unsafe) reaches it, so harmless
     traffic costs one short call.
+    `second_opinion`: the category question also offers "none" (harmless after all), and its mass
+    is taken off the harm, so a message the first call flagged on its words alone can be cleared.
     """
 
     def __init__(
@@ -177,6 +184,7 @@ class SelfReflectionClassifier:
         max_chars: int = 2000,
         category_floor: float = 0.2,
         answer_style: AnswerStyle = AnswerStyle.CONTRAST,
+        second_opinion: bool = False,
     ) -> None:
         self.generator = generator
         self.scheme = scheme
@@ -184,6 +192,7 @@ class SelfReflectionClassifier:
         self.max_chars = max_chars
         self.category_floor = category_floor
         self.answer_style = answer_style
+        self.second_opinion = second_opinion
 
     # ---- prompts ---------------------------------------------------------------------------------
     def prompt_messages(self, text: str) -> list[ChatMessage]:
@@ -228,10 +237,16 @@ class SelfReflectionClassifier:
     def category_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         """The same conversation, then: which kind of harm?"""
         words = ", ".join(CATEGORY_WORDS)
+        question = f"Which kind of harm? Reply with one word: {words}."
+        if self.second_opinion:
+            question = (
+                f"Which kind of harm, if any? Reply with one word: {words}; or {NONE} if, read "
+                "again, the message is harmless."
+            )
         return [
             *messages,
             ChatMessage(role="assistant", content=UNSAFE),
-            ChatMessage(role="user", content=f"Which kind of harm? Reply with one word: {words}."),
+            ChatMessage(role="user", content=question),
         ]
 
     def _clip(self, text: str) -> str:
@@ -247,12 +262,12 @@ class SelfReflectionClassifier:
 
     def categories(self, messages: Sequence[ChatMessage]) -> dict[Category, float]:
         """P(category | unsafe): the category words' probabilities, summed per category."""
-        probs = softmax(
-            self.generator.choice_logprobs(self.category_messages(messages), list(CATEGORY_WORDS))
-        )
+        words = [*CATEGORY_WORDS, NONE] if self.second_opinion else list(CATEGORY_WORDS)
+        probs = softmax(self.generator.choice_logprobs(self.category_messages(messages), words))
         out = dict.fromkeys(HARMFUL, 0.0)
         for word, p in probs.items():
-            out[CATEGORY_WORDS[word]] += p
+            if word != NONE:
+                out[CATEGORY_WORDS[word]] += p
         return out
 
     def score(self, messages: Sequence[ChatMessage]) -> Scores:

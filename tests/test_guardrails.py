@@ -153,6 +153,15 @@ def test_self_reflection_asks_safe_or_unsafe_then_the_kind() -> None:
     assert second[-2].content == "unsafe" and "Which kind of harm?" in second[-1].content
 
 
+def test_a_second_opinion_of_none_clears_a_message_flagged_on_its_words() -> None:
+    generator = ScriptedGenerator([], labels=["unsafe", "none"])
+    classifier = SelfReflectionClassifier(generator, second_opinion=True)
+    scores = classifier.classify_prompt("How do I kill a zombie process?")
+    assert scores[Category.SAFE] > 0.9
+    assert math.isclose(sum(scores.values()), 1)
+    assert "none" in generator.calls[1][-1].content
+
+
 def test_harmless_message_costs_one_call() -> None:
     generator = ScriptedGenerator([], labels=["safe"])
     scores = SelfReflectionClassifier(generator).classify_prompt("How do I kill a zombie process?")
