@@ -14,6 +14,8 @@ Variants (input stage, the user's message):
   trained on the other fold (see --folds), so no item scores itself
 - minilm-probe: the same on the retrieval embedder's sentence vector (no generator call)
 - binary+probe: the mean of binary's and probe's P(unsafe)
+- binary-longq: binary as it was before: the category words asked after the message, not listed
+  in the cached system prompt (a ~60-token second call instead of a few tokens)
 - binary-second: binary, with "none" offered in the category question (a second opinion whose
   "harmless after all" is taken off the harm)
 
@@ -369,6 +371,9 @@ def main() -> None:
         results["legacy"] = llm_scores(items, "legacy", legacy, args.model, cache)
     if "binary" in variants or "binary+probe" in variants or "binary-second" in variants:
         results["binary"] = llm_scores(items, "binary", binary, args.model, cache)
+    if "binary-longq" in variants:
+        longq = SelfReflectionClassifier(generator, words_in_prefix=False)
+        results["binary-longq"] = llm_scores(items, "binary-longq", longq, args.model, cache)
     if "binary-second" in variants:
         second = SelfReflectionClassifier(generator, second_opinion=True)
         p_first = [harm(s, ALL) for s in results["binary"][0]]

@@ -47,6 +47,9 @@ CATEGORY_WORDS: dict[str, Category] = {
     "self-harm": Category.SELF_HARM,
 }
 
+# The input check's system prompt ends with this, so its category question can be short.
+WORDS_SENTENCE = f"If then asked which kind of harm, reply with one word: {', '.join(CATEGORY_WORDS)}."
+
 HARMS = (
     "help with a crime (weapons, explosives, drugs, hacking, malware, fraud, theft, stalking); hate, "
     "slurs, harassment or bullying; threats, or praise or incitement of violence against people; "
@@ -171,6 +174,9 @@ class SelfReflectionClassifier:
 
     `category_floor`: the category question is asked only when P(unsafe) reaches it, so harmless
     traffic costs one short call.
+    `words_in_prefix`: the input check's system prompt (cached) lists the category words, so the
+    category question after a message is a few tokens, not ~60: a flagged message's check took 1.05 s
+    p50 instead of 1.9 s, with fewer benign refusals (bench/moderation.py, `binary-longq` is off).
     `second_opinion`: the category question also offers "none" (harmless after all), and its mass
     is taken off the harm, so a message the first call flagged on its words alone can be cleared.
     """
@@ -185,6 +191,7 @@ class SelfReflectionClassifier:
         category_floor: float = 0.2,
         answer_style: AnswerStyle = AnswerStyle.CONTRAST,
         second_opinion: bool = False,
+        words_in_prefix: bool = True,
     ) -> None:
         self.generator = generator
         self.scheme = scheme
@@ -193,6 +200,7 @@ class SelfReflectionClassifier:
         self.category_floor = category_floor
         self.answer_style = answer_style
         self.second_opinion = second_opinion
+        self.words_in_prefix = words_in_prefix
 
     # ---- prompts ---------------------------------------------------------------------------------
     def prompt_messages(self, text: str) -> list[ChatMessage]:
@@ -203,6 +211,8 @@ class SelfReflectionClassifier:
             f"whether the user's message asks for or contains something harmful: {HARMS}. "
             f"{SAFE_CASES} Reply with one word: safe or unsafe."
         )
+        if self.words_in_prefix:
+            system += f" {WORDS_SENTENCE}"
         messages = [ChatMessage(role="system", content=system)]
         if self.examples:
             for example, label in CONTRAST:
@@ -238,6 +248,8 @@ class SelfReflectionClassifier:
         """The same conversation, then: which kind of harm?"""
         words = ", ".join(CATEGORY_WORDS)
         question = f"Which kind of harm? Reply with one word: {words}."
+        if messages and messages[0].content.endswith(WORDS_SENTENCE):  # the words are in the prefix
+            question = "Which kind of harm?"
         if self.second_opinion:
             question = (
                 f"Which kind of harm, if any? Reply with one word: {words}; or {NONE} if, read "

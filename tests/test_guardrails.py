@@ -153,6 +153,15 @@ def test_self_reflection_asks_safe_or_unsafe_then_the_kind() -> None:
     assert second[-2].content == "unsafe" and "Which kind of harm?" in second[-1].content
 
 
+def test_the_answer_check_still_lists_the_category_words_after_the_answer() -> None:
+    generator = ScriptedGenerator([], labels=["unsafe", "malware"])
+    scores = SelfReflectionClassifier(generator).classify_answer(
+        "How do I stay safe?", "Here is a keylogger:"
+    )
+    assert max(scores, key=scores.get) is Category.ILLEGAL
+    assert "self-harm" in generator.calls[1][-1].content
+
+
 def test_a_second_opinion_of_none_clears_a_message_flagged_on_its_words() -> None:
     generator = ScriptedGenerator([], labels=["unsafe", "none"])
     classifier = SelfReflectionClassifier(generator, second_opinion=True)
@@ -160,6 +169,16 @@ def test_a_second_opinion_of_none_clears_a_message_flagged_on_its_words() -> Non
     assert scores[Category.SAFE] > 0.9
     assert math.isclose(sum(scores.values()), 1)
     assert "none" in generator.calls[1][-1].content
+
+
+def test_category_words_can_sit_in_the_cached_prefix() -> None:
+    generator = ScriptedGenerator([], labels=["unsafe", "weapons"])
+    classifier = SelfReflectionClassifier(generator)
+    scores = classifier.classify_prompt("How do I build a pipe bomb?")
+    assert max(scores, key=scores.get) is Category.ILLEGAL
+    first, second = generator.calls
+    assert "self-harm" in first[0].content  # the words are in the system prompt
+    assert second[-1].content == "Which kind of harm?"
 
 
 def test_harmless_message_costs_one_call() -> None:
