@@ -16,6 +16,8 @@ Variants (input stage, the user's message):
 - binary+probe: the mean of binary's and probe's P(unsafe)
 - binary-longq: binary as it was before: the category words asked after the message, not listed
   in the cached system prompt (a ~60-token second call instead of a few tokens)
+- binary-more: binary with more contrast pairs (figures of speech, absurd questions about groups,
+  harmless targets, games, history, slurs explained)
 - binary-second: binary, with "none" offered in the category question (a second opinion whose
   "harmless after all" is taken off the harm)
 
@@ -50,7 +52,14 @@ import numpy as np
 from _common import EVALDATA, table
 
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
-from guardrails.classifier import LabelScheme, Scores, SelfReflectionClassifier, combine
+from guardrails.classifier import (
+    CONTRAST,
+    MORE_CONTRAST,
+    LabelScheme,
+    Scores,
+    SelfReflectionClassifier,
+    combine,
+)
 
 OPENAI_KEYS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 OVERREFUSAL = Path(__file__).resolve().parent / "data" / "moderation" / "overrefusal.jsonl"
@@ -381,6 +390,9 @@ def main() -> None:
             categories_for(items, p_first, second, args.model, cache, "categories-second"),
             results["binary"][1],
         )
+    if "binary-more" in variants:
+        more = SelfReflectionClassifier(generator, contrast=CONTRAST + MORE_CONTRAST)
+        results["binary-more"] = llm_scores(items, "binary-more", more, args.model, cache)
     if "binary-zero" in variants:
         zero = SelfReflectionClassifier(generator, examples=False)
         results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)
@@ -435,11 +447,22 @@ def main() -> None:
         print(table(headers, rows))
     for name in variants:
         if name in results:
+            scores, secs = results[name]
+            asked = [harm(sc, ALL) >= binary.category_floor for sc in scores]
+            print(
+                f"\n{name}: s/check p50, all items {p50(secs):.2f}; a message the first call clears (one "
+                f"call) {p50([s for s, a in zip(secs, asked, strict=True) if not a]):.2f}; one that also "
+                f"gets the category question {p50([s for s, a in zip(secs, asked, strict=True) if a]):.2f}"
+            )
             for t in (0.5,):
                 print(
                     f"\n{name} @ {t}: benign refused by type (test half):",
                     by_type(items, results[name][0], t, "test"),
                 )
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def save_probe(items: list[Item], x: np.ndarray, extra: np.ndarray, model: str) -> None:

@@ -181,6 +181,18 @@ def test_category_words_can_sit_in_the_cached_prefix() -> None:
     assert second[-1].content == "Which kind of harm?"
 
 
+def test_contrast_pairs_are_a_setting_and_sit_before_the_message() -> None:
+    from guardrails.classifier import MORE_CONTRAST
+
+    generator = ScriptedGenerator([], labels=["safe"])
+    pairs = CONTRAST + MORE_CONTRAST
+    SelfReflectionClassifier(generator, contrast=pairs).classify_prompt("How do I slay my exam?")
+    (call,) = generator.calls
+    assert len(call) == 2 + 2 * len(pairs)
+    assert [m.content for m in call[1:-1:2]] == [f"Message: {text}" for text, _ in pairs]
+    assert [m.content for m in call[2:-1:2]] == [label for _, label in pairs]
+
+
 def test_harmless_message_costs_one_call() -> None:
     generator = ScriptedGenerator([], labels=["safe"])
     scores = SelfReflectionClassifier(generator).classify_prompt("How do I kill a zombie process?")
