@@ -421,7 +421,7 @@ def main() -> None:
         ]
         # features cached from an earlier run have no timing: add the probe's median where unknown
         probe_secs = results["probe"][1]
-        probe_s = statistics.median(probe_secs) if probe_secs else float("nan")
+        probe_s = p50(probe_secs)
         secs = [a + probe_s for a in results["binary"][1]]
         results["binary+probe"] = (categories_for(items, mean, binary, args.model, cache), secs)
 
@@ -442,17 +442,18 @@ def main() -> None:
                 rows.append([name, t, m["openai P"], m["openai R"], m["openai F1"], m["openai benign refused"],
                              m["harmbench R"], m["harmbench copyright R"], m["advbench R"], m["dna R"],
                              m["overrefusal benign refused"], m["overrefusal unsafe flagged"],
-                             statistics.median(secs) if secs else float("nan")])  # fmt: skip
+                             p50(secs)])  # fmt: skip
         print(f"\n{label}; OpenAI F1 with all categories enforced, everything else with the default three")
         print(table(headers, rows))
     for name in variants:
         if name in results:
             scores, secs = results[name]
-            asked = [harm(sc, ALL) >= binary.category_floor for sc in scores]
+            split: dict[bool, list[float]] = {True: [], False: []}  # asked the category question?
+            for sc, sec in zip(scores, secs, strict=True):
+                split[harm(sc, ALL) >= binary.category_floor].append(sec)
             print(
                 f"\n{name}: s/check p50, all items {p50(secs):.2f}; a message the first call clears (one "
-                f"call) {p50([s for s, a in zip(secs, asked, strict=True) if not a]):.2f}; one that also "
-                f"gets the category question {p50([s for s, a in zip(secs, asked, strict=True) if a]):.2f}"
+                f"call) {p50(split[False]):.2f}; one that also gets the category question {p50(split[True]):.2f}"
             )
             for t in (0.5,):
                 print(
