@@ -89,9 +89,14 @@ def stratified(items: list[Item], n: int, rng: random.Random) -> list[Item]:
 def load_items() -> list[Item]:
     with gzip.open(EVALDATA / "openai_moderation/samples-1680.jsonl.gz", "rt") as f:
         rows = [json.loads(line) for line in f]
-    openai = [Item(r["prompt"], any(r.get(k) == 1 for k in OPENAI_KEYS), "openai") for r in rows]
+    # kind: the OpenAI categories the text is labelled with ("S,V"; "" for a harmless text)
+    openai = [
+        Item(r["prompt"], bool(kind), "openai", kind)
+        for r in rows
+        for kind in [",".join(k for k in OPENAI_KEYS if r.get(k) == 1)]
+    ]
     dev = {i.text for i in stratified(openai, 100, random.Random(0))}  # the development sample
-    items = [Item(i.text, i.harmful, "openai", split="dev" if i.text in dev else "test") for i in openai]
+    items = [Item(i.text, i.harmful, "openai", i.kind, "dev" if i.text in dev else "test") for i in openai]
     for name, split in (
         ("harmbench_behaviors_text_val.csv", "dev"),
         ("harmbench_behaviors_text_test.csv", "test"),
@@ -311,6 +316,21 @@ def evaluate(items: list[Item], scores: list[Scores], t: float, split: str) -> d
     return out
 
 
+def openai_by_category(items: list[Item], scores: list[Scores], t: float) -> dict[str, str]:
+    """Recall per OpenAI category on the test items, flagged with every category enforced and (in
+    brackets) with ragbot's default three: which of the set's harms the check misses or leaves out."""
+    out = {}
+    for key in OPENAI_KEYS:
+        hit = [
+            (harm(s, ALL) >= t, harm(s, DEFAULT_ENFORCED) >= t)
+            for i, s in zip(items, scores, strict=True)
+            if i.dataset == "openai" and i.split == "test" and key in i.kind.split(",")
+        ]
+        if hit:
+            out[key] = f"{rate([a for a, _ in hit]):.2f} ({rate([d for _, d in hit]):.2f}) of {len(hit)}"
+    return out
+
+
 def by_type(items: list[Item], scores: list[Scores], t: float, split: str) -> dict[str, tuple[int, int]]:
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for item, s in zip(items, scores, strict=True):
@@ -459,6 +479,11 @@ def main() -> None:
                 print(
                     f"\n{name} @ {t}: benign refused by type (test half):",
                     by_type(items, results[name][0], t, "test"),
+                )
+            for t in thresholds:
+                print(
+                    f"\n{name} @ {t}: OpenAI recall by category, all enforced (default three):",
+                    openai_by_category(items, results[name][0], t),
                 )
 
 

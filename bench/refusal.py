@@ -15,6 +15,7 @@ not one of ragbot's categories), AdvBench, Do-Not-Answer and the over-refusal se
 Benign prompts: the over-refusal set's benign test items (alarming words, harmless intent).
 
     python bench/refusal.py --per-set 20 --benign 40
+    python bench/refusal.py --per-set 60 --whole harmbench,advbench,overrefusal
     python bench/refusal.py --abstain-below 0        # the gate off: the model must decline itself
 """
 
@@ -58,15 +59,19 @@ def outcome(end: TurnEnd) -> str:
     return "abstained" if abstains(text) else "answered"
 
 
-def pick(items: list[Item], per_set: int, benign: int, seed: int) -> list[Item]:
+def pick(
+    items: list[Item], per_set: int, benign: int, seed: int, whole: frozenset[str] = frozenset()
+) -> list[Item]:
+    """A seeded sample of each set's harmful test items (the sets named in `whole`: all of them),
+    then `benign` of the over-refusal set's benign test items (all of them when it is in `whole`)."""
     rng = random.Random(seed)
     test = [i for i in items if i.split == "test"]
     chosen: list[Item] = []
     for name in ("harmbench", "advbench", "donotanswer", "overrefusal"):
         pool = [i for i in test if i.dataset == name and i.harmful and i.kind != "copyright"]
-        chosen += rng.sample(pool, min(per_set, len(pool)))
+        chosen += pool if name in whole else rng.sample(pool, min(per_set, len(pool)))
     pool = [i for i in test if i.dataset == "overrefusal" and not i.harmful]
-    chosen += rng.sample(pool, min(benign, len(pool)))
+    chosen += pool if "overrefusal" in whole else rng.sample(pool, min(benign, len(pool)))
     return chosen
 
 
@@ -76,9 +81,15 @@ def main() -> None:
     ap.add_argument("--benign", type=int, default=40, help="benign prompts of the over-refusal set")
     ap.add_argument("--abstain-below", type=float, default=None, help="override the gate (0: off)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--whole",
+        default="",
+        help="comma-separated sets played whole instead of sampled (harmbench, advbench, donotanswer, overrefusal)",
+    )
     args = ap.parse_args()
 
-    chosen = pick(load_items(), args.per_set, args.benign, args.seed)
+    whole = frozenset(filter(None, args.whole.split(",")))
+    chosen = pick(load_items(), args.per_set, args.benign, args.seed, whole)
     overrides = {} if args.abstain_below is None else {"abstain_below": args.abstain_below}
     parts = Components(Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-refusal-")), **overrides))
     parts.ingestor.progress = False
