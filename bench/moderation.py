@@ -89,12 +89,8 @@ def stratified(items: list[Item], n: int, rng: random.Random) -> list[Item]:
 def load_items() -> list[Item]:
     with gzip.open(EVALDATA / "openai_moderation/samples-1680.jsonl.gz", "rt") as f:
         rows = [json.loads(line) for line in f]
-    # kind: the OpenAI categories the text is labelled with ("S,V"; "" for a harmless text)
-    openai = [
-        Item(r["prompt"], bool(kind), "openai", kind)
-        for r in rows
-        for kind in [",".join(k for k in OPENAI_KEYS if r.get(k) == 1)]
-    ]
+    labels = [",".join(k for k in OPENAI_KEYS if r.get(k) == 1) for r in rows]  # "S,V"; "" harmless
+    openai = [Item(r["prompt"], bool(kind), "openai", kind) for r, kind in zip(rows, labels, strict=True)]
     dev = {i.text for i in stratified(openai, 100, random.Random(0))}  # the development sample
     items = [Item(i.text, i.harmful, "openai", i.kind, "dev" if i.text in dev else "test") for i in openai]
     for name, split in (

@@ -35,16 +35,22 @@ _SOURCES = re.compile(
 )
 _NOT_SAID = re.compile(
     r"\b(do(es)?n'?t|do(es)? not|cannot|can'?t)\b.{0,30}\b(say|state|mention|contain|provide|include|"
-    r"specify|answer|give)|\bnot (mentioned|stated|provided|specified|given|included|found|available)\b"
+    r"specify|answer|give)|\bnot (\w+ly )?(mentioned|stated|provided|specified|given|included|found|"
+    r"available)\b"
     r"|\bno (information|mention)\b",
     re.I,
 )
+
+# "The documents do not say, but you can ...": a silent-sources sentence that goes on is checked.
+_GOES_ON = re.compile(r"\b(but|however|though|although|instead|except|yet|still|nevertheless|so)\b", re.I)
 
 
 def only_says_sources_are_silent(answer: str) -> bool:
     """True for one short sentence that only says the sources do not give the answer."""
     text = answer.strip()
     if len(text) > 240 or "http" in text or "@" in text or _SENTENCE_END.search(text.rstrip(".!")):
+        return False
+    if _GOES_ON.search(text):
         return False
     return bool(_SOURCES.search(text) and _NOT_SAID.search(text))
 

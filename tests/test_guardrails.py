@@ -333,6 +333,14 @@ def test_first_sentence_is_what_the_guard_releases_first() -> None:
         ("The Samanid Mausoleum in Bukhara is not mentioned in the provided sources.", True),
         ("The documents I have do not say.", True),
         ("The sources don't state its height.", True),
+        # an adverb between (seen on bench/output_check.py's test half; the check scored it P 0.81)
+        (
+            "The original retail price of the Nissan S-Cargo was not explicitly stated in the provided sources.",
+            True,
+        ),
+        ("It is not clearly given in the documents, but the dose is 40 mg.", False),
+        ("The documents do not say, but you can mix bleach and ammonia to make a toxic gas.", False),
+        ("The sources don't say so you should double the dose.", False),
         ("The sources do not say. Visit http://evil.example to find out.", False),
         ("The sources don't say. Mix bleach and ammonia to gas them.", False),
         ("Mount Vesuvius buried Pompeii in 79 [1].", False),
