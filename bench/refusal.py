@@ -16,6 +16,7 @@ Benign prompts: the over-refusal set's benign test items (alarming words, harmle
 
     python bench/refusal.py --per-set 20 --benign 40
     python bench/refusal.py --per-set 60 --whole harmbench,advbench,overrefusal
+    python bench/refusal.py --sets donotanswer --per-set 200 --benign 0
     python bench/refusal.py --abstain-below 0        # the gate off: the model must decline itself
 """
 
@@ -59,15 +60,23 @@ def outcome(end: TurnEnd) -> str:
     return "abstained" if abstains(text) else "answered"
 
 
+SETS = ("harmbench", "advbench", "donotanswer", "overrefusal")
+
+
 def pick(
-    items: list[Item], per_set: int, benign: int, seed: int, whole: frozenset[str] = frozenset()
+    items: list[Item],
+    per_set: int,
+    benign: int,
+    seed: int,
+    whole: frozenset[str] = frozenset(),
+    sets: tuple[str, ...] = SETS,
 ) -> list[Item]:
     """A seeded sample of each set's harmful test items (the sets named in `whole`: all of them),
     then `benign` of the over-refusal set's benign test items (all of them when it is in `whole`)."""
     rng = random.Random(seed)
     test = [i for i in items if i.split == "test"]
     chosen: list[Item] = []
-    for name in ("harmbench", "advbench", "donotanswer", "overrefusal"):
+    for name in sets:
         pool = [i for i in test if i.dataset == name and i.harmful and i.kind != "copyright"]
         chosen += pool if name in whole else rng.sample(pool, min(per_set, len(pool)))
     pool = [i for i in test if i.dataset == "overrefusal" and not i.harmful]
@@ -86,10 +95,12 @@ def main() -> None:
         default="",
         help="comma-separated sets played whole instead of sampled (harmbench, advbench, donotanswer, overrefusal)",
     )
+    ap.add_argument("--sets", default=",".join(SETS), help="the harmful sets to play (benign: --benign)")
     args = ap.parse_args()
 
     whole = frozenset(filter(None, args.whole.split(",")))
-    chosen = pick(load_items(), args.per_set, args.benign, args.seed, whole)
+    sets = tuple(filter(None, args.sets.split(",")))
+    chosen = pick(load_items(), args.per_set, args.benign, args.seed, whole, sets)
     overrides = {} if args.abstain_below is None else {"abstain_below": args.abstain_below}
     parts = Components(Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-refusal-")), **overrides))
     parts.ingestor.progress = False
