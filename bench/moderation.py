@@ -474,12 +474,12 @@ def main() -> None:
             for t in (0.5,):
                 print(
                     f"\n{name} @ {t}: benign refused by type (test half):",
-                    by_type(items, results[name][0], t, "test"),
+                    by_type(items, scores, t, "test"),
                 )
             for t in thresholds:
                 print(
                     f"\n{name} @ {t}: OpenAI recall by category, all enforced (default three):",
-                    openai_by_category(items, results[name][0], t),
+                    openai_by_category(items, scores, t),
                 )
 
 

@@ -12,7 +12,7 @@ from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
 from guardrails.answer_check import CheckForm, check_messages
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
-from guardrails.classifier import CONTRAST, EnsembleClassifier, LabelScheme, Scores
+from guardrails.classifier import CONTRAST, MORE_CONTRAST, EnsembleClassifier, LabelScheme, Scores
 from guardrails.guard import first_sentence, only_says_sources_are_silent
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
@@ -182,8 +182,6 @@ def test_category_words_can_sit_in_the_cached_prefix() -> None:
 
 
 def test_contrast_pairs_are_a_setting_and_sit_before_the_message() -> None:
-    from guardrails.classifier import MORE_CONTRAST
-
     generator = ScriptedGenerator([], labels=["safe"])
     pairs = CONTRAST + MORE_CONTRAST
     SelfReflectionClassifier(generator, contrast=pairs).classify_prompt("How do I slay my exam?")
