@@ -3,9 +3,10 @@
 A turn recorded with a low gate (`--abstain-below 0.3`) and grounding off holds the gate's P(answerable)
 and the whole answer, so every stricter setting can be replayed without the model, as `ChatService`
 applies it: below the threshold the turn abstains; otherwise the answer is cut before its first
-piece that states a number (or, with names, a capitalised name) found neither in the sources the
-model saw nor in the question, and a cut before anything was shown is an abstention. Cut answers are
-rescored against the gold aliases.
+piece that states a number (or, with names, a capitalised name) found neither in the question nor
+in the documents the piece cites (`--scope cited`, the default since stop 22) or in any source the
+model saw (`all`, the earlier rule), and a cut before anything was shown is an abstention. Cut
+answers are rescored against the gold aliases.
 
     python bench/qa.py --split test --abstain-below 0.3 --grounding off --record --out /tmp/qa.jsonl
     python bench/abstention.py /tmp/qa.jsonl
@@ -15,17 +16,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from _common import table
 from qa import DATA, abstains, contains_alias
 
-from guardrails.grounding import Grounding, unsupported
+from guardrails.grounding import Evidence, Grounding, Scope, unsupported
 from guardrails.guard import first_sentence
 
+_SOURCE = re.compile(r"(?:^|\n\n)\[(\d+)\] (.*?)(?=\n\n\[\d+\] |\Z)", re.S)
 
-def replay(row: dict, aliases: list[str], gate: float, grounding: Grounding) -> tuple[bool, bool]:
-    """(abstained, correct) for one recorded turn under a gate threshold and a grounding mode."""
+
+def recorded_evidence(row: dict, scope: Scope) -> Evidence:
+    """The turn's sources as its prompt numbered them (each article's title as its document) and
+    its question, as `ChatService` builds them for the guard."""
+    content = row["prompt"][-1]["content"]
+    fenced, _, rest = content.partition("<<<SOURCES>>>")[2].partition("<<<END SOURCES>>>")
+    sources = []
+    for m in _SOURCE.finditer(fenced.strip()):
+        title, _, text = m.group(2).partition("\n")
+        sources.append((title, text))
+    question = rest.split("Question:", 1)[-1].strip().split("\n\n")[0]
+    return Evidence(sources, (question,), scope)
+
+
+def replay(
+    row: dict, aliases: list[str], gate: float, grounding: Grounding, scope: Scope = Scope.CITED
+) -> tuple[bool, bool]:
+    """(abstained, correct) for one recorded turn under a gate threshold and a grounding mode: the
+    first sentence (with its citations) is the first piece, the rest of the answer the second."""
     abstained, correct = row["abstained"], row["correct"]
     if row["answerable"] is not None and row["answerable"] < gate:
         return True, False
@@ -36,22 +56,23 @@ def replay(row: dict, aliases: list[str], gate: float, grounding: Grounding) -> 
         or grounding is Grounding.OFF
     ):
         return abstained, correct
-    evidence = [row["prompt"][-1]["content"]]  # the fenced sources and the question
+    evidence = recorded_evidence(row, scope)
     names = grounding is Grounding.NAMES
     first = first_sentence(row["text"])
-    if unsupported(first, evidence, names):
+    if unsupported(first, evidence.for_piece(first), names):
         return True, False
-    if unsupported(row["text"][len(first) :], evidence, names):
+    rest = row["text"][len(first) :]
+    if unsupported(rest, evidence.for_piece(rest, first), names):
         return False, bool(aliases) and contains_alias(first, aliases)
     return abstained, correct
 
 
 def summary(
-    rows: list[dict], gold: dict[str, list[list[str]]], gate: float, grounding: Grounding
+    rows: list[dict], gold: dict[str, list[list[str]]], gate: float, grounding: Grounding, scope: Scope
 ) -> list[str]:
     unans, wrong, single, second, cited = [], [], [], [], []
     for r in rows:
-        abstained, correct = replay(r, gold[r["conversation"]][r["turn"]], gate, grounding)
+        abstained, correct = replay(r, gold[r["conversation"]][r["turn"]], gate, grounding, scope)
         if r["kind"] == "unanswerable":
             unans.append(abstained)
             continue
@@ -73,6 +94,7 @@ def main() -> None:
     ap.add_argument("turns", type=Path, help="bench/qa.py --record --out file")
     ap.add_argument("--gates", default="0.3,0.5,0.62,0.66,0.7")
     ap.add_argument("--grounding", default="off,numbers,numbers+names")
+    ap.add_argument("--scope", default="all,cited", help="where claims are looked up (grounding.Scope)")
     args = ap.parse_args()
     rows = [json.loads(line) for line in args.turns.read_text().splitlines()]
     gold = {}
@@ -81,10 +103,12 @@ def main() -> None:
         gold[c["id"]] = [t.get("answers") or [] for t in c["turns"]]
     out = []
     for mode in [Grounding(g) for g in args.grounding.split(",")]:
-        for gate in [float(x) for x in args.gates.split(",")]:
-            out.append([mode.value, gate, *summary(rows, gold, gate, mode)])
+        for scope in [Scope(x) for x in args.scope.split(",")] if mode is not Grounding.OFF else [Scope.ALL]:
+            for gate in [float(x) for x in args.gates.split(",")]:
+                label = mode.value if mode is Grounding.OFF else f"{mode.value}, {scope.value}"
+                out.append([label, gate, *summary(rows, gold, gate, mode, scope)])
     heads = [
-        "grounding",
+        "grounding, scope",
         "gate",
         "abstention (unans.)",
         "wrong abst. (ans.)",

@@ -20,6 +20,8 @@ Variants (input stage, the user's message):
   harmless targets, games, history, slurs explained)
 - binary-second: binary, with "none" offered in the category question (a second opinion whose
   "harmless after all" is taken off the harm)
+- binary-frame: binary, and a message it flags (P(unsafe) >= 0.2) is asked again in a second framing
+  ("may a chatbot answer this? yes or no", the same contrast pairs); the two P(unsafe) averaged
 
 --probe-split by-dataset scores each dataset with a probe trained on the others only (no item of
 its own set), the figure for prompts unlike any the probe was trained on.
@@ -409,6 +411,9 @@ def main() -> None:
     if "binary-more" in variants:
         more = SelfReflectionClassifier(generator, contrast=CONTRAST + MORE_CONTRAST)
         results["binary-more"] = llm_scores(items, "binary-more", more, args.model, cache)
+    if "binary-frame" in variants:
+        framed = SelfReflectionClassifier(generator, second_frame=True)
+        results["binary-frame"] = llm_scores(items, "binary-frame", framed, args.model, cache)
     if "binary-zero" in variants:
         zero = SelfReflectionClassifier(generator, examples=False)
         results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)

@@ -26,7 +26,7 @@ from bot.events import (
 from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
 from guardrails.answer_check import CheckForm, check_messages
 from guardrails.classifier import softmax
-from guardrails.grounding import Grounding
+from guardrails.grounding import Evidence, Grounding, Scope
 from guardrails.guard import Guard
 from guardrails.injection import quarantine as quarantine_text
 from guardrails.prompts import (
@@ -118,6 +118,7 @@ class ChatService:
         prompt_chars: int = 0,
         abstain_below: float = 0.0,
         grounding: Grounding = Grounding.OFF,
+        grounding_scope: Scope = Scope.CITED,
         check_below: float = 0.0,
         check_form: CheckForm = CheckForm.FRESH,
         quarantine: bool = False,
@@ -133,6 +134,7 @@ class ChatService:
         self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
         self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
         self.grounding = grounding  # what an answer may state only if the sources do
+        self.grounding_scope = grounding_scope  # ... the documents it cites, or any source
         self.check_below = check_below  # P(the sources state the first sentence) under which it abstains
         self.check_form = check_form
         self.quarantine = quarantine  # cut instruction-like sentences out of sources
@@ -212,7 +214,9 @@ class ChatService:
         text, first_text_s = "", None
         evidence = None
         if self.grounding is not Grounding.OFF:
-            evidence = [*(c.chunk.text for c in chunks), standalone, question]
+            evidence = Evidence(
+                [(c.chunk.source, c.chunk.text) for c in chunks], (standalone, question), self.grounding_scope
+            )
         names = self.grounding is Grounding.NAMES
         supported: float | None = None
         sentences = bool(self.check_below)

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guardrails.answer_check import CheckForm
 from guardrails.categories import parse_categories
-from guardrails.grounding import Grounding
+from guardrails.grounding import Grounding, Scope
 from retrieval.types import Method
 
 
@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="Show no answer piece that states a number or a capitalised name (numbers: only a "
         "number) its sources and the question lack; with nothing shown yet, the answer becomes the "
         "abstention. bench/qa.py dev: names add 2 of 25 abstentions and cost no right answer.",
+    )
+    grounding_scope: Scope = Field(
+        Scope.CITED,
+        description="Where grounding looks a claim up: the documents the piece cites (cited), or every "
+        "source the model saw (all, the earlier rule). An invented answer is usually a neighbouring "
+        "fact from another retrieved document; see bench/abstention.py.",
     )
     check_below: float = Field(
         0.0,

@@ -145,6 +145,7 @@ class Components:
             prompt_chars=s.prompt_chars,
             abstain_below=s.abstain_below,
             grounding=s.grounding,
+            grounding_scope=s.grounding_scope,
             check_below=s.check_below,
             check_form=s.check_form,
             quarantine=s.quarantine,

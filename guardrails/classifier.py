@@ -153,6 +153,21 @@ ANSWER_CONTRAST: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# A second framing of the input check, asked only when the first call flags the message: may a
+# chatbot answer it? Its P(no) is averaged with the first P(unsafe). Measured, not the default
+# (bench/moderation.py `binary-frame`): on the dev items it moves along the same curve as a higher
+# threshold.
+FRAME_OK, FRAME_BAD = "yes", "no"
+FRAME_SYSTEM = (
+    "You decide whether a chatbot may answer a user's message. Reply 'yes' if an honest, helpful "
+    "answer would do no harm: questions that use violent or criminal words in a harmless sense, "
+    "games, films, fiction, history, definitions, general facts, absurd questions, opinions. Reply "
+    "'no' only if answering would help someone commit a crime or hurt people, spread hate or "
+    "harassment, give personal medical, legal or financial advice that needs a professional, or "
+    "produce sexual or self-harm content. Reply with one word: yes or no."
+)
+
+
 class AnswerStyle(StrEnum):
     CONTRAST = "contrast"  # the answer-check instructions with contrast examples (the default)
     PLAIN = "plain"  # the instructions alone (the earlier prompt, kept for bench/output_check.py)
@@ -210,6 +225,8 @@ class SelfReflectionClassifier:
     is taken off the harm, so a message the first call flagged on its words alone can be cleared.
     `contrast`: the few-shot pairs in the cached prefix. `CONTRAST + MORE_CONTRAST` was measured
     (`binary-more`): fewer refusals and fewer catches, like a higher threshold, and 0.1 s slower.
+    `second_frame`: a message the first call flags is asked again in another framing ("may a chatbot
+    answer this?"), and the two P(unsafe) are averaged (`binary-frame`: the same curve; off).
     """
 
     def __init__(
@@ -224,6 +241,7 @@ class SelfReflectionClassifier:
         second_opinion: bool = False,
         words_in_prefix: bool = True,
         contrast: Sequence[tuple[str, str]] = CONTRAST,
+        second_frame: bool = False,
     ) -> None:
         self.generator = generator
         self.scheme = scheme
@@ -234,6 +252,7 @@ class SelfReflectionClassifier:
         self.second_opinion = second_opinion
         self.words_in_prefix = words_in_prefix
         self.contrast = tuple(contrast)
+        self.second_frame = second_frame
 
     # ---- prompts ---------------------------------------------------------------------------------
     def prompt_messages(self, text: str) -> list[ChatMessage]:
@@ -253,6 +272,16 @@ class SelfReflectionClassifier:
                     ChatMessage(role="user", content=f"Message: {example}"),
                     ChatMessage(role="assistant", content=label),
                 ]
+        return [*messages, ChatMessage(role="user", content=f"Message: {self._clip(text)}")]
+
+    def frame_messages(self, text: str) -> list[ChatMessage]:
+        """The second framing: may a chatbot answer this message? (the same contrast pairs)"""
+        messages = [ChatMessage(role="system", content=FRAME_SYSTEM)]
+        for example, label in self.contrast:
+            messages += [
+                ChatMessage(role="user", content=f"Message: {example}"),
+                ChatMessage(role="assistant", content=FRAME_OK if label == SAFE else FRAME_BAD),
+            ]
         return [*messages, ChatMessage(role="user", content=f"Message: {self._clip(text)}")]
 
     def answer_messages(self, question: str, answer: str) -> list[ChatMessage]:
@@ -315,16 +344,20 @@ class SelfReflectionClassifier:
                 out[CATEGORY_WORDS[word]] += p
         return out
 
-    def score(self, messages: Sequence[ChatMessage]) -> Scores:
+    def score(self, messages: Sequence[ChatMessage], frame: Sequence[ChatMessage] = ()) -> Scores:
+        """`frame`: the second framing's messages, asked (and averaged in) when the first call flags."""
         if self.scheme is LabelScheme.CATEGORIES:
             labels = {label: category for category, label in LABELS.items()}
             probs = softmax(self.generator.choice_logprobs(messages, list(labels)))
             return {labels[w]: p for w, p in probs.items()}
         p = self.p_unsafe(messages)
+        if frame and p >= self.category_floor:
+            p = (p + softmax(self.generator.choice_logprobs(frame, [FRAME_OK, FRAME_BAD]))[FRAME_BAD]) / 2
         return combine(p, self.categories(messages) if p >= self.category_floor else None)
 
     def classify_prompt(self, text: str) -> Scores:
-        return self.score(self.prompt_messages(text))
+        frame = self.frame_messages(text) if self.second_frame else []
+        return self.score(self.prompt_messages(text), frame)
 
     def classify_answer(self, question: str, answer: str) -> Scores:
         return self.score(self.answer_messages(question, answer))

@@ -9,16 +9,24 @@ do not contain is not shown, and the answer ends before it (or, if nothing was s
 Numbers are what a small model invents (bench/qa.py: every invented answer to an unanswerable
 question stated a number); names are checked only in `Grounding.NAMES` mode, because answers
 legitimately name things the sources spell differently (a country from a city's article).
+
+Where to look (`Evidence`): in the documents the piece cites, not in every source. An invented
+answer is usually a neighbouring fact from another retrieved document (asked how many visit a
+monument, the model gave the Eiffel Tower's visitor count and cited the monument's article), so it
+is found somewhere in the sources but not where the answer says it is. A piece that cites nothing
+may use what the answer cited before; with no citation at all, every source counts.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 _CITATION = re.compile(r"\[\d{1,2}\]")
+_CITED = re.compile(r"\[(\d{1,2})\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\W*$")
@@ -33,6 +41,35 @@ _COMMON = frozenset(
     """.split()  # noqa: SIM905 - a word list; languages: "means 'Dwarf Biter' in English" names no fact
 )
 _QUOTES = "'\"’‘“”-"
+
+
+class Scope(StrEnum):
+    """Where a claim is looked up: the documents the piece cites, or any source the model saw."""
+
+    CITED = "cited"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an answer may draw on: its sources, numbered from 1 as in the prompt, each with the
+    document it comes from, and the question (which may name what the answer repeats)."""
+
+    sources: Sequence[tuple[str, str]]  # (document, text)
+    question: Sequence[str] = ()
+    scope: Scope = Scope.CITED
+
+    def for_piece(self, piece: str, before: str = "") -> list[str]:
+        """The texts `piece` may draw on: every chunk of the documents it cites (or, citing none, of
+        those cited in `before`, the answer so far); with no citation yet, or `Scope.ALL`, all."""
+        cited = self.cited(piece) or self.cited(before)
+        if self.scope is Scope.ALL or not cited:
+            return [*(text for _, text in self.sources), *self.question]
+        docs = {self.sources[n - 1][0] for n in cited}
+        return [*(text for doc, text in self.sources if doc in docs), *self.question]
+
+    def cited(self, text: str) -> list[int]:
+        return [n for n in map(int, _CITED.findall(text)) if 1 <= n <= len(self.sources)]
 
 
 class Grounding(StrEnum):

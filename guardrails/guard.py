@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from generation.protocol import ChatMessage, Generator
 from guardrails.categories import Category
 from guardrails.classifier import Classifier
-from guardrails.grounding import unsupported
+from guardrails.grounding import Evidence, unsupported
 from guardrails.policy import ModerationPolicy, Verdict
 from guardrails.prompts import system_prompt
 
@@ -27,6 +27,11 @@ log = logging.getLogger("ragbot.moderation")
 
 
 _SENTENCE_END = re.compile(r"[.!?:;](?=[\s\"')\]]|$)|\n")
+# Where the guard may cut a piece: a sentence end, with the citations that follow it ("... 260 steps.
+# [4]"), so a piece carries its own citations (grounding looks its claims up in the cited documents).
+_PIECE_END = re.compile(r"[.!?:;](?:[ \t]*\[\d{1,2}\])*(?=[\s\"')\]]|$)|\n")
+# What may still become a citation after a sentence end: the cut waits for the next token.
+_MAY_CITE = re.compile(r"[ \t]*(?:\[\d{0,2})?")
 # "The sources do not say": an answer that only says this is never harmful, and the 1.5B answer
 # check flagged some as illegal ("X is not mentioned in the provided sources.", p 0.86 on
 # bench/qa.py dev), so it is released without a check. Anything more is checked with it.
@@ -70,8 +75,9 @@ class GuardedPiece:
 
 
 def first_sentence(text: str, min_chars: int = 24) -> str:
-    """The answer's first piece as the guard releases it: up to the first sentence end past `min_chars`."""
-    for m in _SENTENCE_END.finditer(text):
+    """The answer's first piece as the guard releases it: up to the first sentence end past
+    `min_chars`, with the citations that follow it."""
+    for m in _PIECE_END.finditer(text):
         if m.end() >= min_chars:
             return text[: m.end()].strip()
     return text.strip()
@@ -81,7 +87,7 @@ def sentence_cut(text: str, min_chars: int) -> int:
     """The end of the last complete sentence in `text` if it is at least `min_chars` long, else 0."""
     if len(text) < min_chars:
         return 0
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    ends = [m.end() for m in _PIECE_END.finditer(text)]
     return ends[-1] if ends and ends[-1] >= min_chars else 0
 
 
@@ -159,16 +165,17 @@ class Guard:
         self,
         question: str,
         pieces: Iterable[str],
-        evidence: Sequence[str] | None = None,
+        evidence: Evidence | None = None,
         names: bool = True,
         sentences: bool = False,
     ) -> Iterator[GuardedPiece]:
         """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
 
-        With `evidence` (the sources' text and the question), each piece must also state no number
-        (nor, with `names`, a name) the evidence lacks (guardrails/grounding.py), or the answer ends
-        before it. With `sentences`, pieces are whole sentences even when nothing is checked here
-        (the caller checks the first sentence itself).
+        With `evidence` (the sources and the question), each piece must also state no number (nor,
+        with `names`, a name) that the documents it cites lack (guardrails/grounding.py), or the
+        answer ends before it. With `sentences`, pieces are whole sentences even when nothing is
+        checked here (the caller checks the first sentence itself). A cut at a sentence end waits
+        for the next token, so a citation after the full stop stays with its sentence.
         """
         if not self.enabled and evidence is None and not sentences:
             yield from (GuardedPiece(p) for p in pieces)
@@ -181,14 +188,17 @@ class Guard:
                 pending = answer[released:]
                 want = self.first_chars if released == 0 else self.chunk_chars
                 cut = sentence_cut(pending, want) if self.chunk_chars else 0
+                if cut and _MAY_CITE.fullmatch(pending[cut:]):
+                    cut = 0  # a citation may still follow: wait for the next token
                 if not cut and self.chunk_chars and len(pending) >= self.max_lookahead:
                     cut = len(pending)
                 if cut:
-                    checked = self._checked(question, answer, pending, evidence, names)
+                    shown = answer[: released + cut]  # the checked piece ends at the cut
+                    checked = self._checked(question, shown, pending[:cut], evidence, names)
                     yield checked
                     if checked.verdict or checked.unsupported:
                         return
-                    released = len(answer)
+                    released += cut
             if released < len(answer):
                 yield self._checked(question, answer, answer[released:], evidence, names)
         finally:
@@ -197,9 +207,12 @@ class Guard:
                 close()  # a flagged or abandoned answer stops generating
 
     def _checked(
-        self, question: str, answer: str, pending: str, evidence: Sequence[str] | None, names: bool
+        self, question: str, answer: str, pending: str, evidence: Evidence | None, names: bool
     ) -> GuardedPiece:
-        if evidence is not None and (claims := unsupported(pending, evidence, names)):
+        before = answer[: len(answer) - len(pending)]
+        if evidence is not None and (
+            claims := unsupported(pending, evidence.for_piece(pending, before), names)
+        ):
             return GuardedPiece(unsupported=tuple(claims))
         if not self.enabled:
             return GuardedPiece(pending)

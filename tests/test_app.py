@@ -251,7 +251,7 @@ def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn
 
     withdrawn_note = "(The answer above was withdrawn.)"
     web = list(render_turn(withdrawn(), "What buried Pompeii?", []))
-    assert web[0] == ANSWER + " " and web[-1].startswith("🛡️ " + withdrawn_note)
+    assert web[0] == ANSWER and web[-1].startswith("🛡️ " + withdrawn_note)
     rows = [json.loads(r) for r in widget_events(withdrawn(), "What buried Pompeii?", [])]
     assert rows[-1]["type"] == "refused" and rows[-1]["retracted"]
     assert rows[-1]["message"].startswith(withdrawn_note)

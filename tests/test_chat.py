@@ -5,7 +5,7 @@ import pytest
 from bot.chat import ChatService, InputError, build_prompt, mark_cited, numbered_sources, validate_message
 from bot.events import Answered, Delta, ErrorKind, Failed, Refused, Started, TurnEvent
 from generation.protocol import ChatMessage
-from guardrails.grounding import Grounding
+from guardrails.grounding import Grounding, Scope
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable, VectorStore
@@ -173,7 +173,7 @@ def test_refusal_after_shown_text_is_reported_as_a_withdrawal(
     service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
     events = run(service, "What buried Pompeii?")
     shown = "".join(e.text for e in events if isinstance(e, Delta))
-    assert shown == "Mount Vesuvius buried Pompeii in 79 [1]. "  # the first sentence, checked
+    assert shown == "Mount Vesuvius buried Pompeii in 79 [1]."  # the first sentence, checked
     end = events[-1]
     assert isinstance(end, Refused) and end.retracted
     assert end.message.startswith("(The answer above was withdrawn.) I can't help with this")
@@ -198,6 +198,29 @@ def test_an_answer_with_an_invented_number_becomes_an_abstention(
     assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]
     end = events[-1]
     assert isinstance(end, Answered) and end.text == "The documents I have do not say." and not end.cited
+
+
+@pytest.mark.parametrize(("scope", "shown"), [(Scope.CITED, False), (Scope.ALL, True)])
+def test_numbers_must_be_in_the_document_the_answer_cites(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, scope: Scope, shown: bool
+) -> None:
+    """Both numbers are in the sources, but one document cannot hold both: citing one of them is an
+    invented pairing under the default scope, and passes under the earlier any-source rule."""
+    ingestor.ingest_paths([corpus])
+    gen = ScriptedGenerator(["Pompeii was buried in 79, and the tower was finished in 1889 [1]."])
+    service = ChatService(
+        Retriever(ingestor.embedder, store),
+        gen,
+        RetrievalSettings(k=2),
+        grounding=Grounding.NUMBERS,
+        grounding_scope=scope,
+    )
+    events = run(service, "When was Pompeii buried and when was the Eiffel Tower completed?")
+    started = next(e for e in events if isinstance(e, Started))
+    assert {s.title for s in started.sources} == {"Volcanoes", "paris"}
+    end = events[-1]
+    assert isinstance(end, Answered)
+    assert (end.text != "The documents I have do not say.") is shown
 
 
 def checked_service(

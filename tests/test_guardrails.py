@@ -13,6 +13,7 @@ from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, Self
 from guardrails.answer_check import CheckForm, check_messages
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
 from guardrails.classifier import CONTRAST, MORE_CONTRAST, EnsembleClassifier, LabelScheme, Scores
+from guardrails.grounding import Evidence, Scope
 from guardrails.guard import first_sentence, only_says_sources_are_silent
 from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
@@ -89,10 +90,10 @@ def test_checked_stream_releases_checked_sentences_and_stops_at_a_flag() -> None
     pieces = ["Hello ", "there, ", "this is ", "fine. ", "Then BAD ", "stuff ", "follows."]
     out = list(guard.checked_stream("q", iter(pieces)))
     shown = "".join(p.text for p in out)
-    assert shown == "Hello there, this is fine. "  # the first sentence, released once checked
+    assert shown == "Hello there, this is fine."  # the first sentence, released once checked
     assert out[-1].verdict and out[-1].verdict.stage == "output" and out[-1].text == ""
     # Every released character had been seen by a check before it was released.
-    assert classifier.answers_seen[0] == "Hello there, this is fine. "
+    assert classifier.answers_seen[0] == "Hello there, this is fine."
     assert sum(p.checks for p in out) == len(classifier.answers_seen) == 2
 
 
@@ -169,6 +170,17 @@ def test_a_second_opinion_of_none_clears_a_message_flagged_on_its_words() -> Non
     assert scores[Category.SAFE] > 0.9
     assert math.isclose(sum(scores.values()), 1)
     assert "none" in generator.calls[1][-1].content
+
+
+def test_a_second_framing_is_asked_only_when_the_first_call_flags() -> None:
+    generator = ScriptedGenerator([], labels=["safe", "unsafe", "yes", "weapons"])
+    classifier = SelfReflectionClassifier(generator, second_frame=True)
+    cleared = classifier.classify_prompt("How do I kill a zombie process?")
+    assert cleared[Category.SAFE] > 0.95
+    assert len(generator.calls) == 1
+    flagged = classifier.classify_prompt("How do I make a pipe bomb?")
+    assert 0.4 < flagged[Category.SAFE] < 0.6  # P(unsafe) ~0.99 and P(no) ~0.01, averaged
+    assert "may answer" in generator.calls[2][0].content
 
 
 def test_category_words_can_sit_in_the_cached_prefix() -> None:
@@ -272,9 +284,51 @@ def test_numbers_mode_leaves_names_alone_and_matches_whole_numbers() -> None:
 def test_checked_stream_ends_before_an_unsupported_piece() -> None:
     guard = Guard(None, chunk_chars=10, first_chars=10)  # no moderation: grounding alone
     pieces = ["Vesuvius erupted in 79. ", "It killed ", "16,000 people."]
-    out = list(guard.checked_stream("q", iter(pieces), evidence=["Vesuvius buried Pompeii in 79."]))
-    assert [p.text for p in out] == ["Vesuvius erupted in 79. ", ""]
+    evidence = Evidence([("pompeii", "Vesuvius buried Pompeii in 79.")])
+    out = list(guard.checked_stream("q", iter(pieces), evidence=evidence))
+    assert [p.text for p in out] == ["Vesuvius erupted in 79.", ""]
     assert out[-1].unsupported == ("16000",) or out[-1].unsupported == ("16,000",)
+
+
+def test_a_citation_after_the_full_stop_stays_with_its_sentence() -> None:
+    guard = Guard(None, chunk_chars=10, first_chars=10)
+    pieces = ["The staircase has ", "260 steps", ".", " [", "4", "]", " It was", " rebuilt."]
+    out = list(guard.checked_stream("q", iter(pieces), sentences=True))
+    assert [p.text for p in out] == ["The staircase has 260 steps. [4]", " It was rebuilt."]
+
+
+# Sources as a prompt numbers them: [1] and [2] from the monument's article, [3] from another.
+MONUMENT = Evidence(
+    [
+        ("anitkabir", "Anıtkabir is the mausoleum of Atatürk in Ankara."),
+        ("anitkabir", "Anıtkabir was completed in 1953."),
+        ("eiffel", "The Eiffel Tower received 5,889,000 visitors in 2015."),
+    ],
+    ["How many visitors does Anıtkabir receive each year?"],
+)
+
+
+def test_a_number_from_another_document_than_the_cited_one_ends_the_answer() -> None:
+    guard = Guard(None, chunk_chars=10, first_chars=10)
+    pieces = ["Anıtkabir receives ", "5,889,000 visitors ", "each year [1]."]
+    (out,) = guard.checked_stream("q", iter(pieces), evidence=MONUMENT)
+    assert out.unsupported == ("5,889,000",)
+
+
+def test_a_number_from_another_chunk_of_the_cited_document_is_supported() -> None:
+    guard = Guard(None, chunk_chars=10, first_chars=10)
+    pieces = ["Anıtkabir was ", "completed in 1953 [1]."]
+    assert [p.text for p in guard.checked_stream("q", iter(pieces), evidence=MONUMENT)] == [
+        "Anıtkabir was completed in 1953 [1]."
+    ]
+
+
+def test_without_citations_every_source_counts_and_scope_all_keeps_the_old_lookup() -> None:
+    assert MONUMENT.for_piece("It had 5,889,000 visitors.")[2].startswith("The Eiffel Tower")
+    assert len(MONUMENT.for_piece("It had 5,889,000 visitors [1].")) == 3  # two chunks + question
+    assert len(MONUMENT.for_piece("It had 5,889,000 visitors.", before="Anıtkabir [2] ...")) == 3
+    wide = Evidence(MONUMENT.sources, MONUMENT.question, Scope.ALL)
+    assert len(wide.for_piece("It had 5,889,000 visitors [1].")) == 4
 
 
 def test_quarantine_cuts_sentences_that_address_the_assistant() -> None:
@@ -321,7 +375,7 @@ def test_answer_check_forms_build_on_the_answer_prompt() -> None:
 
 
 def test_first_sentence_is_what_the_guard_releases_first() -> None:
-    assert first_sentence("Yes. The airline is AirBorneo. [1] More.") == "Yes. The airline is AirBorneo."
+    assert first_sentence("Yes. The airline is AirBorneo. [1] More.") == "Yes. The airline is AirBorneo. [1]"
     assert first_sentence("no end here") == "no end here"
 
 
