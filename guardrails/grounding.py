@@ -25,8 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-_CITATION = re.compile(r"\[\d{1,2}\]")
-_CITED = re.compile(r"\[(\d{1,2})\]")
+_CITATION = re.compile(r"\[(\d{1,2})\]")  # "[3]": cut out of claims, and its number read for the scope
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\W*$")
@@ -69,7 +68,7 @@ class Evidence:
         return [*(text for doc, text in self.sources if doc in docs), *self.question]
 
     def cited(self, text: str) -> list[int]:
-        return [n for n in map(int, _CITED.findall(text)) if 1 <= n <= len(self.sources)]
+        return [n for n in map(int, _CITATION.findall(text)) if 1 <= n <= len(self.sources)]
 
 
 class Grounding(StrEnum):
