@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--moderation", default=None, help="self | off (default: the bot's)")
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--prompt-chars", type=int, default=None)
+    ap.add_argument("--turns-at-once", type=int, default=None, help="turns run at once (default: the bot's)")
     args = ap.parse_args()
     if args.start_vllm:
         from generation.models import transformers_dir
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in {
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
         "generator_speculative": args.speculative, "moderation": args.moderation, "top_k": args.top_k,
-        "prompt_chars": args.prompt_chars,
+        "prompt_chars": args.prompt_chars, "turns_at_once": args.turns_at_once,
     }.items() if v is not None}  # fmt: skip
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-turn-")), **overrides)
     parts = Components(settings)
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> None:
         bare = twin.generator()
         label = f"embedded llama.cpp ({engine.name}, {engine.load_seconds:.1f} s to load)"
     print(f"generator: {label}; moderation: {settings.moderation} ({settings.moderation_categories}); "
-          f"k={settings.top_k}; speculative: {settings.generator_speculative}", flush=True)  # fmt: skip
+          f"k={settings.top_k}; speculative: {settings.generator_speculative}; "
+          f"turns at once: {service.queue.limit or 'no limit'}", flush=True)  # fmt: skip
 
     # Warm-up: load pages, fill the system-prompt prefix cache on both engines (not counted).
     run_turn(service, "What is the Solar System?")
@@ -219,6 +221,7 @@ def run(args: argparse.Namespace) -> None:
         rows += [
             [f"{args.concurrency} chats at once: wall (s)", f"{wall:.1f}"],
             ["  latency p50 / p95 (s)", fmt(latencies)],
+            ["  first visible text p50 / p95 (s)", fmt([r.first_text_s for r in ok if r.first_text_s])],
             ["  p50 latency / single chat's p50", f"{percentile(latencies, 50) / single:.1f}" if ok else "-"],
             ["  answers per minute", f"{len(ok) / wall * 60:.1f}"],
             ["  errors / lost", f"{errors} / {args.concurrency - len(results)}"],

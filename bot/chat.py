@@ -11,11 +11,13 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 
+from bot.admission import TurnQueue
 from bot.events import (
     Answered,
     Delta,
     ErrorKind,
     Failed,
+    Queued,
     Refused,
     Source,
     Started,
@@ -124,6 +126,7 @@ class ChatService:
         quarantine: bool = False,
         spotlight: bool = False,
         plain_prompt: bool = False,
+        queue: TurnQueue | None = None,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
@@ -140,6 +143,7 @@ class ChatService:
         self.quarantine = quarantine  # cut instruction-like sentences out of sources
         self.spotlight = spotlight  # datamark source text
         self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
+        self.queue = queue or TurnQueue()  # how many turns run at once; the rest wait in order
 
     def prompt_chunks(self, question: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
         """The chunks as the prompt shows them: instruction-like text quarantined, focused on the
@@ -161,7 +165,9 @@ class ChatService:
 
     def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
         start = time.perf_counter()
+        ticket = self.queue.join()
         try:
+            yield from self._wait(ticket)
             yield from self._turn(message, history, start)
         except InputError as exc:
             yield Failed(ErrorKind.INPUT, str(exc))
@@ -174,6 +180,17 @@ class ChatService:
             yield Failed(
                 ErrorKind.INTERNAL, f"Something went wrong answering this message ({type(exc).__name__})."
             )
+        finally:
+            self.queue.leave(ticket)  # also when the caller stops reading, waiting or not
+
+    def _wait(self, ticket: int, poll_s: float = 1.0) -> Iterator[Queued]:
+        """Until the turn may run: its place in line, each time that changes."""
+        told = None
+        while not self.queue.admit(ticket, timeout=0 if told is None else poll_s):
+            ahead = self.queue.ahead(ticket)
+            if ahead != told:
+                told = ahead
+                yield Queued(ahead)
 
     def _turn(self, message: str, history: Sequence[ChatMessage], start: float) -> Iterator[TurnEvent]:
         question = validate_message(message, self.max_message_chars)

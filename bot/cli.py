@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.events import Answered, Delta, Failed, Refused
+from bot.events import Answered, Delta, Failed, Queued, Refused
 from generation.protocol import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
 from retrieval.types import Method
@@ -352,7 +352,9 @@ def _copy(parts: Components, args: argparse.Namespace) -> int:
 def _ask(parts: Components, question: str) -> int:
     """Stream one answer to the terminal; the exit code says how the turn ended."""
     for event in parts.chat_service().turn(question):
-        if isinstance(event, Delta):
+        if isinstance(event, Queued):
+            print(event.message, file=sys.stderr)
+        elif isinstance(event, Delta):
             print(event.text, end="", flush=True)
         elif isinstance(event, Failed):
             print(f"error: {event.message}", file=sys.stderr)

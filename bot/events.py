@@ -1,6 +1,7 @@
 """Typed events of one chat turn, so every front door is a small adapter over the same stream.
 
-A turn yields `Started` once retrieval is done, `Delta`s of checked answer text, and ends with
+A turn that must wait for a free place first yields `Queued` (how many chats are ahead, again
+whenever that changes), then `Started` once retrieval is done, `Delta`s of checked answer text, and ends with
 exactly one of `Answered`, `Refused` or `Failed`. A refusal that comes after some checked text was
 shown says so (`retracted`), and every door reports it as a withdrawn answer.
 """
@@ -49,6 +50,15 @@ class ErrorKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Queued:
+    ahead: int  # chats answered or waiting before this one
+
+    @property
+    def message(self) -> str:
+        return f"Waiting for the model: {self.ahead} chat{'s' if self.ahead != 1 else ''} ahead of yours…"
+
+
+@dataclass(frozen=True)
 class Started:
     standalone_question: str
     sources: list[Source]
@@ -94,4 +104,4 @@ class Failed:
 
 
 TurnEnd = Answered | Refused | Failed
-TurnEvent = Started | Delta | Answered | Refused | Failed
+TurnEvent = Queued | Started | Delta | Answered | Refused | Failed

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.admission import TurnQueue
 from bot.chat import ChatService
 from bot.config import Settings
 from generation.llamacpp import LlamaCppEngine
@@ -27,6 +28,7 @@ from retrieval.rewrite import QueryRewriter
 from retrieval.store import VectorStore
 
 PROBE_CONTEXT = 2048  # tokens of the probe's own context: a message of PROBE_CHARS fits with its template
+EMBEDDED_TURNS = 2  # turns at once on the embedded engine: measured with bench/turn.py --concurrency 20
 PROBE_CHARS = 4000  # the default max_message_chars; ~1,600 tokens even for dense text
 
 
@@ -133,6 +135,13 @@ class Components:
     def retriever(self) -> Retriever:
         return Retriever(self.embedder, self.store, QueryRewriter(self.generator))
 
+    @cached_property
+    def turn_queue(self) -> TurnQueue:
+        """One line for every chat service built here: they share one model."""
+        s = self.settings
+        limit = s.turns_at_once if s.turns_at_once is not None else (0 if s.vllm_url else EMBEDDED_TURNS)
+        return TurnQueue(limit)
+
     def chat_service(self) -> ChatService:
         s = self.settings
         return ChatService(
@@ -150,6 +159,7 @@ class Components:
             check_form=s.check_form,
             quarantine=s.quarantine,
             spotlight=s.spotlight,
+            queue=self.turn_queue,
         )
 
     def retrieval_settings(self) -> RetrievalSettings:

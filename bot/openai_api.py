@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pydantic import BaseModel, Field
 
 from bot.chat import ChatService
-from bot.events import Answered, Delta, ErrorKind, Failed, Refused, TurnEnd
+from bot.events import Answered, Delta, ErrorKind, Failed, Queued, Refused, TurnEnd
 from generation.protocol import ChatMessage
 
 STATUS = {ErrorKind.INPUT: 400, ErrorKind.STORE: 503, ErrorKind.GENERATOR: 503, ErrorKind.INTERNAL: 500}
@@ -91,7 +91,9 @@ def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
 
     yield chunk({"role": "assistant"})
     for event in service.turn(question, history):
-        if isinstance(event, Delta):
+        if isinstance(event, Queued):
+            yield f": {event.message}\n\n"  # an SSE comment: clients skip it, proxies see the line is alive
+        elif isinstance(event, Delta):
             yield chunk({"content": event.text})
         elif isinstance(event, Failed):
             yield f"data: {json.dumps({'error': {'message': event.message, 'type': event.kind.value}})}\n\n"

@@ -26,7 +26,7 @@ import gradio as gr
 
 from bot.chat import ChatService
 from bot.conversations import ConversationStore
-from bot.events import Answered, Delta, Failed, Refused, Started, TurnEnd
+from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEnd
 from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
 from bot.library import DocumentInfo, Library, UploadOutcome, edit_access
@@ -75,7 +75,9 @@ def render_turn(service: ChatService, message: str, history: list[ChatMessage]) 
     """The chat bubble's text after each event (the answer so far, then its end)."""
     text = ""
     for event in service.turn(message, history):
-        if isinstance(event, Delta):
+        if isinstance(event, Queued):
+            yield event.message
+        elif isinstance(event, Delta):
             text += event.text
             yield text
         elif isinstance(event, Answered | Refused | Failed):
@@ -249,7 +251,11 @@ def build_ui(
         yield history, gr.update(value="", interactive=False), panel(session.sections), session
         text = ""
         for event in service.turn(message, prior):
-            if isinstance(event, Started):
+            if isinstance(event, Queued):
+                history[-1] = {"role": "assistant", "content": event.message}
+                yield history, gr.skip(), gr.skip(), session
+            elif isinstance(event, Started):
+                history[-1] = {"role": "assistant", "content": "…"}
                 items = evidence("", event.sources)
                 session.sections[turn] = turn_section(turn, event.standalone_question, items, "Answering…")
                 yield history, gr.skip(), panel(session.sections), session

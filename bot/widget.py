@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 
 from bot.chat import ChatService
-from bot.events import Answered, Delta, Failed, Refused
+from bot.events import Answered, Delta, Failed, Queued, Refused
 from bot.evidence import evidence
 from bot.feedback import RecentTurns, TurnRecord
 from generation.protocol import ChatMessage
@@ -93,7 +93,8 @@ document.getElementById("f").onsubmit = async (e) => {
       const {value, done} = await reader.read(); if (done) break;
       buf += dec.decode(value, {stream: true}); const lines = buf.split("\\n"); buf = lines.pop();
       for (const line of lines) { if (!line) continue; last = JSON.parse(line);
-        if (last.type === "delta") { text += last.text; out.textContent = text; }
+        if (last.type === "queued") out.textContent = last.message;
+        else if (last.type === "delta") { text += last.text; out.textContent = text; }
         else if (last.type === "answered") sources(out, last);
         else if (last.type === "refused") { out.className = "m refused"; out.textContent = "🛡️ " + last.message; }
         else if (last.type === "failed") { out.className = "m err"; out.textContent = last.message; } }
@@ -135,7 +136,9 @@ def widget_events(
     """
     for event in service.turn(message, history):
         row: dict[str, object]
-        if isinstance(event, Delta):
+        if isinstance(event, Queued):
+            row = {"type": "queued", "ahead": event.ahead, "message": event.message}
+        elif isinstance(event, Delta):
             row = {"type": "delta", "text": event.text}
         elif isinstance(event, Answered):
             items = {e.source.number: e for e in evidence(event.text, event.sources)}
