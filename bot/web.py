@@ -253,7 +253,8 @@ def build_ui(
         for event in service.turn(message, prior):
             if isinstance(event, Queued):
                 history[-1] = {"role": "assistant", "content": event.message}
-                yield history, gr.skip(), gr.skip(), session
+                session.sections[turn] = turn_section(turn, message, [], event.message)
+                yield history, gr.skip(), panel(session.sections), session
             elif isinstance(event, Started):
                 history[-1] = {"role": "assistant", "content": "…"}
                 items = evidence("", event.sources)
