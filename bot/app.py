@@ -8,11 +8,14 @@ tests can run the same routes over a small index.
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -28,7 +31,9 @@ from bot.slack import SlackEvents
 from bot.widget import frame_ancestors, widget_events, widget_page
 from generation.protocol import ChatMessage
 
+log = logging.getLogger(__name__)
 HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
+WEBHOOK_THREADS = 4  # Slack/Discord turns in flight; more wait in the executor's own queue
 
 
 @dataclass
@@ -53,9 +58,30 @@ class WidgetFeedback(BaseModel):
     comment: str = Field("", max_length=2000)
 
 
+def _log_failure(future: Future[None]) -> None:
+    """A webhook answer runs after its request is gone: an error it raises goes to the log."""
+
+    def done(f: Future[None]) -> None:
+        if not f.cancelled() and (exc := f.exception()) is not None:
+            log.error("answering a webhook question failed", exc_info=exc)
+
+    future.add_done_callback(done)
+
+
 def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     s, service = deps.settings, deps.service
-    app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None)
+    # Slack and Discord questions are answered after the acknowledgement, on threads of their own: a
+    # burst of them waiting in the turn queue must not hold the server's worker threads, which the
+    # streaming doors (/v1, the widget) need.
+    webhook_turns = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="webhook-turn")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        webhook_turns.shutdown(wait=False, cancel_futures=True)  # questions not yet started are dropped
+
+    app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
+    app.state.webhook_turns = webhook_turns
     tokens = s.widget_token_map()
     recent = RecentTurns()
 
@@ -115,24 +141,24 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         )
 
         @app.post("/slack/events")
-        async def slack_events(request: Request, background: BackgroundTasks) -> JSONResponse:
+        async def slack_events(request: Request) -> JSONResponse:
             outcome = slack.receive(await request.body(), dict(request.headers))
             if outcome.question:
-                background.add_task(slack.answer, outcome.question)
+                _log_failure(webhook_turns.submit(slack.answer, outcome.question))
             return JSONResponse(outcome.body, status_code=outcome.status)
 
     if s.discord_public_key:
         discord = DiscordInteractions(s.discord_public_key, service, deps.conversations, s.discord_api_url)
 
         @app.post("/discord/interactions")
-        async def discord_interactions(request: Request, background: BackgroundTasks) -> JSONResponse:
+        async def discord_interactions(request: Request) -> JSONResponse:
             outcome = discord.receive(
                 await request.body(),
                 request.headers.get("x-signature-ed25519", ""),
                 request.headers.get("x-signature-timestamp", ""),
             )
             if outcome.question:
-                background.add_task(discord.answer, outcome.question)
+                _log_failure(webhook_turns.submit(discord.answer, outcome.question))
             return JSONResponse(outcome.body, status_code=outcome.status)
 
     if with_ui:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from generation.protocol import ChatMessage
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
-from tests.capture_server import CaptureServer
+from tests.capture_server import Captured, CaptureServer
 from tests.generators import ScriptedGenerator
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -44,11 +44,15 @@ def generator() -> ScriptedGenerator:
 
 
 @pytest.fixture
-def client(
-    ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path, capture: CaptureServer,
-    generator: ScriptedGenerator,
-) -> Iterator[TestClient]:  # fmt: skip
+def service(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, generator: ScriptedGenerator
+) -> ChatService:
     ingestor.ingest_paths([corpus])
+    return ChatService(Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2))
+
+
+@pytest.fixture
+def client(service: ChatService, tmp_path: Path, capture: CaptureServer) -> Iterator[TestClient]:
     settings = Settings(
         data_dir=tmp_path,
         api_key="operator-secret",
@@ -60,12 +64,19 @@ def client(
         discord_public_key=DISCORD_KEY.verify_key.encode().hex(),
         discord_api_url=capture.url + "/discord",
     )
-    service = ChatService(Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2))
     conversations = ConversationStore(settings.conversations_path)
     deps = AppDeps(settings, service, conversations, lambda: {"qdrant": "ok", "generator": "ok"})
     with TestClient(create_app(deps, with_ui=False)) as c:
         yield c
     conversations.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Webhook answers run on their own threads after the acknowledgement: wait for one to land."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the webhook answer never arrived"
+        time.sleep(0.05)
 
 
 def slack_headers(body: bytes, timestamp: int | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
@@ -105,15 +116,36 @@ def test_slack_answers_in_thread_once_and_remembers(
         "/slack/events", content=body, headers=slack_headers(body) | {"X-Slack-Retry-Num": "1"}
     )
     assert retry.status_code == 200 and retry.json()["duplicate"]
-    posts = [c for c in capture.requests if c.path.endswith("chat.postMessage")]
-    assert len(posts) == 1  # the retry was not answered again
-    assert posts[0].body["thread_ts"] == "1700000000.000100" and posts[0].body["channel"] == "C1"
-    assert posts[0].body["text"].startswith(ANSWER) and "Sources:\n[1] Volcanoes" in posts[0].body["text"]
+
+    def posts() -> list[Captured]:
+        return [c for c in capture.requests if c.path.endswith("chat.postMessage")]
+
+    wait_until(lambda: len(posts()) >= 1)
+    time.sleep(0.3)  # a second answer, were the retry answered again, would land meanwhile
+    assert len(posts()) == 1  # the retry was not answered again
+    [post] = posts()
+    assert post.body["thread_ts"] == "1700000000.000100" and post.body["channel"] == "C1"
+    assert post.body["text"].startswith(ANSWER) and "Sources:\n[1] Volcanoes" in post.body["text"]
     # A follow-up in the same thread sees the earlier exchange (the store survives restarts too).
     body = slack_event("And when?", "Ev2", ts="1700000001.0", thread_ts="1700000000.000100")
     client.post("/slack/events", content=body, headers=slack_headers(body))
+    wait_until(lambda: len(posts()) == 2)
     last_prompt = generator.calls[-1]
     assert any(m.role == "user" and m.content == "What buried Pompeii?" for m in last_prompt)
+
+
+def test_a_burst_of_webhook_questions_waits_in_line_without_holding_the_server(
+    client: TestClient, capture: CaptureServer, service: ChatService
+) -> None:
+    service.queue.limit = 1
+    busy = service.queue.join()  # a long answer is being generated
+    assert service.queue.admit(busy, timeout=0)
+    for n in range(45):  # more than the server's 40 worker threads
+        body = slack_event(f"What buried Pompeii? ({n})", f"Burst{n}", ts=f"1700000100.{n:06d}")
+        assert client.post("/slack/events", content=body, headers=slack_headers(body)).status_code == 200
+    assert client.get("/healthz").status_code == 200  # the server's threads are free
+    service.queue.leave(busy)
+    wait_until(lambda: sum(c.path.endswith("chat.postMessage") for c in capture.requests) == 45, 120)
 
 
 def discord_headers(
@@ -152,6 +184,7 @@ def test_discord_defers_then_edits_and_splits_long_answers(
     )
     r = client.post("/discord/interactions", content=body.encode(), headers=discord_headers(body.encode()))
     assert r.status_code == 200 and r.json() == {"type": 5}
+    wait_until(lambda: any("Sources:" in c.body.get("content", "") for c in capture.requests))
     edits = [c for c in capture.requests if c.method == "PATCH"]
     follow = [c for c in capture.requests if c.method == "POST" and c.path.startswith("/discord/webhooks/")]
     assert [c.path for c in edits] == ["/discord/webhooks/A1/T1/messages/@original"]
