@@ -40,7 +40,8 @@ def score(items: list[Item], out: Path) -> list[dict]:
     done = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
     todo = [i for i in items if i.key not in done]
     if todo:
-        generator = Components(Settings()).generator
+        parts = Components(Settings())  # kept: the engine stops when its Components is collected
+        generator = parts.generator
         check = SelfReflectionClassifier(generator)
         with out.open("a") as f:
             for item in todo:
