@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from bot.admission import TurnQueue
 from bot.events import (
@@ -166,9 +167,15 @@ class ChatService:
     def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
         start = time.perf_counter()
         ticket = self.queue.join()
+        inner: Iterator[TurnEvent] = iter(())
         try:
             yield from self._wait(ticket)
-            yield from self._turn(message, history, start)
+            queued_s = time.perf_counter() - start
+            inner = self._turn(message, history, start)
+            for event in inner:
+                if isinstance(event, Answered | Refused):
+                    event = replace(event, timings=replace(event.timings, queued_s=queued_s))
+                yield event
         except InputError as exc:
             yield Failed(ErrorKind.INPUT, str(exc))
         except StoreUnavailable as exc:
@@ -181,6 +188,9 @@ class ChatService:
                 ErrorKind.INTERNAL, f"Something went wrong answering this message ({type(exc).__name__})."
             )
         finally:
+            close = getattr(inner, "close", None)
+            if close:
+                close()  # a caller that stops reading stops the generation too
             self.queue.leave(ticket)  # also when the caller stops reading, waiting or not
 
     def _wait(self, ticket: int, poll_s: float = 1.0) -> Iterator[Queued]:

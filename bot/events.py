@@ -39,7 +39,8 @@ class TurnTimings:
     moderation_s: float = 0.0
     moderation_checks: int = 0
     first_text_s: float | None = None  # first checked text released; None if nothing was shown
-    total_s: float = 0.0
+    total_s: float = 0.0  # from the message's arrival, so it includes the wait in line
+    queued_s: float = 0.0  # waiting for a place in line (bot/admission.py)
 
 
 class ErrorKind(StrEnum):

@@ -49,6 +49,7 @@ class TimingsRecord(BaseModel):
     moderation_checks: int = 0
     first_text_s: float | None = None
     total_s: float = 0.0
+    queued_s: float = 0.0
 
 
 class TurnRecord(BaseModel):

@@ -80,9 +80,13 @@ def test_a_second_chat_waits_and_is_told_its_place(one_at_a_time: ChatService) -
     assert "1 chat ahead" in waiting.message
     rest: list[TurnEvent] = list(first)
     assert isinstance(rest[-1], Answered)
+    assert rest[-1].timings.queued_s < 0.5  # the first chat did not wait
     events = list(second)
     assert isinstance(events[0], Started)
-    assert isinstance(events[-1], Answered)
+    end = events[-1]
+    assert isinstance(end, Answered)
+    assert end.timings.queued_s > 0  # the operator sees how long it waited
+    assert end.timings.total_s >= end.timings.queued_s
 
 
 def test_a_chat_abandoned_mid_answer_frees_its_place(one_at_a_time: ChatService) -> None:
