@@ -166,6 +166,11 @@ class ChatService:
 
     def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
         start = time.perf_counter()
+        try:
+            validate_message(message, self.max_message_chars)
+        except InputError as exc:  # said at once, without waiting in line
+            yield Failed(ErrorKind.INPUT, str(exc))
+            return
         ticket = self.queue.join()
         inner: Iterator[TurnEvent] = iter(())
         try:

@@ -6,7 +6,7 @@ import pytest
 from bot.admission import TurnQueue
 from bot.chat import ChatService
 from bot.config import Settings
-from bot.events import Answered, Queued, Started, TurnEvent
+from bot.events import Answered, ErrorKind, Failed, Queued, Started, TurnEvent
 from bot.factory import EMBEDDED_TURNS, Components
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
@@ -141,3 +141,11 @@ def test_every_front_door_shows_the_wait(one_at_a_time: ChatService) -> None:
         queue.leave(busy)
         rest = list(output)
         assert "Pompeii" in "".join(rest), door
+
+
+def test_an_empty_message_is_refused_at_once_not_after_waiting(one_at_a_time: ChatService) -> None:
+    busy = one_at_a_time.queue.join()
+    assert one_at_a_time.queue.admit(busy, timeout=0)
+    [end] = list(one_at_a_time.turn("   "))
+    assert isinstance(end, Failed)
+    assert end.kind is ErrorKind.INPUT
