@@ -81,7 +81,6 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         webhook_turns.shutdown(wait=False, cancel_futures=True)  # questions not yet started are dropped
 
     app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
-    app.state.webhook_turns = webhook_turns
     tokens = s.widget_token_map()
     recent = RecentTurns()
 

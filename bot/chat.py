@@ -6,6 +6,7 @@ for doors that cannot stream (webhooks, non-streaming API calls).
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import re
 import time
@@ -167,22 +168,19 @@ class ChatService:
     def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
         start = time.perf_counter()
         try:
-            validate_message(message, self.max_message_chars)
+            question = validate_message(message, self.max_message_chars)
         except InputError as exc:  # said at once, without waiting in line
             yield Failed(ErrorKind.INPUT, str(exc))
             return
         ticket = self.queue.join()
-        inner: Iterator[TurnEvent] = iter(())
+        inner = self._turn(question, history, start)  # a generator: nothing runs before it is read
         try:
             yield from self._wait(ticket)
             queued_s = time.perf_counter() - start
-            inner = self._turn(message, history, start)
             for event in inner:
                 if isinstance(event, Answered | Refused):
                     event = replace(event, timings=replace(event.timings, queued_s=queued_s))
                 yield event
-        except InputError as exc:
-            yield Failed(ErrorKind.INPUT, str(exc))
         except StoreUnavailable as exc:
             yield Failed(ErrorKind.STORE, f"The document store is unavailable: {exc}")
         except GeneratorUnavailable as exc:
@@ -193,9 +191,7 @@ class ChatService:
                 ErrorKind.INTERNAL, f"Something went wrong answering this message ({type(exc).__name__})."
             )
         finally:
-            close = getattr(inner, "close", None)
-            if close:
-                close()  # a caller that stops reading stops the generation too
+            inner.close()  # a caller that stops reading stops the generation too
             self.queue.leave(ticket)  # also when the caller stops reading, waiting or not
 
     def _wait(self, ticket: int, poll_s: float = 1.0) -> Iterator[Queued]:
@@ -207,8 +203,10 @@ class ChatService:
                 told = ahead
                 yield Queued(ahead)
 
-    def _turn(self, message: str, history: Sequence[ChatMessage], start: float) -> Iterator[TurnEvent]:
-        question = validate_message(message, self.max_message_chars)
+    def _turn(
+        self, question: str, history: Sequence[ChatMessage], start: float
+    ) -> collections.abc.Generator[TurnEvent]:
+        """The turn once it has its place in line; `question` is the validated message."""
         standalone = self.retriever.standalone(question, history, self.settings)
         t = time.perf_counter()
         # Intent is judged on the standalone question: a follow-up ("how do I make it at home?") only
