@@ -102,6 +102,12 @@ def main() -> None:
     ap.add_argument("--moderation", default=None, help="self | off (default: the bot's)")
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--prompt-chars", type=int, default=None)
+    ap.add_argument(
+        "--keep-slots",
+        choices=["on", "off"],
+        default=None,
+        help="llama.cpp keeps idle slots' prompts (default: the bot's)",
+    )
     ap.add_argument("--turns-at-once", type=int, default=None, help="turns run at once (default: the bot's)")
     args = ap.parse_args()
     if args.start_vllm:
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
         "generator_speculative": args.speculative, "moderation": args.moderation, "top_k": args.top_k,
         "prompt_chars": args.prompt_chars, "turns_at_once": args.turns_at_once,
+        "generator_keep_slots": None if args.keep_slots is None else args.keep_slots == "on",
     }.items() if v is not None}  # fmt: skip
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-turn-")), **overrides)
     parts = Components(settings)
@@ -140,12 +147,14 @@ def run(args: argparse.Namespace) -> None:
             engine.model_path, name=engine.name, threads=settings.generator_threads,
             context=settings.generator_context, parallel=settings.generator_parallel,
             speculative=settings.generator_speculative, draft_model=parts.draft_model_path,
+            keep_idle_slots=settings.generator_keep_slots,
         )  # fmt: skip
         bare = twin.generator()
         label = f"embedded llama.cpp ({engine.name}, {engine.load_seconds:.1f} s to load)"
     print(f"generator: {label}; moderation: {settings.moderation} ({settings.moderation_categories}); "
           f"k={settings.top_k}; speculative: {settings.generator_speculative}; "
-          f"turns at once: {service.queue.limit or 'no limit'}", flush=True)  # fmt: skip
+          f"turns at once: {service.queue.limit or 'no limit'}; "
+          f"idle slots keep prompts: {settings.generator_keep_slots}", flush=True)  # fmt: skip
 
     # Warm-up: load pages, fill the system-prompt prefix cache on both engines (not counted).
     run_turn(service, "What is the Solar System?")
@@ -153,11 +162,14 @@ def run(args: argparse.Namespace) -> None:
 
     runs: list[TurnRun] = []
     bares: list[CallStats] = []
+    prefilled: list[int] = []  # prompt tokens the engine computed per turn, over all its calls
     for _ in range(args.rounds):
         for q in QUESTIONS:
             if settings.vllm_url:
                 bares.append(bare_call(bare, service, q))
+            before = generator.prefilled_tokens
             run = run_turn(service, q)
+            prefilled.append(generator.prefilled_tokens - before)
             if not settings.vllm_url:
                 bares.append(bare_call(bare, service, q))
             runs.append(run)
@@ -166,7 +178,8 @@ def run(args: argparse.Namespace) -> None:
                 f" ({end.verdict.category.value})" if isinstance(end, Refused) else ""
             )
             text = end.text if isinstance(end, Answered) else getattr(end, "message", "")
-            print(f"  {run.total_s:5.1f} s  first {run.first_text_s or 0:4.1f} s  {status}: {q}\n"
+            print(f"  {run.total_s:5.1f} s  first {run.first_text_s or 0:4.1f} s  "
+                  f"prefilled {prefilled[-1]:4d}  {status}: {q}\n"
                   f"      {' '.join(text.split())[:160]}", flush=True)  # fmt: skip
 
     answered = [r for r in runs if isinstance(r.end, Answered)]
@@ -185,6 +198,8 @@ def run(args: argparse.Namespace) -> None:
         ["turn total / bare call, median", f"{statistics.median(ratio):.2f}" if ratio else "-"],
         ["prompt tokens p50 (cached)", f"{statistics.median(b.prompt_tokens for b in bares):.0f} "
          f"({statistics.median(b.cached_tokens for b in bares):.0f})"],
+        ["tokens prefilled per turn, all calls: p50 (sum)",
+         f"{statistics.median(prefilled):.0f} ({sum(prefilled)})"],
         ["prefill tok/s p50", f"{statistics.median(prefill):.1f}" if prefill else "n/a (vLLM)"],
         ["decode tok/s p50", f"{statistics.median(decode):.1f}" if decode else "n/a (vLLM)"],
         ["answer tokens p50", f"{statistics.median(b.completion_tokens for b in bares):.0f}"],

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     generator_speculative: Literal["none", "ngram", "draft"] = Field(
         "none", description="Speculative decoding: n-gram lookup in the context, or a draft model."
     )
+    generator_keep_slots: bool = Field(
+        True,
+        description="llama.cpp keeps idle slots' prompts for the next request with the same start "
+        "(off: its default, save them to RAM and clear them; measured in bench/turn.py).",
+    )
     generator_draft_model: str = Field(
         "qwen2.5-coder-0.5b-instruct", description="Draft model for generator_speculative=draft."
     )

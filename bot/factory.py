@@ -69,6 +69,7 @@ class Components:
             parallel=s.generator_parallel,
             speculative=s.generator_speculative,
             draft_model=self.draft_model_path,
+            keep_idle_slots=s.generator_keep_slots,
         )
 
     @cached_property

@@ -66,6 +66,8 @@ class OpenAICompatibleGenerator:
         self.backoff = backoff
         self._model = model
         self._local = threading.local()
+        self._counted = threading.Lock()
+        self.prefilled_tokens = 0  # prompt tokens computed, not found cached, over all calls (benchmarks)
 
     @property
     def name(self) -> str:
@@ -149,6 +151,7 @@ class OpenAICompatibleGenerator:
     def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
         body = self._body(messages, 1, 0.0, ()) | {"logprobs": True, "top_logprobs": 20}
         data = self._request("POST", "/v1/chat/completions", json=body).json()
+        self._count(_stats(data, 0.0))
         content = (data["choices"][0].get("logprobs") or {}).get("content") or []
         if not content:
             raise GeneratorUnavailable(f"The {self.label} returned no log-probabilities.")
@@ -195,18 +198,12 @@ class OpenAICompatibleGenerator:
         return body
 
     def _record(self, data: dict[str, Any], start: float) -> None:
-        usage = data.get("usage") or {}
-        timings = data.get("timings") or {}
-        self._local.stats = CallStats(
-            prompt_tokens=int(usage.get("prompt_tokens") or timings.get("prompt_n") or 0),
-            cached_tokens=int(
-                (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or timings.get("cache_n") or 0
-            ),
-            completion_tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
-            prefill_tokens_per_s=timings.get("prompt_per_second"),
-            decode_tokens_per_s=timings.get("predicted_per_second"),
-            seconds=time.perf_counter() - start,
-        )
+        self._local.stats = stats = _stats(data, time.perf_counter() - start)
+        self._count(stats)
+
+    def _count(self, stats: CallStats) -> None:
+        with self._counted:
+            self.prefilled_tokens += max(0, stats.prompt_tokens - stats.cached_tokens)
 
     def _attempts(self) -> Iterator[int]:
         for attempt in range(self.retries + 1):
@@ -252,6 +249,21 @@ class OpenAICompatibleGenerator:
         else:
             reason = f"connection failed ({type(exc).__name__})"
         return GeneratorUnavailable(f"The {self.label} at {self.base_url} {reason}.")
+
+
+def _stats(data: dict[str, Any], seconds: float) -> CallStats:
+    usage = data.get("usage") or {}
+    timings = data.get("timings") or {}
+    return CallStats(
+        prompt_tokens=int(usage.get("prompt_tokens") or timings.get("prompt_n") or 0),
+        cached_tokens=int(
+            (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or timings.get("cache_n") or 0
+        ),
+        completion_tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
+        prefill_tokens_per_s=timings.get("prompt_per_second"),
+        decode_tokens_per_s=timings.get("predicted_per_second"),
+        seconds=seconds,
+    )
 
 
 def _error_text(error: object) -> str:

@@ -93,6 +93,41 @@ def test_a_closed_stream_frees_the_engine(backend: OpenAICompatibleGenerator) ->
 
 
 # ---- the embedded engine ---------------------------------------------------------------------------
+def _document(seed: int) -> str:
+    return " ".join(f"Fact {seed}.{n}: the sample value is {seed * 1000 + n}." for n in range(40))
+
+
+def test_a_new_grounded_prompt_reuses_the_system_prompt() -> None:
+    """The bot's grounded prompts share only their system prompt, a small part of the last one. With
+    llama.cpp's default (idle slots saved to RAM and cleared), a saved prompt is restored only when
+    the new one keeps a quarter of it, so every answer re-prefilled the system prompt (measured:
+    cached 0; with `keep_idle_slots=False` this test fails)."""
+    engine = LlamaCppEngine(model_file(SMOL), name=SMOL, context=4096, parallel=4)
+    try:
+        generator = engine.generator()
+        system = ChatMessage(role="system", content="You answer from the numbered sources. " * 12)
+        generator.complete([system, ChatMessage(role="user", content=_document(1))], max_tokens=2)
+        generator.choice_logprobs(YES_NO, ["yes", "no"])  # a label call in between, as in a turn
+        generator.complete([system, ChatMessage(role="user", content=_document(2))], max_tokens=2)
+        stats = generator.last_stats()
+        assert stats is not None
+        assert stats.prompt_tokens > 4 * stats.cached_tokens  # the case llama.cpp would not restore
+        assert stats.cached_tokens >= 90  # the system prompt's ~100 tokens
+    finally:
+        engine.close()
+
+
+def test_prefilled_tokens_count_label_calls_and_cache_hits(llama_engine: LlamaCppEngine) -> None:
+    generator = llama_engine.generator()
+    ask = [YES_NO[0], ChatMessage(role="user", content="Is Rome the capital of Italy? " + _document(3))]
+    generator.choice_logprobs(ask, ["yes", "no"])
+    first = generator.prefilled_tokens
+    generator.choice_logprobs(ask, ["yes", "no"])  # the same prompt again: found cached
+    again = generator.prefilled_tokens - first
+    assert first > 300
+    assert again < 10
+
+
 def test_shipped_model_is_a_gguf_file() -> None:
     path = model_file(SMOL)
     assert path.suffix == ".gguf" and path.read_bytes()[:4] == b"GGUF"
