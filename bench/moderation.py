@@ -293,19 +293,37 @@ def dev_items() -> list[Item]:
     return [i for i in load_items() if i.split == "dev" and i.kind != "copyright"]
 
 
-def kept_rows(out: Path) -> dict[str, dict]:
-    """Rows a variant script scored before, by item key (a rerun scores only what is new)."""
-    return {r["id"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
+def score_new(
+    items: list[Item], out: Path, row_for: Callable[[SelfReflectionClassifier, Item], dict]
+) -> list[dict]:
+    """One row per item for a dev variant script, kept in `out`: only items not scored before are
+    scored, by `row_for` with the shipped input check, and the engine starts only when there are any."""
+    done = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
+    todo = [i for i in items if i.key not in done]
+    if todo:
+        from bot.config import Settings
+        from bot.factory import Components
+
+        parts = Components(Settings())  # kept referenced: the engine stops when it is collected
+        check = SelfReflectionClassifier(parts.generator)
+        with out.open("a") as f:
+            for item in todo:
+                done[item.key] = {"id": item.key, **row_for(check, item)}
+                f.write(json.dumps(done[item.key]) + "\n")
+    return [done[i.key] for i in items]
 
 
-def shipped_check() -> tuple[object, SelfReflectionClassifier]:
-    """The default engine and the shipped input check. Keep the first value referenced: the engine
-    stops when its Components is collected."""
-    from bot.config import Settings
-    from bot.factory import Components
-
-    parts = Components(Settings())
-    return parts, SelfReflectionClassifier(parts.generator)
+def dev_rows(
+    doc: str | None, name: str, row_for: Callable[[SelfReflectionClassifier, Item], dict]
+) -> tuple[list[Item], list[dict]]:
+    """A dev variant script's command line (--out, default ~/.cache/ragbot/NAME.jsonl), its dev items
+    and their rows."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "ragbot" / f"{name}.jsonl")
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    items = dev_items()
+    return items, score_new(items, args.out, row_for)
 
 
 def share(flags: list[bool], keep: list[bool]) -> str:

@@ -14,13 +14,12 @@ what is new.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import time
-from pathlib import Path
 
-from moderation import Item, dev_items, dev_report, kept_rows, share, shipped_check
+from moderation import Item, dev_report, dev_rows, share
+
+from guardrails.classifier import SelfReflectionClassifier
 
 REFUSAL = re.compile(
     r"^\s*(I'?m (really )?sorry(?! to hear)|I am (really )?sorry(?! to hear)|Sorry(?! to hear)|"
@@ -30,35 +29,20 @@ REFUSAL = re.compile(
 )
 
 
-def score(items: list[Item], out: Path) -> list[dict]:
+def row_for(check: SelfReflectionClassifier, item: Item) -> dict:
     from generation.protocol import ChatMessage
 
-    done = kept_rows(out)
-    todo = [i for i in items if i.key not in done]
-    if todo:
-        _parts, check = shipped_check()  # _parts kept: the engine stops when it is collected
-        generator = check.generator
-        with out.open("a") as f:
-            for item in todo:
-                start = time.perf_counter()
-                p = check.p_unsafe(check.prompt_messages(item.text))
-                reply = ""
-                if p >= check.category_floor:
-                    message = ChatMessage(role="user", content=check._clip(item.text))
-                    reply = generator.complete([message], max_tokens=8)
-                row = {"id": item.key, "p": p, "reply": reply, "s": time.perf_counter() - start}
-                done[item.key] = row
-                f.write(json.dumps(row) + "\n")
-    return [done[i.key] for i in items]
+    start = time.perf_counter()
+    p = check.p_unsafe(check.prompt_messages(item.text))
+    reply = ""
+    if p >= check.category_floor:
+        message = ChatMessage(role="user", content=check._clip(item.text))
+        reply = check.generator.complete([message], max_tokens=8)
+    return {"p": p, "reply": reply, "s": time.perf_counter() - start}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "ragbot" / "refusal-signal.jsonl")
-    args = ap.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    items = dev_items()
-    rows = score(items, args.out)
+    items, rows = dev_rows(__doc__, "refusal-signal", row_for)
     refused = [bool(r["reply"]) and bool(REFUSAL.search(r["reply"])) for r in rows]
     rules = [(f"check alone, t={t}", 1.0, t) for t in (0.5, 0.6, 0.7, 0.8)]
     rules += [(f"w={w}, t={t}", w, t) for w in (0.6, 0.7, 0.8) for t in (0.5, 0.6, 0.7)]
