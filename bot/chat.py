@@ -27,7 +27,7 @@ from bot.events import (
     TurnEvent,
     TurnTimings,
 )
-from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
+from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable
 from guardrails.answer_check import CheckForm, check_messages
 from guardrails.classifier import softmax
 from guardrails.grounding import Evidence, Grounding, Scope
@@ -48,6 +48,10 @@ from retrieval.types import ScoredChunk
 
 log = logging.getLogger(__name__)
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+TOO_LONG_FOR_MODEL = (
+    "This message, with the sources it needs, is too long for the language model's context. "
+    "Please ask a shorter question, or start a new chat."
+)
 
 
 class InputError(ValueError):
@@ -183,6 +187,9 @@ class ChatService:
                 yield event
         except StoreUnavailable as exc:
             yield Failed(ErrorKind.STORE, f"The document store is unavailable: {exc}")
+        except ContextExceeded as exc:  # the request's size, not the server: say what helps
+            log.warning("turn did not fit the model's context: %s", exc)
+            yield Failed(ErrorKind.INPUT, TOO_LONG_FOR_MODEL)
         except GeneratorUnavailable as exc:
             yield Failed(ErrorKind.GENERATOR, f"The language model is unavailable: {exc}")
         except Exception as exc:  # the user gets a message, the log gets the traceback

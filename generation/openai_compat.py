@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from generation.protocol import ChatMessage, GeneratorUnavailable, match_choices
+from generation.protocol import ChatMessage, ContextExceeded, GeneratorUnavailable, match_choices
 
 log = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -130,6 +130,10 @@ class OpenAICompatibleGenerator:
                             break
                         data = json.loads(payload)
                         if "error" in data:
+                            if _context_exceeded(data["error"]):
+                                raise ContextExceeded(
+                                    f"The {self.label}'s context cannot hold this prompt: {_error_text(data['error'])}"
+                                )
                             raise GeneratorUnavailable(
                                 f"The {self.label} failed mid-answer: {_error_text(data['error'])}"
                             )
@@ -234,9 +238,12 @@ class OpenAICompatibleGenerator:
             raise _Retry
         response.read()
         try:
-            detail = _error_text(response.json().get("error", response.text))
+            error = response.json().get("error", response.text)
         except ValueError:
-            detail = response.text
+            error = response.text
+        detail = _error_text(error)
+        if response.status_code == 400 and _context_exceeded(error):
+            raise ContextExceeded(f"The {self.label}'s context cannot hold this prompt: {detail[:300]}")
         raise GeneratorUnavailable(
             f"The {self.label} at {self.base_url} answered {response.status_code}: {detail[:300]}"
         )
@@ -264,6 +271,14 @@ def _stats(data: dict[str, Any], seconds: float) -> CallStats:
         decode_tokens_per_s=timings.get("predicted_per_second"),
         seconds=seconds,
     )
+
+
+def _context_exceeded(error: object) -> bool:
+    """llama.cpp names the error's type; vLLM only says it in the message (both 400)."""
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        return True
+    text = _error_text(error).lower()
+    return "maximum context length" in text or "exceeds the available context size" in text
 
 
 def _error_text(error: object) -> str:

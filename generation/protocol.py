@@ -22,6 +22,14 @@ class GeneratorUnavailable(RuntimeError):
     """The generator cannot answer (server down, model missing); the message is meant for the user."""
 
 
+class ContextExceeded(GeneratorUnavailable):
+    """The prompt, with room for the answer, does not fit the model's context window.
+
+    A property of the request, not of the server: retrying cannot help, a shorter message can, so
+    the turn tells the user that rather than "the language model is unavailable".
+    """
+
+
 @runtime_checkable
 class Generator(Protocol):
     @property

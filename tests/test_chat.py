@@ -2,9 +2,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat import ChatService, InputError, build_prompt, mark_cited, numbered_sources, validate_message
+from bot.chat import (
+    TOO_LONG_FOR_MODEL,
+    ChatService,
+    InputError,
+    build_prompt,
+    mark_cited,
+    numbered_sources,
+    validate_message,
+)
 from bot.events import Answered, Delta, ErrorKind, Failed, Refused, Started, TurnEvent
-from generation.protocol import ChatMessage
+from generation.protocol import ChatMessage, Generator
 from guardrails.grounding import Grounding, Scope
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
@@ -122,6 +130,22 @@ def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor
     [end] = list(service.turn("What buried Pompeii?"))
     assert isinstance(end, Failed) and end.kind is ErrorKind.STORE
     assert end.message.startswith("The document store is unavailable")
+
+
+def test_a_turn_too_long_for_the_model_context_says_so(
+    ingestor: Ingestor, store: VectorStore, corpus: Path, smol: Generator
+) -> None:
+    """The real engine (4096 tokens) refuses the prompt: the user hears why, not "unavailable"."""
+    ingestor.ingest_paths([corpus])
+    service = ChatService(
+        Retriever(ingestor.embedder, store), smol, RetrievalSettings(k=2), max_message_chars=50_000
+    )
+    [*_, end] = run(service, "What buried Pompeii? " + "Please be precise. " * 1500)
+    assert isinstance(end, Failed)
+    assert end.kind is ErrorKind.INPUT
+    assert end.message == TOO_LONG_FOR_MODEL
+    [*_, again] = run(service, "What buried Pompeii?")
+    assert not isinstance(again, Failed)  # the engine is fine: only that prompt did not fit
 
 
 def guarded_service(ingestor: Ingestor, store: VectorStore, corpus: Path, labels: list[str]) -> ChatService:

@@ -13,7 +13,7 @@ import pytest
 from generation.llamacpp import LlamaCppEngine
 from generation.models import ModelNotFound, model_file
 from generation.openai_compat import OpenAICompatibleGenerator
-from generation.protocol import ChatMessage, Generator, GeneratorUnavailable
+from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable
 from tests.capture_server import send_json
 from tests.conftest import SMOL
 
@@ -93,6 +93,20 @@ def test_a_closed_stream_frees_the_engine(backend: OpenAICompatibleGenerator) ->
 
 
 # ---- the embedded engine ---------------------------------------------------------------------------
+def test_a_prompt_longer_than_the_context_says_so(backend: OpenAICompatibleGenerator) -> None:
+    """Both servers refuse it with a 400 (llama.cpp: 4096 tokens here, vLLM: 2048): named, not retried."""
+    too_long = [ChatMessage(role="user", content="apple " * 6000)]
+    start = time.perf_counter()
+    with pytest.raises(ContextExceeded, match="context cannot hold this prompt"):
+        backend.complete(too_long, max_tokens=8)
+    with pytest.raises(ContextExceeded):
+        list(backend.stream(too_long, max_tokens=8))
+    with pytest.raises(ContextExceeded):
+        backend.choice_logprobs(too_long, ["yes", "no"])
+    assert time.perf_counter() - start < 20  # no retries with backoff
+    assert backend.complete(QUESTION, max_tokens=24)  # and the server still answers
+
+
 def _document(seed: int) -> str:
     return " ".join(f"Fact {seed}.{n}: the sample value is {seed * 1000 + n}." for n in range(40))
 
