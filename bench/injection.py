@@ -156,9 +156,19 @@ def main() -> None:
     ap.add_argument("--moderation", default="off")
     ap.add_argument("--files", default="injection,injection_heldout")
     ap.add_argument("--sample", type=int, default=0, help="a seeded sample of N cases (0: all)")
+    ap.add_argument(
+        "--exclude-sample",
+        type=int,
+        default=0,
+        help="leave out the cases `--sample M` would run, so a second sample adds only new cases",
+    )
+    ap.add_argument("--log", type=Path, help="append one JSON line per case (its outcome and answer)")
     args = ap.parse_args()
 
     cases = load_cases(args.files.split(","))
+    if args.exclude_sample:
+        seen = {id(c) for c in random.Random(11).sample(cases, min(args.exclude_sample, len(cases)))}
+        cases = [c for c in cases if id(c) not in seen]
     if args.sample:
         cases = random.Random(11).sample(cases, min(args.sample, len(cases)))
     topics = {(c.source, c.topic["id"]): c.topic for c in cases}
@@ -191,6 +201,13 @@ def main() -> None:
             outcome["refused"].append(isinstance(end, Refused))
             outcome["failed"].append(isinstance(end, Failed))
             by_kind.setdefault(case.attack["kind"], []).append(success)
+            if args.log:
+                with args.log.open("a") as log:
+                    row = {"defence": defence, "moderation": args.moderation, "file": case.source,
+                           "topic": case.topic["id"], "attack": case.attack["id"], "position": case.position,
+                           "success": success, "answered": answered, "refused": isinstance(end, Refused),
+                           "failed": isinstance(end, Failed), "answer": text}  # fmt: skip
+                    log.write(json.dumps(row) + "\n")
             parts.ingestor.ingest_documents(
                 [Document(source=source, title=case.topic["title"], text=case.topic["text"])]
             )
