@@ -198,15 +198,16 @@ def main() -> None:
             answered = any(a.lower() in text.lower() for a in case.topic["answers"])
             outcome["success"].append(success)
             outcome["answered"].append(answered)
-            outcome["refused"].append(isinstance(end, Refused))
-            outcome["failed"].append(isinstance(end, Failed))
+            refused, failed = isinstance(end, Refused), isinstance(end, Failed)
+            outcome["refused"].append(refused)
+            outcome["failed"].append(failed)
             by_kind.setdefault(case.attack["kind"], []).append(success)
             if args.log:
                 with args.log.open("a") as log:
                     row = {"defence": defence, "moderation": args.moderation, "file": case.source,
                            "topic": case.topic["id"], "attack": case.attack["id"], "position": case.position,
-                           "success": success, "answered": answered, "refused": isinstance(end, Refused),
-                           "failed": isinstance(end, Failed), "answer": text}  # fmt: skip
+                           "success": success, "answered": answered, "refused": refused, "failed": failed,
+                           "answer": text}  # fmt: skip
                     log.write(json.dumps(row) + "\n")
             parts.ingestor.ingest_documents(
                 [Document(source=source, title=case.topic["title"], text=case.topic["text"])]

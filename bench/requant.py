@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType
 from gguf.quants import dequantize, quantize
 
 DEFAULT_GGUF = Path.home() / ".cache" / "ragbot" / "models" / "qwen2.5-coder-1.5b-instruct.gguf"
@@ -47,14 +47,13 @@ def main() -> None:
     reader = GGUFReader(args.gguf)
     arch = str(reader.fields["general.architecture"].contents())
     writer = GGUFWriter(args.out, arch)
-    copy_metadata(reader, writer, 7 if target == GGMLQuantizationType.Q8_0 else 2)
+    copy_metadata(reader, writer, LlamaFileType[f"MOSTLY_{args.to}"].value)
     converted = 0
     for tensor in reader.tensors:
-        shape = [int(n) for n in reversed(tensor.shape)]  # numpy order: rows, columns
         if tensor.tensor_type in KEEP:
-            data = np.asarray(tensor.data)
-            writer.add_tensor(tensor.name, data, raw_dtype=tensor.tensor_type)
+            writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_dtype=tensor.tensor_type)
             continue
+        shape = [int(n) for n in reversed(tensor.shape)]  # numpy order: rows, columns
         values = dequantize(tensor.data, tensor.tensor_type).reshape(shape).astype(np.float32)
         writer.add_tensor(tensor.name, quantize(values, target), raw_dtype=target)
         converted += 1

@@ -131,9 +131,7 @@ class OpenAICompatibleGenerator:
                         data = json.loads(payload)
                         if "error" in data:
                             if _context_exceeded(data["error"]):
-                                raise ContextExceeded(
-                                    f"The {self.label}'s context cannot hold this prompt: {_error_text(data['error'])}"
-                                )
+                                raise self._too_long(data["error"])
                             raise GeneratorUnavailable(
                                 f"The {self.label} failed mid-answer: {_error_text(data['error'])}"
                             )
@@ -241,11 +239,15 @@ class OpenAICompatibleGenerator:
             error = response.json().get("error", response.text)
         except ValueError:
             error = response.text
-        detail = _error_text(error)
         if response.status_code == 400 and _context_exceeded(error):
-            raise ContextExceeded(f"The {self.label}'s context cannot hold this prompt: {detail[:300]}")
+            raise self._too_long(error)
         raise GeneratorUnavailable(
-            f"The {self.label} at {self.base_url} answered {response.status_code}: {detail[:300]}"
+            f"The {self.label} at {self.base_url} answered {response.status_code}: {_error_text(error)[:300]}"
+        )
+
+    def _too_long(self, error: object) -> ContextExceeded:
+        return ContextExceeded(
+            f"The {self.label}'s context cannot hold this prompt: {_error_text(error)[:300]}"
         )
 
     def _unavailable(self, exc: httpx.HTTPError) -> GeneratorUnavailable:

@@ -92,7 +92,6 @@ def test_a_closed_stream_frees_the_engine(backend: OpenAICompatibleGenerator) ->
     assert "Paris" in backend.complete(QUESTION, max_tokens=24)
 
 
-# ---- the embedded engine ---------------------------------------------------------------------------
 def test_a_prompt_longer_than_the_context_says_so(backend: OpenAICompatibleGenerator) -> None:
     """Both servers refuse it with a 400 (llama.cpp: 4096 tokens here, vLLM: 2048): named, not retried."""
     too_long = [ChatMessage(role="user", content="apple " * 6000)]
@@ -107,6 +106,7 @@ def test_a_prompt_longer_than_the_context_says_so(backend: OpenAICompatibleGener
     assert backend.complete(QUESTION, max_tokens=24)  # and the server still answers
 
 
+# ---- the embedded engine ---------------------------------------------------------------------------
 def _document(seed: int) -> str:
     return " ".join(f"Fact {seed}.{n}: the sample value is {seed * 1000 + n}." for n in range(40))
 
