@@ -257,7 +257,9 @@ class ChatService:
         names = self.grounding is Grounding.NAMES
         supported: float | None = None
         sentences = bool(self.check_below)
-        for piece in self.guard.checked_stream(standalone, pieces, evidence, names, sentences):
+        for piece in self.guard.checked_stream(
+            standalone, pieces, evidence, names, sentences, review=verdict.review
+        ):
             moderation_s += piece.check_seconds
             checks += piece.checks
             if piece.verdict:

@@ -86,10 +86,24 @@ class Settings(BaseSettings):
         description="Enforced categories: illegal, hate, advice, sexual, selfharm, all, none.",
     )
     moderation_threshold: float = Field(
-        0.6, gt=0, le=1, description="For the user's message; chosen on dev: see bench/moderation.py."
+        0.8,
+        gt=0,
+        le=1,
+        description="A message at or above this is refused at once; chosen on dev: see bench/stages.py.",
     )
     moderation_output_threshold: float = Field(
         0.8, gt=0, le=1, description="For the drafted answer; chosen on dev: see bench/output_check.py."
+    )
+    moderation_review_threshold: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="A message at or above this and below moderation_threshold is in doubt: not refused "
+        "at once, its drafted answer decides (see bench/stages.py). At or above moderation_threshold: "
+        "no such band.",
+    )
+    moderation_review_output_threshold: float = Field(
+        0.6, gt=0, le=1, description="For the drafted answer to a message in doubt (stricter than 0.8)."
     )
     moderation_chunk_chars: int = Field(
         160,

@@ -114,7 +114,11 @@ class Components:
     def guard(self) -> Guard:
         s = self.settings
         policy = ModerationPolicy(
-            parse_categories(s.moderation_categories), s.moderation_threshold, s.moderation_output_threshold
+            parse_categories(s.moderation_categories),
+            s.moderation_threshold,
+            s.moderation_output_threshold,
+            s.moderation_review_threshold,
+            s.moderation_review_output_threshold,
         )
         classifier: Classifier | None = None
         if s.moderation != "off" and policy.enforced:

@@ -149,7 +149,10 @@ def moderation_description(service: ChatService) -> str:
     }
     kind = kinds.get(type(guard.classifier).__name__, type(guard.classifier).__name__)
     enforced = ", ".join(sorted(c.value for c in guard.policy.enforced))
-    return f"{kind} ({enforced}; threshold {guard.policy.threshold:g})"
+    policy = guard.policy
+    review = policy.review_threshold
+    band = f", answers reviewed from {review:g}" if review is not None and review < policy.threshold else ""
+    return f"{kind} ({enforced}; threshold {policy.threshold:g}{band})"
 
 
 def status_line(service: ChatService) -> str:

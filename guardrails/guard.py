@@ -118,9 +118,10 @@ class Guard:
     def _record(self, verdict: Verdict, text: str) -> Verdict:
         # Every decision is logged with its probability, flagged or not: nothing passes unrecorded.
         log.info(
-            "moderation stage=%s flagged=%s category=%s p_harm=%.3f chars=%d",
+            "moderation stage=%s flagged=%s review=%s category=%s p_harm=%.3f chars=%d",
             verdict.stage,
             verdict.flagged,
+            verdict.review,
             verdict.category.value,
             verdict.harm_probability,
             len(text),
@@ -152,14 +153,15 @@ class Guard:
         assert self.classifier is not None  # enabled
         return self._record(self.policy.decide(self.classifier.classify_prompt(message), "input"), message)
 
-    def check_output(self, question: str, answer: str) -> Verdict:
+    def check_output(self, question: str, answer: str, review: bool = False) -> Verdict:
+        """`review`: the message was in doubt (`Verdict.review`), so the answer decides, strictly."""
         if not self.enabled:
             return Verdict(False, Category.SAFE, 0.0, stage="output")
         assert self.classifier is not None  # enabled
         if only_says_sources_are_silent(answer):
             return Verdict(False, Category.SAFE, 0.0, stage="output")
         scores = self.classifier.classify_answer(question, answer)
-        return self._record(self.policy.decide(scores, "output"), answer)
+        return self._record(self.policy.decide(scores, "output", review), answer)
 
     def checked_stream(
         self,
@@ -168,6 +170,7 @@ class Guard:
         evidence: Evidence | None = None,
         names: bool = True,
         sentences: bool = False,
+        review: bool = False,
     ) -> Iterator[GuardedPiece]:
         """Pass pieces through once they are checked; stop at a flag or an unsupported claim.
 
@@ -175,7 +178,8 @@ class Guard:
         with `names`, a name) that the documents it cites lack (guardrails/grounding.py), or the
         answer ends before it. With `sentences`, pieces are whole sentences even when nothing is
         checked here (the caller checks the first sentence itself). A cut at a sentence end waits
-        for the next token, so a citation after the full stop stays with its sentence.
+        for the next token, so a citation after the full stop stays with its sentence. With `review`
+        (the message was in doubt), each check uses the policy's review threshold.
         """
         if not self.enabled and evidence is None and not sentences:
             yield from (GuardedPiece(p) for p in pieces)
@@ -194,20 +198,26 @@ class Guard:
                     cut = len(pending)
                 if cut:
                     shown = answer[: released + cut]  # the checked piece ends at the cut
-                    checked = self._checked(question, shown, pending[:cut], evidence, names)
+                    checked = self._checked(question, shown, pending[:cut], evidence, names, review)
                     yield checked
                     if checked.verdict or checked.unsupported:
                         return
                     released += cut
             if released < len(answer):
-                yield self._checked(question, answer, answer[released:], evidence, names)
+                yield self._checked(question, answer, answer[released:], evidence, names, review)
         finally:
             close = getattr(iterator, "close", None)
             if close:
                 close()  # a flagged or abandoned answer stops generating
 
     def _checked(
-        self, question: str, answer: str, pending: str, evidence: Evidence | None, names: bool
+        self,
+        question: str,
+        answer: str,
+        pending: str,
+        evidence: Evidence | None,
+        names: bool,
+        review: bool = False,
     ) -> GuardedPiece:
         before = answer[: len(answer) - len(pending)]
         if evidence is not None and (
@@ -217,7 +227,7 @@ class Guard:
         if not self.enabled:
             return GuardedPiece(pending)
         start = time.perf_counter()
-        verdict = self.check_output(question, answer)
+        verdict = self.check_output(question, answer, review)
         seconds = time.perf_counter() - start
         if verdict.flagged:
             return GuardedPiece(verdict=verdict, checks=1, check_seconds=seconds)
@@ -257,7 +267,7 @@ class GuardedGenerator:
         pieces = self.generator.stream(
             self._with_guardrail(messages), max_tokens=max_tokens, temperature=temperature, stop=stop
         )
-        for piece in self.guard.checked_stream(question, pieces):
+        for piece in self.guard.checked_stream(question, pieces, review=verdict.review):
             yield piece.verdict.refusal if piece.verdict else piece.text
 
     def complete(

@@ -226,7 +226,7 @@ def test_first_page_shows_status_example_questions_and_documents(site: Site, dri
     status = text_of(driver, "#rb-status")
     assert "smollm2" in status.lower()
     assert "Qdrant local mode" in status
-    assert "PromptOnlyKnn (advice, hate, illegal; threshold 0.6)" in status
+    assert "PromptOnlyKnn (advice, hate, illegal; threshold 0.8, answers reviewed from 0.6)" in status
     examples = wait_for(driver, lambda d: text_of(d, "#rb-examples"))
     assert "What is Cats?" in examples
     assert "Summarise Coffee." in examples

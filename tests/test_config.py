@@ -43,3 +43,11 @@ def test_compose_wires_real_servers_by_variables_the_bot_reads() -> None:
     for name in env:
         if name.startswith("RAGBOT_"):
             assert name.removeprefix("RAGBOT_").lower() in fields, name
+
+
+def test_moderation_thresholds_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGBOT_MODERATION_THRESHOLD", "0.6")
+    monkeypatch.setenv("RAGBOT_MODERATION_REVIEW_THRESHOLD", "0.6")  # no band: the earlier behaviour
+    monkeypatch.setenv("RAGBOT_MODERATION", "off")  # the policy without starting a model
+    policy = Components(Settings(_env_file=None)).guard.policy
+    assert (policy.threshold, policy.review_threshold, policy.review_output_threshold) == (0.6, 0.6, 0.6)

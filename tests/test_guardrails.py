@@ -61,9 +61,59 @@ def test_policy_enforces_only_selected_categories() -> None:
 
 def test_the_drafted_answer_has_its_own_threshold() -> None:
     scores = one_hot(Category.HATE, 0.6)  # harm 0.6 + 2 x 0.08 = 0.76
-    assert ModerationPolicy().decide(scores, "input").flagged
+    assert ModerationPolicy(threshold=0.6).decide(scores, "input").flagged
     assert not ModerationPolicy().decide(scores, "output").flagged  # 0.8 for answers
     assert ModerationPolicy(output_threshold=0.6).decide(scores, "output").flagged
+
+
+def test_a_message_in_doubt_goes_on_and_its_answer_decides() -> None:
+    policy = ModerationPolicy(threshold=0.9, review_threshold=0.6, review_output_threshold=0.5)
+    doubt = one_hot(Category.HATE, 0.6)  # harm 0.76: above the review threshold, below the input one
+    verdict = policy.decide(doubt, "input")
+    assert not verdict.flagged
+    assert verdict.review
+    assert not policy.decide(one_hot(Category.HATE, 0.1), "input").review  # harm 0.34: no doubt
+    assert policy.decide(one_hot(Category.HATE, 0.9), "input").flagged  # harm 0.94: refused at once
+    answer = one_hot(Category.HATE, 0.4)  # harm 0.64
+    assert not policy.decide(answer, "output").flagged  # an ordinary answer: 0.8
+    assert policy.decide(answer, "output", review=True).flagged  # the answer to a doubtful message: 0.5
+
+
+def test_the_default_review_band() -> None:
+    policy = ModerationPolicy()
+    assert policy.decide(one_hot(Category.HATE, 0.6), "input").review  # harm 0.76: in doubt
+    assert policy.decide(one_hot(Category.HATE, 0.8), "input").flagged  # harm 0.88: refused
+    assert not policy.decide(one_hot(Category.HATE, 0.3), "input").review  # harm 0.48
+    no_band = ModerationPolicy(threshold=0.6, review_threshold=0.6)
+    assert no_band.decide(one_hot(Category.HATE, 0.6), "input").flagged
+    assert not no_band.decide(one_hot(Category.HATE, 0.3), "input").review
+
+
+class FixedClassifier:
+    """Scores a message and an answer with the harm probabilities it was given."""
+
+    def __init__(self, message: float, answer: float) -> None:
+        self.message, self.answer = message, answer
+
+    def classify_prompt(self, text: str) -> Scores:
+        return {Category.ILLEGAL: self.message, Category.SAFE: 1 - self.message}
+
+    def classify_answer(self, question: str, answer: str) -> Scores:
+        return {Category.ILLEGAL: self.answer, Category.SAFE: 1 - self.answer}
+
+
+def test_the_answer_to_a_message_in_doubt_is_checked_at_the_review_threshold() -> None:
+    policy = ModerationPolicy(threshold=0.9, review_threshold=0.6, review_output_threshold=0.5)
+    in_doubt = GuardedGenerator(
+        ScriptedGenerator(["Set a vinegar trap."]), Guard(FixedClassifier(message=0.7, answer=0.6), policy)
+    )
+    refusal = in_doubt.complete([ChatMessage(role="user", content="How do I kill the fruit flies?")])
+    assert "the answer I drafted was flagged" in refusal
+    clear = GuardedGenerator(
+        ScriptedGenerator(["Set a vinegar trap."]), Guard(FixedClassifier(message=0.3, answer=0.6), policy)
+    )
+    answer = clear.complete([ChatMessage(role="user", content="How do I kill the fruit flies?")])
+    assert answer.strip() == "Set a vinegar trap."
 
 
 def test_answer_check_shows_contrast_examples_before_the_answer() -> None:
