@@ -26,7 +26,7 @@ import json
 import random
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from _common import CACHE, table
@@ -37,7 +37,8 @@ from bot.cli import sample_corpus
 from bot.config import Settings
 from bot.events import Answered
 from bot.factory import Components
-from guardrails.policy import Verdict
+from guardrails.categories import Category
+from guardrails.policy import ModerationPolicy, Verdict
 
 
 @dataclass
@@ -74,13 +75,12 @@ class Recorder:
         self.guard.check_output = self.check_output  # type: ignore[method-assign]
 
     def check_input(self, message: str) -> Verdict:
-        v = self._input(message)
-        return Verdict(False, v.category, v.harm_probability, v.scores, v.stage)
+        return replace(self._input(message), flagged=False)
 
     def check_output(self, question: str, answer: str, review: bool = False) -> Verdict:
         v = self._output(question, answer, review)
         self.outputs.append(v.harm_probability)
-        return Verdict(False, v.category, v.harm_probability, v.scores, v.stage)
+        return replace(v, flagged=False)
 
 
 def play(args: argparse.Namespace) -> Iterator[Played]:
@@ -92,12 +92,18 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
             row = json.loads(line)
             done[row["text"]] = row
     items = chosen_items(args.split, args.dna, args.seed)
-    if args.report_only:
-        yield from (
-            Played(i, **{k: v for k, v in done[i.text].items() if k != "text"})
-            for i in items
-            if i.text in done
-        )
+    if not args.report_only:
+        play_new([i for i in items if i.text not in done], done, cache_path, args)
+    for item in items:
+        if item.text not in done:  # --report-only on a run stopped early
+            continue
+        row = done[item.text]
+        yield Played(item, row["p_input"], row["checks"], row["ends"], row["texts"])
+
+
+def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: argparse.Namespace) -> None:
+    """Score each new prompt, play those in the band as whole turns, and append them to the cache."""
+    if not new:
         return
     parts = Components(Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-stages-"))))
     parts.ingestor.progress = False
@@ -107,12 +113,12 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
     parts.guard.warm()
     policy = parts.guard.policy
     recorder = Recorder(parts)
-    band = [] if args.report_only else [i for i in items if i.text not in done]
     print(
-        f"{len(items)} prompts ({len(done)} cached); band [{args.low}, {args.high}) played whole", flush=True
+        f"{len(new)} new prompts ({len(done)} cached); band [{args.low}, {args.high}) played whole",
+        flush=True,
     )
     with cache_path.open("a") as out:
-        for n, item in enumerate(band, 1):
+        for n, item in enumerate(new, 1):
             p = policy.decide(parts.guard.classifier.classify_prompt(item.text)).harm_probability  # type: ignore[union-attr]
             row: dict = {"text": item.text, "p_input": p, "checks": {}, "ends": {}, "texts": {}}
             if args.low <= p < args.high:
@@ -125,25 +131,29 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
                     row["checks"][name] = list(recorder.outputs)
                     row["ends"][name] = outcome(end)
                     row["texts"][name] = end.text if isinstance(end, Answered) else ""
-                print(f"  [{n}/{len(band)}] p={p:.2f} {'harmful' if item.harmful else 'benign '} "
+                print(f"  [{n}/{len(new)}] p={p:.2f} {'harmful' if item.harmful else 'benign '} "
                       f"{row['ends']} {item.text[:60]!r}", flush=True)  # fmt: skip
             out.write(json.dumps(row) + "\n")
             out.flush()
             done[item.text] = row
-    for item in items:
-        if item.text not in done:  # --report-only on a run stopped early
-            continue
-        row = done[item.text]
-        yield Played(item, row["p_input"], row["checks"], row["ends"], row["texts"])
 
 
-def decide(p: Played, gate: str, t_in: float, t_review: float, low: float) -> str:
-    """The turn's outcome under these thresholds: refused at input, refused at review, or the end played."""
-    if p.p_input >= t_in:
+def decide(p: Played, gate: str, policy: ModerationPolicy) -> str:
+    """The turn's outcome under this policy: refused at input, refused at review, or the end played.
+
+    The recorded P(harm)s are already summed over the enforced categories, so they enter the policy's
+    own decision as one enforced category's probability.
+    """
+    verdict = policy.decide({Category.ILLEGAL: p.p_input})
+    if verdict.flagged:
         return "refused"
-    if p.p_input < low or gate not in p.ends:
+    if not verdict.review or gate not in p.ends:
         return "below band"  # as without a band (not played here): not refused at input
-    flags = [n for n, c in enumerate(p.checks[gate]) if c >= t_review]
+    flags = [
+        n
+        for n, c in enumerate(p.checks[gate])
+        if policy.decide({Category.ILLEGAL: c}, "output", True).flagged
+    ]
     if flags:  # the first check covers the first piece: later, something was shown, then withdrawn
         return "refused" if flags[0] == 0 else "retracted"
     return p.ends[gate]
@@ -163,8 +173,11 @@ def report(played: list[Played], args: argparse.Namespace) -> None:
             band = t_in > args.low
             for t_review in args.reviews if band else [1.0]:
                 row: list[object] = [f"{t_in:.2f}", f"{t_review:.2f}" if band else "- (no band)"]
+                policy = ModerationPolicy(
+                    threshold=t_in, review_threshold=args.low, review_output_threshold=t_review
+                )
                 for name, ps in groups.items():
-                    ends = [decide(p, gate, t_in, t_review, args.low) for p in ps]
+                    ends = [decide(p, gate, policy) for p in ps]
                     refused = sum(e in ("refused", "retracted") for e in ends) / len(ps)
                     if name.endswith("benign"):
                         row.append(f"{refused:.3f}")

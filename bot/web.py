@@ -150,8 +150,7 @@ def moderation_description(service: ChatService) -> str:
     kind = kinds.get(type(guard.classifier).__name__, type(guard.classifier).__name__)
     enforced = ", ".join(sorted(c.value for c in guard.policy.enforced))
     policy = guard.policy
-    review = policy.review_threshold
-    band = f", answers reviewed from {review:g}" if review is not None and review < policy.threshold else ""
+    band = f", answers reviewed from {policy.review_threshold:g}" if policy.has_review_band else ""
     return f"{kind} ({enforced}; threshold {policy.threshold:g}{band})"
 
 

@@ -62,6 +62,10 @@ class ModerationPolicy:
     review_threshold: float | None = 0.6
     review_output_threshold: float = 0.6
 
+    @property
+    def has_review_band(self) -> bool:
+        return self.review_threshold is not None and self.review_threshold < self.threshold
+
     def decide(self, scores: Scores, stage: str = "input", review: bool = False) -> Verdict:
         """`review`: the answer to a message in doubt, judged at the review threshold."""
         harm = sum(p for c, p in scores.items() if c in self.enforced)
