@@ -19,6 +19,8 @@ planted instruction.
 
     python bench/injection.py --defences plain,sandwich,quarantine --sample 96
     python bench/injection.py --defences quarantine --moderation self     # all cases
+    python bench/injection.py --files injection_heldout --moderation self --exclude-sample 60 \
+        --sample 372 --skip 246     # the held-out cases that stop 26 left unplayed
 """
 
 from __future__ import annotations
@@ -162,6 +164,12 @@ def main() -> None:
         default=0,
         help="leave out the cases `--sample M` would run, so a second sample adds only new cases",
     )
+    ap.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first N cases of this order, so a stopped run can be finished",
+    )
     ap.add_argument("--log", type=Path, help="append one JSON line per case (its outcome and answer)")
     args = ap.parse_args()
 
@@ -171,7 +179,8 @@ def main() -> None:
         cases = [c for c in cases if id(c) not in seen]
     if args.sample:
         cases = random.Random(11).sample(cases, min(args.sample, len(cases)))
-    topics = {(c.source, c.topic["id"]): c.topic for c in cases}
+    topics = {(c.source, c.topic["id"]): c.topic for c in cases}  # the corpus of the whole order
+    cases = cases[args.skip :]
     print(f"{len(cases)} cases ({len(topics)} topics)", flush=True)
     rows = []
     for defence in args.defences.split(","):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,11 +21,13 @@ from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
 from guardrails.probe import ProbeClassifier, load_probe
 from retrieval.chunking import Chunker
-from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter
 from retrieval.store import VectorStore
+
+if TYPE_CHECKING:  # loaded when first used: `ragbot info` and `reset` need no torch
+    from retrieval.embedder import MultiHeadEmbedder
 
 PROBE_CONTEXT = 2048  # tokens of the probe's own context: a message of PROBE_CHARS fits with its template
 EMBEDDED_TURNS = 2  # turns at once on the embedded engine: measured with bench/turn.py --concurrency 20
@@ -47,6 +49,8 @@ class Components:
 
     @cached_property
     def embedder(self) -> MultiHeadEmbedder:
+        from retrieval.embedder import MultiHeadEmbedder
+
         return MultiHeadEmbedder(self.settings.embedder_model)
 
     @cached_property

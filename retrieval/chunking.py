@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import TYPE_CHECKING
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
-from transformers import PreTrainedTokenizerBase
 
 from retrieval.types import Chunk, Document
+
+if TYPE_CHECKING:  # a type only: importing retrieval needs no transformers
+    from transformers import PreTrainedTokenizerBase
 
 _NAMESPACE = uuid.UUID("5b1c6f0e-6d1e-4d1a-9a57-2f3f0c1b7a11")
 

@@ -18,16 +18,19 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from retrieval.chunking import Chunker, content_hash
-from retrieval.embedder import Embedder
 from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
 from retrieval.store import VectorStore
 from retrieval.types import Chunk, Document, FileOutcome, FileStatus, IngestReport
+
+if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
+    from retrieval.embedder import Embedder
 
 log = logging.getLogger(__name__)
 PENDING = ""  # document hash of a chunk whose file is not completely stored yet

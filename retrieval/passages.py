@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.embedder import Embedder
 from retrieval.sparse import terms
 from retrieval.types import Chunk, ScoredChunk
+
+if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
+    from retrieval.embedder import Embedder
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from generation.protocol import ChatMessage
 from retrieval.chunking import QuerySplitter
-from retrieval.embedder import Embedder
 from retrieval.fusion import Rule, contributions, mrag_vote, reciprocal_rank_fusion
 from retrieval.importance import unit
 from retrieval.rewrite import QueryRewriter
 from retrieval.sparse import BM25Encoder
 from retrieval.store import FULL, SPARSE, Hit, Search, VectorStore, head_name
 from retrieval.types import Method, RetrievalResult, ScoredChunk
+
+if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
+    from retrieval.embedder import Embedder
 
 
 @dataclass(frozen=True)

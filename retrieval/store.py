@@ -22,14 +22,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from retrieval.embedder import MultiHeadEmbeddings
 from retrieval.importance import unit
 from retrieval.sparse import SparseVec
 from retrieval.types import Chunk
+
+if TYPE_CHECKING:  # the store needs no torch: `ragbot info` and `reset` start in a second
+    from retrieval.embedder import MultiHeadEmbeddings
 
 FULL = "full"
 SPARSE = "bm25"

@@ -23,7 +23,7 @@ SCAFFOLDING = ("<<<", ">>>", "Question:", "Sources:", "SOURCES", "[removed marke
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Components]:
-    parts = Components(Settings(data_dir=tmp_path_factory.mktemp("default"), generator_parallel=2))
+    parts = Components(Settings(data_dir=tmp_path_factory.mktemp("default")))
     parts.ingestor.progress = False
     parts.ingestor.ingest_paths([sample_corpus()])
     yield parts
