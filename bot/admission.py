@@ -27,11 +27,13 @@ class TurnQueue:
         self._waiting: deque[int] = deque()
         self._running: set[int] = set()
         self._tickets = itertools.count()
+        self.joined = 0  # turns ever started here
 
     def join(self) -> int:
         """A ticket, at the back of the queue."""
         with self._cond:
             ticket = next(self._tickets)
+            self.joined += 1
             self._waiting.append(ticket)
             self._admit_front()
             return ticket

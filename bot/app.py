@@ -216,8 +216,9 @@ def serve(parts: Components) -> None:
 
     s = parts.settings
     app = build_app(parts)
-    # The moderation prompts' prefixes are cached while the first visitor reads the page.
-    threading.Thread(target=parts.guard.warm, name="moderation-warm-up", daemon=True).start()
+    # The moderation prompts' prefixes are cached (restored from the last start's files, or computed)
+    # while the first visitor reads the page.
+    threading.Thread(target=parts.warm, name="moderation-warm-up", daemon=True).start()
     print(
         f"ragbot on http://{s.host}:{s.port}  (chat at /, widget at /widget, health at /healthz)", flush=True
     )

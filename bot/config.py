@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="llama.cpp keeps idle slots' prompts for the next request with the same start "
         "(off: its default, save them to RAM and clear them; measured in bench/turn.py).",
     )
+    generator_save_prompts: bool = Field(
+        True,
+        description="Save the embedded engine's cached prompts (the moderation checks' fixed "
+        "prefixes) under the model cache, so the next start restores them instead of prefilling.",
+    )
     generator_draft_model: str = Field(
         "qwen2.5-coder-0.5b-instruct", description="Draft model for generator_speculative=draft."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from bot.admission import TurnQueue
 from bot.chat import ChatService
 from bot.config import Settings
 from generation.llamacpp import LlamaCppEngine
-from generation.models import SHIPPED, model_file
+from generation.models import SHIPPED, cache_dir, model_file
 from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import parse_categories
 from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflectionClassifier
@@ -29,6 +30,7 @@ from retrieval.store import VectorStore
 if TYPE_CHECKING:  # loaded when first used: `ragbot info` and `reset` need no torch
     from retrieval.embedder import MultiHeadEmbedder
 
+log = logging.getLogger(__name__)
 PROBE_CONTEXT = 2048  # tokens of the probe's own context: a message of PROBE_CHARS fits with its template
 EMBEDDED_TURNS = 2  # turns at once on the embedded engine: measured with bench/turn.py --concurrency 20
 PROBE_CHARS = 4000  # the default max_message_chars; ~1,600 tokens even for dense text
@@ -74,6 +76,7 @@ class Components:
             speculative=s.generator_speculative,
             draft_model=self.draft_model_path,
             keep_idle_slots=s.generator_keep_slots,
+            slot_dir=cache_dir() / "slots" if s.generator_save_prompts else None,
         )
 
     @cached_property
@@ -139,6 +142,22 @@ class Components:
                 members.append((knn, 1.0))
             classifier = members[0][0] if len(members) == 1 else EnsembleClassifier(members)
         return Guard(classifier, policy, s.operator_prompt, chunk_chars=s.moderation_chunk_chars)
+
+    def warm(self) -> None:
+        """Cache the moderation checks' long fixed prompt prefixes before the first chat needs them.
+
+        The embedded engine restores them from the files an earlier start saved (a cold prefill of
+        ~1,400 tokens is 20-30 s on 2 cores), the guard's warm-up then computes only what is missing,
+        and the slots are saved again for the next start, unless a chat began meanwhile: a slot may
+        then hold a person's prompt, which has no place in a cache file.
+        """
+        embedded = not self.settings.vllm_url and self.guard.enabled
+        if embedded:
+            restored = self.engine.restore_slots()
+            log.info("restored %d cached prompt tokens from %s", restored, self.engine.slot_dir)
+        self.guard.warm()
+        if embedded and not self.turn_queue.joined:
+            self.engine.save_slots()
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -6,10 +6,14 @@ loopback port with a per-process key. Its scheduler decodes concurrent requests 
 parallel slots (continuous batching) and reuses cached prompt prefixes, so the guard's label calls
 and several chats share the model safely; no Python lock stands between them. The same
 `OpenAICompatibleGenerator` that talks to vLLM talks to it.
+
+With `slot_dir`, the prompts cached in its slots (the moderation checks' long fixed prefixes) can be
+saved to disk and restored by the next process, so a restart does not prefill them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -17,6 +21,8 @@ import signal
 import threading
 import time
 from pathlib import Path
+
+import httpx
 
 from generation.openai_compat import OpenAICompatibleGenerator
 from generation.protocol import GeneratorUnavailable
@@ -49,6 +55,7 @@ class LlamaCppEngine:
         embeddings: bool = False,
         keep_idle_slots: bool = True,
         prompt_cache_mib: int = 1024,
+        slot_dir: Path | None = None,
     ) -> None:
         import xllamacpp
 
@@ -88,6 +95,11 @@ class LlamaCppEngine:
         if embeddings:  # hidden states for the moderation probe; chat completions work as before
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_LAST
+        self.slot_dir = None if slot_dir is None else slot_dir / _model_key(path, xllamacpp.__version__)
+        if self.slot_dir is not None:
+            self.slot_dir.mkdir(parents=True, exist_ok=True)
+            params.slot_save_path = f"{self.slot_dir}{os.sep}"
+            params.endpoint_slots = True
         params.verbosity = int(os.environ.get("RAGBOT_LLAMA_VERBOSITY", "0"))
         start = time.perf_counter()
         saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -116,9 +128,65 @@ class LlamaCppEngine:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    def save_slots(self) -> int:
+        """Write every idle slot's cached prompt to `slot_dir` (one file per slot); the tokens saved.
+
+        Meant right after the moderation prefixes are warmed, before chats fill the slots. A slot
+        busy with a request is skipped. Nothing is raised: a snapshot only saves time.
+        """
+        if self.slot_dir is None:
+            return 0
+        saved = 0
+        try:
+            with self._slots_client() as client:
+                for slot in client.get("/slots").raise_for_status().json():
+                    if slot.get("is_processing"):
+                        continue
+                    reply = client.post(
+                        f"/slots/{slot['id']}?action=save", json={"filename": _slot_file(slot["id"])}
+                    )
+                    saved += int(reply.raise_for_status().json().get("n_saved", 0))
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("could not save llama.cpp's cached prompts: %s", exc)
+        return saved
+
+    def restore_slots(self) -> int:
+        """Load the cached prompts an earlier process saved for this model file; the tokens restored."""
+        if self.slot_dir is None:
+            return 0
+        restored = 0
+        try:
+            with self._slots_client() as client:
+                for n in range(self.parallel):
+                    if not (self.slot_dir / _slot_file(n)).is_file():
+                        continue
+                    reply = client.post(f"/slots/{n}?action=restore", json={"filename": _slot_file(n)})
+                    if reply.is_success:
+                        restored += int(reply.json().get("n_restored", 0))
+                    else:  # another llama.cpp build's file, say: the prefix is computed as usual
+                        log.warning("could not restore slot %d: %s", n, reply.text[:200])
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("could not restore llama.cpp's cached prompts: %s", exc)
+        return restored
+
+    def _slots_client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self._key}"}, timeout=60)
+
     def close(self) -> None:
         """Stop the engine (also happens when the object is collected)."""
         self.__dict__.pop("_server", None)
+
+
+def _slot_file(slot: int) -> str:
+    return f"slot-{slot}.bin"
+
+
+def _model_key(path: Path, engine_version: str) -> str:
+    """A folder name that changes with the weights and the engine build, whose cached keys and values
+    are only valid for exactly those."""
+    st = path.resolve().stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{engine_version}".encode())
+    return f"{path.stem}-{digest.hexdigest()[:12]}"
 
 
 def _speculate(params: object, kind: str, draft_model: str | Path | None, threads: int) -> None:

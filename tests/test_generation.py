@@ -131,6 +131,44 @@ def test_a_new_grounded_prompt_reuses_the_system_prompt() -> None:
         engine.close()
 
 
+def test_a_restarted_engine_restores_the_prompts_the_last_one_saved(tmp_path: Path) -> None:
+    """The moderation prefixes (~1,400 tokens, 20-30 s of prefill on 2 cores) survive a restart."""
+    prompt = [YES_NO[0], ChatMessage(role="user", content="Is Rome the capital of Italy? " + _document(4))]
+    first = LlamaCppEngine(model_file(SMOL), name=SMOL, context=4096, parallel=4, slot_dir=tmp_path)
+    try:
+        first.generator().choice_logprobs(prompt, ["yes", "no"])
+        assert first.save_slots() > 300
+    finally:
+        first.close()
+    second = LlamaCppEngine(model_file(SMOL), name=SMOL, context=4096, parallel=4, slot_dir=tmp_path)
+    try:
+        assert second.restore_slots() > 300
+        generator = second.generator()
+        generator.choice_logprobs(prompt, ["yes", "no"])
+        assert generator.prefilled_tokens < 10  # the same prompt: found restored
+    finally:
+        second.close()
+
+
+def test_saved_prompts_belong_to_one_model_file(tmp_path: Path) -> None:
+    """Keys and values computed by other weights are never loaded: each file has its own folder."""
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(model_file(SMOL).read_bytes())
+    engine = LlamaCppEngine(copy, context=4096, parallel=2, slot_dir=tmp_path / "slots")
+    try:
+        assert engine.slot_dir is not None
+        folder = engine.slot_dir
+        assert engine.restore_slots() == 0  # nothing saved for this file yet
+    finally:
+        engine.close()
+    copy.write_bytes(copy.read_bytes())  # rewritten: new weights as far as the cache can tell
+    engine = LlamaCppEngine(copy, context=4096, parallel=2, slot_dir=tmp_path / "slots")
+    try:
+        assert engine.slot_dir != folder
+    finally:
+        engine.close()
+
+
 def test_prefilled_tokens_count_label_calls_and_cache_hits(llama_engine: LlamaCppEngine) -> None:
     generator = llama_engine.generator()
     ask = [YES_NO[0], ChatMessage(role="user", content="Is Rome the capital of Italy? " + _document(3))]
