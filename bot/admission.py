@@ -9,7 +9,6 @@ minute. A served model on a GPU batches well, so there the limit is off.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import deque
 
@@ -26,13 +25,12 @@ class TurnQueue:
         self._cond = threading.Condition()
         self._waiting: deque[int] = deque()
         self._running: set[int] = set()
-        self._tickets = itertools.count()
-        self.joined = 0  # turns ever started here
+        self.joined = 0  # turns ever started here; also the next ticket
 
     def join(self) -> int:
         """A ticket, at the back of the queue."""
         with self._cond:
-            ticket = next(self._tickets)
+            ticket = self.joined
             self.joined += 1
             self._waiting.append(ticket)
             self._admit_front()

@@ -184,8 +184,9 @@ def _slot_file(slot: int) -> str:
 def _model_key(path: Path, engine_version: str) -> str:
     """A folder name that changes with the weights and the engine build, whose cached keys and values
     are only valid for exactly those."""
-    st = path.resolve().stat()
-    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{engine_version}".encode())
+    real = path.resolve()
+    st = real.stat()
+    digest = hashlib.sha256(f"{real}|{st.st_size}|{st.st_mtime_ns}|{engine_version}".encode())
     return f"{path.stem}-{digest.hexdigest()[:12]}"
 
 
