@@ -100,6 +100,7 @@ class LlamaCppEngine:
             self.slot_dir.mkdir(parents=True, exist_ok=True)
             params.slot_save_path = f"{self.slot_dir}{os.sep}"
             params.endpoint_slots = True
+        params.endpoint_metrics = True  # the readiness wait below; over HTTP it needs the key too
         params.verbosity = int(os.environ.get("RAGBOT_LLAMA_VERBOSITY", "0"))
         start = time.perf_counter()
         saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -112,6 +113,11 @@ class LlamaCppEngine:
             if threading.current_thread() is threading.main_thread():
                 for sig, handler in saved.items():
                     signal.signal(sig, handler)
+        # The constructor returns before the server's main loop starts, and that loop's start clears
+        # a stop request made before it: an engine closed in that window never stops (close() then
+        # waits for ever; seen in the test suite). A metrics request is answered by the loop itself,
+        # so once it returns the loop runs and close() is safe.
+        self._server.handle_metrics()
         self.url = self._server.listening_address
         self.load_seconds = time.perf_counter() - start
         log.info(
