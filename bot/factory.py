@@ -151,12 +151,12 @@ class Components:
         and the slots are saved again for the next start, unless a chat began meanwhile: a slot may
         then hold a person's prompt, which has no place in a cache file.
         """
-        embedded = not self.settings.vllm_url and self.guard.enabled
-        if embedded:
+        saved_prompts = not self.settings.vllm_url and self.guard.enabled and self.engine.slot_dir is not None
+        if saved_prompts:
             restored = self.engine.restore_slots()
             log.info("restored %d cached prompt tokens from %s", restored, self.engine.slot_dir)
         self.guard.warm()
-        if embedded and not self.turn_queue.joined:
+        if saved_prompts and not self.turn_queue.joined:
             self.engine.save_slots()
 
     @cached_property

@@ -8,6 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from generation.llamacpp import LlamaCppEngine
@@ -165,6 +166,35 @@ def test_saved_prompts_belong_to_one_model_file(tmp_path: Path) -> None:
     engine = LlamaCppEngine(copy, context=4096, parallel=2, slot_dir=tmp_path / "slots")
     try:
         assert engine.slot_dir != folder
+    finally:
+        engine.close()
+
+
+def test_an_engine_closed_as_soon_as_it_is_built_stops() -> None:
+    """llama.cpp's loop, started after the constructor returns, used to clear an early stop request,
+    and close() then waited for ever (seen in this suite, reproduced 1 in 3 under load)."""
+
+    def build_and_close() -> None:
+        for _ in range(6):
+            LlamaCppEngine(model_file(SMOL), name=SMOL, context=512, parallel=1).close()
+
+    worker = threading.Thread(target=build_and_close, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+
+
+def test_the_slot_files_cannot_be_reached_without_the_key_or_outside_their_folder(tmp_path: Path) -> None:
+    """Saving slots opens llama.cpp's /slots endpoints on the loopback port: they need the engine's
+    key, and a file name cannot climb out of the slot folder."""
+    engine = LlamaCppEngine(model_file(SMOL), name=SMOL, context=4096, parallel=2, slot_dir=tmp_path)
+    try:
+        bare = httpx.post(f"{engine.url}/slots/0?action=save", json={"filename": "x.bin"}, timeout=30)
+        assert bare.status_code == 401
+        with engine._slots_client() as client:
+            climb = client.post("/slots/0?action=save", json={"filename": "../escaped.bin"})
+        assert climb.status_code == 400
+        assert not (tmp_path / "escaped.bin").exists()
     finally:
         engine.close()
 
