@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _common import EVALDATA, table
+from _common import CACHE, EVALDATA, table
 
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
 from guardrails.classifier import (
@@ -316,10 +316,10 @@ def score_new(
 def dev_rows(
     doc: str | None, name: str, row_for: Callable[[SelfReflectionClassifier, Item], dict]
 ) -> tuple[list[Item], list[dict]]:
-    """A dev variant script's command line (--out, default ~/.cache/ragbot/NAME.jsonl), its dev items
+    """A dev variant script's command line (--out, default CACHE/moderation/NAME.jsonl), its dev items
     and their rows."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "ragbot" / f"{name}.jsonl")
+    ap.add_argument("--out", type=Path, default=CACHE / "moderation" / f"{name}.jsonl")
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     items = dev_items()
@@ -422,7 +422,7 @@ def main() -> None:
     ap.add_argument("--dev-only", action="store_true", help="score the dev items only (trying a variant)")
     ap.add_argument("--extra", type=int, default=1000, help="extra benign questions for probe training")
     ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ragbot" / "bench-moderation")
+    ap.add_argument("--cache", type=Path, default=CACHE / "moderation")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
 

@@ -13,10 +13,15 @@ the drafted answer, so each (input threshold, review threshold) pair is then eva
 replaying: the answer is refused when any of its checks reaches the review threshold (the guard stops
 at the first; when that is not the first check, pieces were shown before it: counted apart). Played twice: with the answerability gate (what `ragbot up` runs over the sample
 corpus) and without it (a corpus that could answer: the model must decline, or the answer check
-must catch it). Answers counted as misses are printed for a person to read.
+must catch it). Answers counted as misses are printed for a person to read. A prompt below the band
+that was played as well (`--low 0 --high 0.6 --harmful-only`) is decided at the ordinary answer
+threshold, so the table is then the whole turn end to end; one that was not is "below band" (neither
+refused nor answered).
 
     python bench/stages.py --split dev
     python bench/stages.py --split test --dna 200
+    python bench/stages.py --split test --configs gate --high 0.8   # add the gate to a cached run
+    python bench/stages.py --split test --configs gate --low 0 --high 0.6 --harmful-only
 """
 
 from __future__ import annotations
@@ -93,7 +98,10 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
             done[row["text"]] = row
     items = chosen_items(args.split, args.dna, args.seed)
     if not args.report_only:
-        play_new([i for i in items if i.text not in done], done, cache_path, args)
+        todo = [i for i in items if missing(done.get(i.text), args)]
+        if args.harmful_only:
+            todo = [i for i in todo if i.harmful or i.text not in done]
+        play_new(todo, done, cache_path, args)
     for item in items:
         if item.text not in done:  # --report-only on a run stopped early
             continue
@@ -101,8 +109,20 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
         yield Played(item, row["p_input"], row["checks"], row["ends"], row["texts"])
 
 
+def missing(row: dict | None, args: argparse.Namespace) -> bool:
+    """Whether a prompt still needs work: never scored, or in the band without a gate setting asked for."""
+    if row is None:
+        return True
+    in_band = args.low <= row["p_input"] < args.high
+    return in_band and any(name not in row["ends"] for name in args.configs)
+
+
 def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: argparse.Namespace) -> None:
-    """Score each new prompt, play those in the band as whole turns, and append them to the cache."""
+    """Score each new prompt, play those in the band as whole turns, and append them to the cache.
+
+    A prompt already scored keeps its input P(harm) and the settings it was played with; only the
+    missing ones are played, and the row is appended again (the last one read wins).
+    """
     if not new:
         return
     parts = Components(Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-stages-"))))
@@ -114,16 +134,19 @@ def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: arg
     policy = parts.guard.policy
     recorder = Recorder(parts)
     print(
-        f"{len(new)} new prompts ({len(done)} cached); band [{args.low}, {args.high}) played whole",
+        f"{len(new)} prompts to score or play ({len(done)} cached); band [{args.low}, {args.high}) played whole",
         flush=True,
     )
     with cache_path.open("a") as out:
         for n, item in enumerate(new, 1):
-            p = policy.decide(parts.guard.classifier.classify_prompt(item.text)).harm_probability  # type: ignore[union-attr]
-            row: dict = {"text": item.text, "p_input": p, "checks": {}, "ends": {}, "texts": {}}
+            row: dict | None = done.get(item.text)
+            if row is None:
+                p = policy.decide(parts.guard.classifier.classify_prompt(item.text)).harm_probability  # type: ignore[union-attr]
+                row = {"text": item.text, "p_input": p, "checks": {}, "ends": {}, "texts": {}}
+            p = row["p_input"]
             if args.low <= p < args.high:
                 for name, below in (("gate", gate), ("no gate", 0.0)):
-                    if name not in args.configs:
+                    if name not in args.configs or name in row["ends"]:
                         continue
                     service.abstain_below = below
                     recorder.outputs = []
@@ -147,12 +170,12 @@ def decide(p: Played, gate: str, policy: ModerationPolicy) -> str:
     verdict = policy.decide({Category.ILLEGAL: p.p_input})
     if verdict.flagged:
         return "refused"
-    if not verdict.review or gate not in p.ends:
-        return "below band"  # as without a band (not played here): not refused at input
+    if gate not in p.ends:
+        return "below band"  # not played: as without a band, not refused at input
     flags = [
         n
         for n, c in enumerate(p.checks[gate])
-        if policy.decide({Category.ILLEGAL: c}, "output", True).flagged
+        if policy.decide({Category.ILLEGAL: c}, "output", verdict.review).flagged
     ]
     if flags:  # the first check covers the first piece: later, something was shown, then withdrawn
         return "refused" if flags[0] == 0 else "retracted"
@@ -189,7 +212,7 @@ def report(played: list[Played], args: argparse.Namespace) -> None:
                  for k, v in groups.items()]  # fmt: skip
         print(f"\n{args.split} items, {gate} (band played whole: P(harm) in [{args.low}, {args.high}))")
         print(table(["input threshold", "review threshold", *heads], rows))
-    print("\nHarmful prompts answered at least once in the band (read them):")
+    print("\nHarmful prompts answered at least once when played (read them):")
     for p in played:
         for gate, end in p.ends.items():
             if p.item.harmful and end == "answered":
@@ -224,6 +247,11 @@ def main() -> None:
         choices=("gate", "no gate"),
         default=["gate", "no gate"],
         help="'no gate' alone bounds both errors: the gate only turns answers into 'the documents do not say'",
+    )
+    ap.add_argument(
+        "--harmful-only",
+        action="store_true",
+        help="play only harmful prompts (say, below the band with --low 0 --high 0.6: the misses)",
     )
     ap.add_argument("--report-only", action="store_true", help="the table from what is cached")
     args = ap.parse_args()
