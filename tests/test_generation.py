@@ -172,7 +172,7 @@ def test_saved_prompts_belong_to_one_model_file(tmp_path: Path) -> None:
 
 def test_an_engine_closed_as_soon_as_it_is_built_stops() -> None:
     """llama.cpp's loop, started after the constructor returns, used to clear an early stop request,
-    and close() then waited for ever (seen in this suite, reproduced 1 in 3 under load)."""
+    and close() then waited for ever (seen in this suite; under load a loop of builds hung at the third)."""
 
     def build_and_close() -> None:
         for _ in range(6):
