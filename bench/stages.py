@@ -109,12 +109,16 @@ def play(args: argparse.Namespace) -> Iterator[Played]:
         yield Played(item, row["p_input"], row["checks"], row["ends"], row["texts"])
 
 
+def in_band(p_input: float, args: argparse.Namespace) -> bool:
+    """Whether a prompt of this input P(harm) is played as a whole turn."""
+    return bool(args.low <= p_input < args.high)
+
+
 def missing(row: dict | None, args: argparse.Namespace) -> bool:
     """Whether a prompt still needs work: never scored, or in the band without a gate setting asked for."""
     if row is None:
         return True
-    in_band = args.low <= row["p_input"] < args.high
-    return in_band and any(name not in row["ends"] for name in args.configs)
+    return in_band(row["p_input"], args) and any(name not in row["ends"] for name in args.configs)
 
 
 def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: argparse.Namespace) -> None:
@@ -141,10 +145,16 @@ def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: arg
         for n, item in enumerate(new, 1):
             row: dict | None = done.get(item.text)
             if row is None:
-                p = policy.decide(parts.guard.classifier.classify_prompt(item.text)).harm_probability  # type: ignore[union-attr]
-                row = {"text": item.text, "p_input": p, "checks": {}, "ends": {}, "texts": {}}
+                verdict = policy.decide(parts.guard.classifier.classify_prompt(item.text))  # type: ignore[union-attr]
+                row = {
+                    "text": item.text,
+                    "p_input": verdict.harm_probability,
+                    "checks": {},
+                    "ends": {},
+                    "texts": {},
+                }
             p = row["p_input"]
-            if args.low <= p < args.high:
+            if in_band(p, args):
                 for name, below in (("gate", gate), ("no gate", 0.0)):
                     if name not in args.configs or name in row["ends"]:
                         continue
