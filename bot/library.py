@@ -1,19 +1,29 @@
 """The document library behind the web chat's documents panel: list, upload, delete.
 
-Uploads go through the same Ingestor as `ragbot ingest`. Each file is first copied under the data
-folder's `uploads/` with a sanitised name (never outside it, whatever the name a browser sends),
-and that copy is what gets ingested, so its path is the document's key: uploading a file with the
-same name again reports it unchanged or replaced. Deleting a document removes its chunks and, when
-it was uploaded, its stored copy. Who may change the library is decided by `edit_access`.
+Uploads go through the same Ingestor as `ragbot ingest`. Each file is stored under the data
+folder's `uploads/` with a sanitised name (never outside it, whatever the name a browser sends), and
+that path is the document's key: uploading a file with the same name again reports it unchanged or
+replaced. Deleting a document removes its chunks and, when it was uploaded, its stored copy. Who may
+change the library is decided by `edit_access` (bot/httpsafe.py).
+
+Crash safety: a new version is written to `uploads/.staging/` and ingested under its final name;
+its chunks stay pending (never searched, never listed) until all are stored and stamped, which is
+the commit. Only then does the staged file replace the one in `uploads/`, so until the commit the
+previous version serves, on disk and in the store. An exception during ingest puts the previous
+version back in the store. After a kill, `Library.reconcile()` (at start-up) finishes or rolls back
+what was cut off: a staged file whose version the store committed is moved into place, any other is
+dropped; then every uploaded document whose chunks do not match its file (pending chunks, two
+versions, no chunks, no file) is re-ingested from the file in `uploads/`, or removed when the file is
+gone. Deleting removes the file before the chunks, so a cut-off delete never comes back.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+import contextlib
+import logging
 import os
 import re
-import tempfile
+import shutil
 import threading
 import time
 import unicodedata
@@ -22,13 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.ingest import Ingestor, refresh_importance
-from retrieval.loaders import SUPPORTED_SUFFIXES
-from retrieval.types import FileOutcome, FileStatus
+from retrieval.loaders import SUPPORTED_SUFFIXES, DocumentError, load_document
+from retrieval.store import PENDING, StoredSource, fsync_dir
+from retrieval.types import Document, FileStatus
 
+log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 120
+STAGING = ".staging"  # under uploads/: new versions wait here until the store has committed their chunks
+TEMP_PREFIX = ".upload-"  # temporary files of earlier versions of this module, removed by reconcile
 _UNSAFE = re.compile(r"[^\w.\- ]+")  # \w is Unicode-aware: accented and non-Latin names survive
-# A proxy in front of the app makes every request look local; these headers give it away.
-_FORWARDING = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 class UploadRejected(ValueError):
@@ -61,31 +73,28 @@ class UploadOutcome:
 
 
 @dataclass(frozen=True)
-class Access:
-    allowed: bool
-    reason: str = ""
+class Reconciled:
+    """What `Library.reconcile` did to make `uploads/` and the store agree (file names, counts)."""
 
+    completed: tuple[str, ...] = ()  # committed in the store, cut off before the file swap: swapped now
+    rolled_back: tuple[str, ...] = ()  # cut off before the commit: staged file dropped, previous version kept
+    repaired: tuple[str, ...] = ()  # re-ingested from uploads/ so the store holds exactly that file's chunks
+    removed: tuple[str, ...] = ()  # documents dropped: file gone (a cut-off delete) or no longer readable
+    pending_removed: int = 0  # pending chunks of other sources' cut-off ingests deleted (embedded store only)
+    temp_files_removed: int = 0
+    importance_refreshed: bool = False
 
-def edit_access(
-    admin_token: str | None, given_token: str, host: str | None, headers: Mapping[str, str]
-) -> Access:
-    """May this request upload or delete? With an operator token: only with that token. Without one:
-    only a direct request from this machine (loopback address and no proxy forwarding headers)."""
-    if admin_token:
-        if hmac.compare_digest(given_token.strip().encode(), admin_token.encode()):
-            return Access(True)
-        return Access(False, "The operator token is missing or wrong.")
-    lowered = {k.lower() for k in headers}
-    try:
-        local = host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if local and not lowered.intersection(_FORWARDING):
-        return Access(True)
-    return Access(
-        False,
-        "Changing documents is allowed from this machine only; the operator can set RAGBOT_ADMIN_TOKEN.",
-    )
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.completed
+            or self.rolled_back
+            or self.repaired
+            or self.removed
+            or self.pending_removed
+            or self.temp_files_removed
+            or self.importance_refreshed
+        )
 
 
 def safe_filename(name: str) -> str:
@@ -122,7 +131,7 @@ class Library:
         self.max_bytes = max_bytes
         self.on_change = on_change  # e.g. the retriever forgetting cached collection facts
         self._lock = threading.Lock()
-        # Listing reads every chunk's payload, and every page load asks for it: keep it a while
+        # Listing reads every chunk's source, title and hash, and every page load asks for it: keep it a while
         # (changes made here clear it; an ingest by another process shows within `list_ttl_s`).
         self.list_ttl_s = list_ttl_s
         self._listed: tuple[float, list[DocumentInfo]] | None = None
@@ -138,72 +147,117 @@ class Library:
         return docs
 
     def _scan(self) -> list[DocumentInfo]:
-        """One pass over the store's chunks (O(chunks): fine for thousands, slow for 100k)."""
-        if not self.store.exists():
-            return []
-        ids = self.store.ids()
-        counts: dict[str, int] = {}
-        titles: dict[str, str] = {}
-        for start in range(0, len(ids), 1024):
-            for chunk in self.store.chunks(ids[start : start + 1024]).values():
-                counts[chunk.source] = counts.get(chunk.source, 0) + 1
-                titles.setdefault(chunk.source, chunk.title)
-        docs = [DocumentInfo(s, titles[s], n, self._uploaded_at(s)) for s, n in counts.items()]
+        """One pass over the store's chunks (O(chunks): fine for thousands, slow for 100k).
+
+        Committed chunks only: a file being ingested shows once its new version is complete."""
+        docs = [
+            DocumentInfo(s.source, s.title, s.committed, self._uploaded_at(s.source))
+            for s in self.store.sources().values()
+            if s.committed
+        ]
         return sorted(docs, key=lambda d: (d.title.lower(), d.source))
 
     # ---- changing ----------------------------------------------------------------------------
     def upload(self, files: Sequence[tuple[str, Path]]) -> list[UploadOutcome]:
         """Store and ingest (browser name, temporary path) pairs; one outcome per file, in order.
 
-        A file the loader rejects leaves no trace: its stored copy is removed, or the copy it would
-        have replaced is put back.
+        Each file is staged and ingested under its final name; it replaces the file in `uploads/` only
+        once the store has committed its chunks. A file the loader rejects leaves no trace, and an
+        exception during ingest (re-raised) leaves every previous version in place, on disk and in
+        the store.
         """
         with self._lock:
-            self.uploads_dir.mkdir(parents=True, exist_ok=True)
             outcomes: dict[int, UploadOutcome] = {}
-            saved: dict[int, tuple[Path, bytes | None]] = {}  # index -> (stored path, previous bytes)
+            staged: dict[int, tuple[Path, Path]] = {}  # index -> (staged file, final path)
             taken: set[str] = set()
-            for i, (name, temp) in enumerate(files):
-                try:
-                    stored = self._save(name, temp, taken)
-                except UploadRejected as exc:
-                    outcomes[i] = UploadOutcome(name, "", FileStatus.REJECTED, reason=str(exc))
-                    continue
-                saved[i] = stored
-            if saved:
-                report = self.ingestor.ingest_paths([path for path, _ in saved.values()])
-                by_path = {str(Path(f.path).resolve()): f for f in report.files}
-                for i, (path, previous) in saved.items():
-                    outcome = by_path.get(str(path)) or FileOutcome(
-                        path=str(path), status=FileStatus.REJECTED, reason="not ingested"
-                    )
-                    if outcome.status is FileStatus.REJECTED:
-                        self._undo(path, previous)
-                    outcomes[i] = UploadOutcome(
-                        files[i][0], path.name, outcome.status, outcome.chunks, outcome.reason
-                    )
-                self._changed()
+            try:
+                for i, (name, temp) in enumerate(files):
+                    try:
+                        staged[i] = self._stage(name, temp, taken)
+                    except UploadRejected as exc:
+                        outcomes[i] = UploadOutcome(name, "", FileStatus.REJECTED, reason=str(exc))
+                docs: dict[int, Document] = {}
+                for i, (path, final) in staged.items():
+                    try:
+                        docs[i] = _load_as(path, final)
+                    except DocumentError as exc:
+                        outcomes[i] = UploadOutcome(
+                            files[i][0], final.name, FileStatus.REJECTED, reason=exc.reason
+                        )
+                if docs:
+                    outcomes |= self._ingest_staged([name for name, _ in files], staged, docs)
+            finally:
+                for path, _ in staged.values():
+                    path.unlink(missing_ok=True)
+                self._drop_staging_dir()
             return [outcomes[i] for i in range(len(files))]
 
     def delete(self, source: str) -> int:
         """Remove a document's chunks (and its uploaded file); returns how many chunks went.
 
         Only sources the store holds can be deleted, and only files inside the uploads folder are
-        ever removed from disk.
+        ever removed from disk. Head importance is marked stale first and the file goes before the
+        chunks: a crash part-way leaves chunks without a file, which `reconcile` removes.
         """
         with self._lock:
             ids = list(self.store.source_states([source])[source])
             if not ids:
                 return 0
-            self.store.delete(ids)
+            self.store.update_metadata(importance_stale=True)
             if (path := self._uploaded(source)) is not None:
                 path.unlink(missing_ok=True)
-            refresh_importance(self.store, self.ingestor.importance_sample)
-            self._changed()
+                fsync_dir(self.uploads_dir)
+            try:
+                self.store.delete(ids)
+                refresh_importance(self.store, self.ingestor.importance_sample)
+            finally:
+                self._changed()
             return len(ids)
 
+    def reconcile(self) -> Reconciled:
+        """Make `uploads/` and the store agree after a crash; call once at start-up, before serving.
+
+        Cheap when nothing was cut off: one scroll over the chunks' source and hash, and a look at
+        `uploads/`; files are loaded (and chunks embedded) only for documents found out of step.
+        """
+        with self._lock:
+            temp_files = self._remove_temp_files()
+            stored = self.store.sources()
+            completed, rolled_back = self._settle_staged(stored)
+            suspects: set[Path] = set()
+            leftovers: list[str] = []  # pending chunks of sources outside uploads/
+            for source, entry in stored.items():
+                path = self._uploaded(source)
+                if path is None:
+                    leftovers += entry.pending
+                elif not path.is_file() or entry.pending or len(entry.versions) != 1:
+                    suspects.add(path)
+            for path in self._uploaded_files():
+                found = stored.get(str(path))
+                if found is None or not found.versions:  # its ingest never committed
+                    suspects.add(path)
+            if self.store.is_server:  # another process may be ingesting those right now
+                leftovers = []
+            self._remove_chunks(leftovers)
+            repaired, removed = self._converge(sorted(suspects))
+            refreshed = self._refresh_if_stale() or bool(repaired)
+            report = Reconciled(
+                completed=tuple(completed),
+                rolled_back=tuple(rolled_back),
+                repaired=tuple(repaired),
+                removed=tuple(removed),
+                pending_removed=len(leftovers),
+                temp_files_removed=temp_files,
+                importance_refreshed=refreshed,
+            )
+            if report.changed:
+                log.info("library reconciled after an interrupted change: %s", report)
+                self._changed()
+            return report
+
     # ---- helpers -----------------------------------------------------------------------------
-    def _save(self, name: str, temp: Path, taken: set[str]) -> tuple[Path, bytes | None]:
+    def _stage(self, name: str, temp: Path, taken: set[str]) -> tuple[Path, Path]:
+        """Copy an upload into the staging folder under its safe name; returns (staged, final) paths."""
         safe = safe_filename(name)
         if safe.lower() in taken:
             raise UploadRejected(f"another file in this upload is also stored as '{safe}'")
@@ -213,23 +267,150 @@ class Library:
         target = self.uploads_dir / safe
         if target.is_symlink() or target.resolve().parent != self.uploads_dir:
             raise UploadRejected(f"'{safe}' cannot be stored in the uploads folder")
-        previous = target.read_bytes() if target.is_file() else None
-        self._write(target, temp.read_bytes())
+        staging = self.uploads_dir / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        staged = staging / safe
+        staged.unlink(missing_ok=True)
+        with temp.open("rb") as src, staged.open("xb") as dst:
+            shutil.copyfileobj(src, dst)
+            dst.flush()
+            os.fsync(dst.fileno())  # durable before its chunks can be committed
         taken.add(safe.lower())
-        return target, previous
+        return staged, target
 
-    def _write(self, target: Path, data: bytes) -> None:
-        """Write through a temporary file and a rename, so a reader never sees half a file."""
-        fd, tmp = tempfile.mkstemp(dir=self.uploads_dir, prefix=".upload-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+    def _ingest_staged(
+        self, names: list[str], staged: dict[int, tuple[Path, Path]], docs: dict[int, Document]
+    ) -> dict[int, UploadOutcome]:
+        """Ingest the staged documents, then move each staged file into place (its commit is done)."""
+        outcomes: dict[int, UploadOutcome] = {}
+        swapped: set[int] = set()
+        try:
+            report = self.ingestor.ingest_documents(list(docs.values()))
+            by_source = {f.source: f for f in report.files}
+            for i, doc in docs.items():
+                path, final = staged[i]
+                os.replace(path, final)
+                swapped.add(i)
+                f = by_source[doc.source]
+                outcomes[i] = UploadOutcome(names[i], final.name, f.status, f.chunks, f.reason)
+            fsync_dir(self.uploads_dir)
+        except BaseException:
+            self._restore([staged[i][1] for i in docs if i not in swapped])
+            raise
+        finally:
+            self._changed()
+        return outcomes
 
-    def _undo(self, path: Path, previous: bytes | None) -> None:
-        if previous is None:
+    def _restore(self, finals: list[Path]) -> None:
+        """After a failed ingest: the store goes back to what `uploads/` holds (the previous versions)."""
+        try:
+            self._converge(finals)
+            self._refresh_if_stale()
+        except Exception:
+            log.exception(
+                "could not restore %s after a failed upload; reconcile() at the next start will", finals
+            )
+
+    def _converge(self, paths: list[Path]) -> tuple[list[str], list[str]]:
+        """Make the store hold exactly the chunks of each uploaded file as it is on disk, or none when the
+        file is gone or unreadable (then it is removed too). Returns (re-ingested, removed) file names."""
+        if not paths:
+            return [], []
+        states = self.store.source_states(str(p) for p in paths)
+        docs: list[Document] = []
+        removed: list[str] = []
+        drop: list[str] = []
+        for path in paths:
+            chunks = states[str(path)]
+            if path.is_file():
+                try:
+                    docs.append(_load_as(path, path))
+                    continue
+                except DocumentError as exc:
+                    log.warning("removing the uploaded file %s: %s", path.name, exc.reason)
+                    path.unlink(missing_ok=True)
+                    removed.append(path.name)
+            elif any(h != PENDING for h in chunks.values()):  # a listed document whose file is gone
+                removed.append(path.name)
+            drop += chunks
+        self._remove_chunks(drop)
+        repaired: list[str] = []
+        if docs:
+            report = self.ingestor.ingest_documents(docs)
+            repaired = [Path(f.source).name for f in report.files if f.status is not FileStatus.UNCHANGED]
+        return repaired, removed
+
+    def _remove_chunks(self, ids: list[str]) -> None:
+        if ids:
+            self.store.update_metadata(importance_stale=True)  # first: a crash part-way recomputes it
+            self.store.delete(ids)
+
+    def _refresh_if_stale(self) -> bool:
+        if self.store.exists() and self.store.metadata().get("importance_stale"):
+            refresh_importance(self.store, self.ingestor.importance_sample)
+            return True
+        return False
+
+    def _settle_staged(self, stored: Mapping[str, StoredSource]) -> tuple[list[str], list[str]]:
+        """Staged files left by a crash: moved into place when the store committed their version
+        (the crash came after the commit), dropped otherwise. Returns (completed, rolled back) names."""
+        staging = self.uploads_dir / STAGING
+        if not staging.is_dir() or staging.is_symlink():
+            return [], []
+        completed: list[str] = []
+        rolled_back: list[str] = []
+        for path in sorted(staging.iterdir()):
+            final = self.uploads_dir / path.name
+            entry = stored.get(str(final))
+            if self._committed(path, final, entry.versions if entry else set()):
+                os.replace(path, final)
+                completed.append(path.name)
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            rolled_back.append(path.name)
+        fsync_dir(self.uploads_dir)
+        self._drop_staging_dir()
+        return completed, rolled_back
+
+    def _committed(self, staged: Path, final: Path, versions: set[str]) -> bool:
+        """Is this staged file the version the store committed for its final name?"""
+        if not versions or not staged.is_file() or staged.is_symlink():
+            return False
+        try:
+            if safe_filename(staged.name) != staged.name:
+                return False
+            return self.ingestor.doc_hash(_load_as(staged, final)) in versions
+        except (UploadRejected, DocumentError):
+            return False
+
+    def _drop_staging_dir(self) -> None:
+        staging = self.uploads_dir / STAGING
+        with contextlib.suppress(OSError):  # absent, or a file is still staged
+            staging.rmdir()
+
+    def _remove_temp_files(self) -> int:
+        if not self.uploads_dir.is_dir():
+            return 0
+        found = [p for p in self.uploads_dir.glob(TEMP_PREFIX + "*") if p.is_file() or p.is_symlink()]
+        for path in found:
             path.unlink(missing_ok=True)
-        else:
-            self._write(path, previous)
+        return len(found)
+
+    def _uploaded_files(self) -> list[Path]:
+        """The documents' files in `uploads/` (hidden and unsupported files are not documents)."""
+        if not self.uploads_dir.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.uploads_dir.iterdir()
+            if not p.name.startswith(".")
+            and p.suffix.lower() in SUPPORTED_SUFFIXES
+            and p.is_file()
+            and not p.is_symlink()
+        )
 
     def _uploaded(self, source: str) -> Path | None:
         """The stored file of an uploaded document; None for anything outside the uploads folder."""
@@ -249,6 +430,11 @@ class Library:
         self._listed = None
         if self.on_change:
             self.on_change()
+
+
+def _load_as(path: Path, final: Path) -> Document:
+    """Load a (staged) file as the document stored under `final`: chunk ids and key follow `final`."""
+    return load_document(path).model_copy(update={"source": str(final)})
 
 
 def _size(n: int) -> str:

@@ -8,6 +8,8 @@ Crash safety (a kill -9 at any point, then the same ingest again, ends with exac
   are they stamped with the file's hash and its stale chunks deleted. A file counts as unchanged
   only when every stored chunk carries its hash, so a half-written file is planned again: its
   stored chunks are kept (same ids, not re-embedded), the missing ones written, stale ones removed.
+- until that stamp a file's previous version keeps serving: searches never return pending chunks
+  (the store filters them out), so a replacement becomes visible at once, complete, when stamped.
 - head importance is marked stale in the metadata before the first write and recomputed at the
   end; an ingest that finds it stale recomputes it even when no file changed.
 """
@@ -26,14 +28,13 @@ from retrieval.chunking import Chunker, content_hash
 from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
-from retrieval.store import VectorStore
+from retrieval.store import PENDING, VectorStore
 from retrieval.types import Chunk, Document, FileOutcome, FileStatus, IngestReport
 
 if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
     from retrieval.embedder import Embedder
 
 log = logging.getLogger(__name__)
-PENDING = ""  # document hash of a chunk whose file is not completely stored yet
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Ingestor:
         plans: list[_FilePlan] = []
         states = self.store.source_states(d.source for d in docs)
         for doc in docs:
-            doc_hash = content_hash(doc.text + "\x1f" + self.chunker_signature)
+            doc_hash = self.doc_hash(doc)
             existing = states[doc.source]
             if existing and set(existing.values()) == {doc_hash}:
                 report.files_unchanged += 1
@@ -118,6 +119,10 @@ class Ingestor:
         if plans or self.store.metadata().get("importance_stale"):
             self.refresh_importance()
         return report
+
+    def doc_hash(self, doc: Document) -> str:
+        """The hash a document's chunks are stamped with: its text and the chunking settings."""
+        return content_hash(doc.text + "\x1f" + self.chunker_signature)
 
     def bm25(self, sample: list[Chunk]) -> BM25Encoder:
         """The collection's BM25 encoder; its average length is fixed by the first ingest and stored."""

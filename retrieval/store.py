@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # the store needs no torch: `ragbot info` and `reset` start i
 
 FULL = "full"
 SPARSE = "bm25"
+DOC_HASH = "doc_hash"  # payload field: the hash of the file version a chunk belongs to
+PENDING = ""  # its value on a chunk whose file is not completely stored yet: never searched, never listed
 EngineName = Literal["edge", "local"]
 DEFAULT_ENGINE: EngineName = "edge"
 
@@ -71,6 +73,28 @@ class Record:
     id: str
     payload: dict[str, Any]
     vectors: dict[str, Any] = field(default_factory=dict)  # name -> list[float] or SparseVec
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    """One source as the store holds it: its title and each chunk's document hash (PENDING: not committed)."""
+
+    source: str
+    title: str
+    chunks: dict[str, str]  # chunk id -> document hash
+
+    @property
+    def committed(self) -> int:
+        return sum(1 for h in self.chunks.values() if h != PENDING)
+
+    @property
+    def pending(self) -> list[str]:
+        return [i for i, h in self.chunks.items() if h == PENDING]
+
+    @property
+    def versions(self) -> set[str]:
+        """The document hashes of its committed chunks: one, unless a replacement was cut off."""
+        return {h for h in self.chunks.values() if h != PENDING}
 
 
 @dataclass(frozen=True)
@@ -129,7 +153,14 @@ class Engine(ABC):
     ) -> list[Record]: ...
     @abstractmethod
     def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
-        """All searches in one round trip; sparse searches with no terms are not sent and return []."""
+        """All searches in one round trip; sparse searches with no terms are not sent and return [].
+
+        Pending chunks (document hash PENDING) are never returned: a file being ingested is not
+        searchable until all its chunks are stored and stamped, and its previous version serves meanwhile.
+        """
+
+    def ensure_indexes(self) -> None:  # noqa: B027 (optional: engines without payload indexes need nothing)
+        """Create the payload indexes the store's filters use, where an older collection lacks them."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -185,6 +216,7 @@ class VectorStore:
                     f"full={have.get(FULL)}); it does not fit embedder '{embedder}'. Use another collection name "
                     "or delete it (ragbot reset)."
                 )
+            self._engine.ensure_indexes()
             return
         self._engine.create(schema, {"embedder": embedder, "n_heads": n_heads})
 
@@ -229,14 +261,14 @@ class VectorStore:
             part = slice(start, start + batch_size)
             dense = {FULL: full[part]} | {head_name(h): heads[part, h] for h in range(heads.shape[1])}
             payloads = [
-                c.model_dump() | {"doc_hash": doc_hashes[start + i], "head_norms": norms[start + i].tolist()}
+                c.model_dump() | {DOC_HASH: doc_hashes[start + i], "head_norms": norms[start + i].tolist()}
                 for i, c in enumerate(chunks[part])
             ]
             self._engine.upsert([c.id for c in chunks[part]], dense, list(sparse[part]), payloads)
 
     def set_doc_hash(self, ids: Sequence[str], doc_hash: str) -> None:
         if ids:
-            self._engine.set_payload(list(ids), {"doc_hash": doc_hash})
+            self._engine.set_payload(list(ids), {DOC_HASH: doc_hash})
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -273,11 +305,25 @@ class VectorStore:
         else:
             groups = [[s] for s in wanted] if len(wanted) <= 16 else [None]
         for group in groups:
-            for record in self.scroll(group, fields=["source", "doc_hash"]):
+            for record in self.scroll(group, fields=["source", DOC_HASH]):
                 source = record.payload.get("source")
                 if source in states:
-                    states[source][record.id] = str(record.payload.get("doc_hash", ""))
+                    states[source][record.id] = str(record.payload.get(DOC_HASH, PENDING))
         return states
+
+    def sources(self) -> dict[str, StoredSource]:
+        """Every stored source with its title and its chunks' document hashes: one scroll over the
+        collection reading three payload fields (O(chunks); for listing and start-up checks)."""
+        found: dict[str, StoredSource] = {}
+        if not self.exists():
+            return found
+        for record in self.scroll(fields=["source", "title", DOC_HASH]):
+            source = str(record.payload.get("source", ""))
+            entry = found.get(source)
+            if entry is None:
+                entry = found[source] = StoredSource(source, str(record.payload.get("title", "")), {})
+            entry.chunks[record.id] = str(record.payload.get(DOC_HASH, PENDING))
+        return found
 
     def ids(self) -> list[str]:
         """Every point id in the collection (scrolls; for tools and benchmarks, not the hot path)."""
@@ -370,8 +416,13 @@ def atomic_write_json(path: Path, value: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames and deletions in `folder` durable (best effort)."""
     with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened for fsync
-        fd = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

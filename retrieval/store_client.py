@@ -1,4 +1,10 @@
-"""qdrant-client engine: a Qdrant server (`url=`) or qdrant-client's local mode (`path=`, pure Python)."""
+"""qdrant-client engine: a Qdrant server (`url=`) or qdrant-client's local mode (`path=`, pure Python).
+
+Pending chunks are left out of searches by a payload filter on a server (indexed). Local mode
+evaluates a filter in Python for every point of every search (20x slower at 5k points), so there the
+engine keeps the set of pending ids instead (seeded by one scroll, then kept up to date by its own
+writes: local mode admits one process) and drops them from over-fetched results.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,22 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from retrieval.sparse import SparseVec
-from retrieval.store import SPARSE, Engine, Hit, Record, Schema, Search, StoreUnavailable
+from retrieval.store import (
+    DOC_HASH,
+    PENDING,
+    SPARSE,
+    Engine,
+    Hit,
+    Record,
+    Schema,
+    Search,
+    StoreUnavailable,
+)
+
+INDEXED = ("source", DOC_HASH)  # keyword payload indexes on a server: listing by source, searching committed
+_COMMITTED = models.Filter(
+    must_not=[models.FieldCondition(key=DOC_HASH, match=models.MatchValue(value=PENDING))]
+)
 
 
 class _GuardedClient:
@@ -54,6 +75,8 @@ class ClientEngine(Engine):
         self.client: QdrantClient = _GuardedClient(  # type: ignore[assignment]
             client, location, None if name == "server" else threading.RLock()
         )
+        self._pending: set[str] | None = None  # local mode: ids of pending chunks, once seeded
+        self._pending_lock = threading.Lock()
 
     @classmethod
     def server(cls, collection: str, url: str, api_key: str | None, timeout: float) -> ClientEngine:
@@ -95,8 +118,15 @@ class ClientEngine(Engine):
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata=metadata,
         )
-        if self.indexed_filters:
-            self.client.create_payload_index(self.collection, "source", models.PayloadSchemaType.KEYWORD)
+        self.ensure_indexes()
+
+    def ensure_indexes(self) -> None:
+        if not self.indexed_filters:  # local mode ignores payload indexes
+            return
+        have = self.client.get_collection(self.collection).payload_schema or {}
+        for key in INDEXED:
+            if key not in have:
+                self.client.create_payload_index(self.collection, key, models.PayloadSchemaType.KEYWORD)
 
     def vector_sizes(self) -> dict[str, int]:
         vectors = self.client.get_collection(self.collection).config.params.vectors
@@ -104,6 +134,8 @@ class ClientEngine(Engine):
 
     def drop(self) -> None:
         self.client.delete_collection(self.collection)
+        with self._pending_lock:
+            self._pending = None
 
     def metadata(self) -> dict[str, Any]:
         return dict(self.client.get_collection(self.collection).config.metadata or {})
@@ -125,12 +157,47 @@ class ClientEngine(Engine):
                 vector[SPARSE] = models.SparseVector(indices=sparse[i].indices, values=sparse[i].values)
             points.append(models.PointStruct(id=pid, vector=vector, payload=payloads[i]))
         self.client.upsert(self.collection, points=points, wait=True)
+        pending = {pid for pid, p in zip(ids, payloads, strict=True) if p.get(DOC_HASH) == PENDING}
+        self._track(added=pending, removed=set(ids) - pending)
 
     def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
         self.client.set_payload(self.collection, payload=payload, points=ids, wait=True)  # type: ignore[arg-type]
+        if DOC_HASH in payload:
+            now_pending = payload[DOC_HASH] == PENDING
+            self._track(added=set(ids) if now_pending else set(), removed=set() if now_pending else set(ids))
 
     def delete(self, ids: list[str]) -> None:
         self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)  # type: ignore[arg-type]
+        self._track(added=set(), removed=set(ids))
+
+    def _track(self, added: set[str], removed: set[str]) -> None:
+        """After a write: keep the pending set (when seeded) in step with the store."""
+        with self._pending_lock:
+            if self._pending is not None:
+                self._pending -= removed
+                self._pending |= added
+
+    def _pending_ids(self) -> set[str]:
+        """Local mode's pending chunk ids: one scroll the first time, then kept by `_track`.
+
+        A write racing the seed waits for the lock after its own write, so it is applied after the seed."""
+        with self._pending_lock:
+            if self._pending is None:
+                found: set[str] = set()
+                offset: Any = None
+                while True:
+                    points, offset = self.client.scroll(
+                        self.collection,
+                        limit=2048,
+                        offset=offset,
+                        with_payload=[DOC_HASH],
+                        with_vectors=False,
+                    )
+                    found.update(str(p.id) for p in points if (p.payload or {}).get(DOC_HASH) == PENDING)
+                    if offset is None:
+                        break
+                self._pending = found
+            return set(self._pending)
 
     def scroll(
         self,
@@ -160,6 +227,8 @@ class ClientEngine(Engine):
         return [_record(r) for r in records]
 
     def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        hidden = set() if self.indexed_filters else self._pending_ids()
+        flt = _COMMITTED if self.indexed_filters else None
         requests, slots = [], []
         for i, s in enumerate(searches):
             if isinstance(s.vector, SparseVec):
@@ -169,14 +238,17 @@ class ClientEngine(Engine):
             else:
                 query = np.asarray(s.vector, dtype=np.float32).tolist()
             requests.append(
-                models.QueryRequest(query=query, using=s.using, limit=s.limit, with_payload=False)
+                models.QueryRequest(
+                    query=query, using=s.using, limit=s.limit + len(hidden), filter=flt, with_payload=False
+                )
             )
             slots.append(i)
         results: list[list[Hit]] = [[] for _ in searches]
         if requests:
             answers = self.client.query_batch_points(self.collection, requests=requests)
             for slot, answer in zip(slots, answers, strict=True):
-                results[slot] = [Hit(str(p.id), p.score) for p in answer.points]
+                hits = [Hit(str(p.id), p.score) for p in answer.points]
+                results[slot] = [h for h in hits if h.id not in hidden][: searches[slot].limit]
         return results
 
     def close(self) -> None:

@@ -25,6 +25,8 @@ import qdrant_edge as qe
 
 from retrieval.sparse import SparseVec
 from retrieval.store import (
+    DOC_HASH,
+    PENDING,
     SPARSE,
     Engine,
     Hit,
@@ -37,6 +39,8 @@ from retrieval.store import (
 )
 
 SIDECAR = "collection.json"
+INDEXED = ("source", DOC_HASH)  # keyword payload indexes: listing by source, searching committed chunks
+_COMMITTED = qe.Filter(must_not=[qe.FieldCondition(key=DOC_HASH, match=qe.MatchValue(PENDING))])
 
 
 @dataclass
@@ -87,6 +91,17 @@ class EdgeEngine(Engine):
                     "set QDRANT_URL."
                 ) from exc
             raise
+        self.ensure_indexes()
+
+    def ensure_indexes(self) -> None:
+        with self._shared.lock:
+            shard = self._shared.shard
+            if shard is None:
+                return
+            have = shard.info().payload_schema
+            for key in INDEXED:
+                if key not in have:
+                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
 
     def _shard(self) -> qe.EdgeShard:
         if self._shared.shard is None:
@@ -129,7 +144,8 @@ class EdgeEngine(Engine):
                 sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             shard = qe.EdgeShard.create(str(shard_dir), config)
-            shard.update(qe.UpdateOperation.create_field_index("source", qe.PayloadSchemaType.Keyword))
+            for key in INDEXED:
+                shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
             sidecar = {"schema": asdict(schema), "metadata": dict(metadata)}
             atomic_write_json(self.dir / SIDECAR, sidecar)
             self._shared.shard, self._shared.sidecar = shard, sidecar
@@ -221,7 +237,9 @@ class EdgeEngine(Engine):
                 vector = np.asarray(s.vector, dtype=np.float32)
             query = qe.Query.Nearest(vector, using=s.using)
             requests.append(
-                qe.QueryRequest(limit=s.limit, query=query, with_payload=False, with_vector=False)
+                qe.QueryRequest(
+                    limit=s.limit, query=query, filter=_COMMITTED, with_payload=False, with_vector=False
+                )
             )
             slots.append(i)
         results: list[list[Hit]] = [[] for _ in searches]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from bot.library import Library, UploadRejected, edit_access, safe_filename
+from bot.library import Library, Reconciled, UploadRejected, safe_filename
 from retrieval.ingest import Ingestor
-from retrieval.store import VectorStore
-from retrieval.types import FileStatus
+from retrieval.store import PENDING, VectorStore
+from retrieval.types import Document, FileStatus
 
 CATS = "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content."
 CATS_V2 = CATS + "\n\nCats sleep for most of the day, often twelve to sixteen hours."
+DOGS = "Dogs bark at strangers and wag their tails."
+BIRDS = "# Birds\n\nSwallows migrate south in autumn and return to the same nests in spring."
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def test_upload_reports_added_unchanged_replaced_and_rejected(library: Library, 
             ("tool.exe", incoming(tmp_path, "t", b"MZ\x00\x00")),
             ("big.md", incoming(tmp_path, "b", "x" * 2001)),
             ("fake.pdf", incoming(tmp_path, "f", "not a pdf")),
-            ("dogs.txt", incoming(tmp_path, "d", "Dogs bark at strangers and wag their tails.")),
+            ("dogs.txt", incoming(tmp_path, "d", DOGS)),
         ]
     )
     assert [o.status for o in batch] == [FileStatus.REJECTED] * 4 + [FileStatus.ADDED]
@@ -145,15 +148,67 @@ def test_ingest_report_lists_each_file_with_its_outcome(ingestor: Ingestor, corp
     assert [(f.status, f.chunks) for f in again.files] == [(FileStatus.UNCHANGED, 1)]
 
 
-def test_edit_access_needs_the_token_when_one_is_set() -> None:
-    assert edit_access("s3cret", "s3cret", "10.1.2.3", {}).allowed
-    assert not edit_access("s3cret", "", "127.0.0.1", {}).allowed
-    assert not edit_access("s3cret", "wrong", "127.0.0.1", {}).allowed
+def test_delete_marks_importance_stale_and_removes_the_file_before_the_chunks(
+    library: Library, store: VectorStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete cut off after the file went: importance is recomputed and the chunks go at reconcile."""
+    library.upload([("cats.md", incoming(tmp_path, "c", CATS)), ("dogs.txt", incoming(tmp_path, "d", DOGS))])
+    source = str(library.uploads_dir / "cats.md")
+
+    def crash(ids: Sequence[str]) -> None:
+        raise OSError("killed mid-delete")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "delete", crash)
+        with pytest.raises(OSError, match="killed mid-delete"):
+            library.delete(source)
+    assert store.metadata()["importance_stale"] is True
+    assert not (library.uploads_dir / "cats.md").exists()
+
+    report = library.reconcile()
+    assert (report.removed, report.importance_refreshed) == (("cats.md",), True)
+    assert [d.name for d in library.documents()] == ["dogs.txt"]
+    assert store.source_states([source])[source] == {}
+    assert store.metadata()["importance_stale"] is False
 
 
-def test_edit_access_without_a_token_is_for_direct_local_requests_only() -> None:
-    assert edit_access(None, "", "127.0.0.1", {}).allowed
-    assert edit_access(None, "", "::1", {}).allowed
-    assert not edit_access(None, "", "192.168.1.20", {}).allowed
-    assert not edit_access(None, "", None, {}).allowed
-    assert not edit_access(None, "", "127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}).allowed
+def test_reconcile_makes_uploads_and_the_store_agree(
+    library: Library, ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path
+) -> None:
+    ingestor.ingest_paths([corpus])  # as `ragbot ingest` would
+    library.upload([("cats.md", incoming(tmp_path, "c", CATS)), ("dogs.txt", incoming(tmp_path, "d", DOGS))])
+    uploads = library.uploads_dir
+    old_cats = {c for c in store.source_states([str(uploads / "cats.md")])[str(uploads / "cats.md")]}
+    # What crashes (and the earlier upload code) leave behind:
+    (uploads / ".upload-k2j4x9").write_text("half a file")  # a temporary file
+    (uploads / ".staging").mkdir()
+    (uploads / ".staging" / "cats.md").write_text(CATS_V2)  # a re-upload cut off before its commit
+    (uploads / "birds.md").write_text(BIRDS)  # a file whose ingest never ran
+    (uploads / "broken.md").write_bytes(b"\x00\x01binary")  # ... and one that cannot be ingested
+    (uploads / "dogs.txt").unlink()  # a delete cut off after the file went
+    lost = Document(source=str(corpus / "lost.md"), title="Lost", text="Lighthouses warn ships off rocks.")
+    chunks = ingestor.chunker.split(lost)  # a CLI ingest killed before its commit: pending chunks only
+    texts = [c.text for c in chunks]
+    sparse = [ingestor.bm25([]).encode_document(t) for t in texts]
+    store.upsert(chunks, ingestor.embedder.embed(texts), sparse, [PENDING] * len(chunks))
+    assert "Lost" not in {d.title for d in library.documents()}  # pending: never listed
+
+    report = library.reconcile()
+    assert report == Reconciled(
+        completed=(),
+        rolled_back=("cats.md",),
+        repaired=("birds.md",),
+        removed=("broken.md", "dogs.txt"),
+        pending_removed=len(chunks),
+        temp_files_removed=1,
+        importance_refreshed=True,
+    )
+    assert sorted(p.name for p in uploads.iterdir()) == ["birds.md", "cats.md"]
+    assert (uploads / "cats.md").read_text() == CATS
+    assert set(store.source_states([str(uploads / "cats.md")])[str(uploads / "cats.md")]) == old_cats
+    listed = {d.source: d for d in library.documents()}
+    assert set(listed) == {str(p) for p in [*uploads.iterdir(), *corpus.resolve().iterdir()]}
+    assert listed[str(uploads / "birds.md")].uploaded and listed[str(uploads / "birds.md")].chunks == 1
+    assert sum(d.chunks for d in listed.values()) == store.count()  # nothing pending is left
+    assert store.metadata()["importance_stale"] is False
+    assert not library.reconcile().changed
