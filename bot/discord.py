@@ -2,15 +2,17 @@
 
 Discord requires an answer within 3 seconds, so a command is acknowledged with a deferred
 response (type 5) and the answer replaces it later through the interaction webhook; answers
-longer than Discord's 2,000-character limit continue in follow-up messages.
+longer than Discord's 2,000-character limit continue in follow-up messages. Each interaction
+id is answered once: a signed request replayed within the timestamp window is refused.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from nacl.exceptions import BadSignatureError
@@ -20,7 +22,15 @@ from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import TurnEnd
 from bot.replies import reply_text, split_message
-from bot.webhook_turns import WebhookOutcome, answer_remembered
+from bot.webhook_turns import (
+    BadPayload,
+    WebhookOutcome,
+    answer_remembered,
+    json_object,
+    object_field,
+    rejected,
+    text_field,
+)
 
 log = logging.getLogger(__name__)
 PING, APPLICATION_COMMAND = 1, 2
@@ -33,12 +43,12 @@ DISCORD_LIMIT = 2000
 class DiscordQuestion:
     application_id: str
     token: str
-    channel_id: str
+    channel: str  # the channel id, or "interaction:<id>" for one sent outside a channel
     text: str
 
     @property
     def conversation(self) -> str:
-        return f"discord:{self.channel_id}"
+        return f"discord:{self.channel}"
 
 
 DiscordOutcome = WebhookOutcome[DiscordQuestion]
@@ -67,21 +77,41 @@ class DiscordInteractions:
             return False
 
     def receive(self, body: bytes, signature: str, timestamp: str) -> DiscordOutcome:
+        """Verify and triage one interaction; each interaction id is answered once.
+
+        Discord sends an interaction once; the same signed request again within the timestamp
+        window is a replay and gets a 409. A malformed one gets a 400 and is not recorded.
+        """
         if not self.verify(body, signature, timestamp):
             return DiscordOutcome(401, {"error": "invalid request signature"})
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return DiscordOutcome(400, {"error": "body is not JSON"})
-        if payload.get("type") == PING:
+            return self._triage(json_object(body))
+        except BadPayload as exc:
+            return DiscordOutcome(400, rejected(exc))
+
+    def _triage(self, payload: dict[str, Any]) -> DiscordOutcome:
+        kind = payload.get("type")
+        if kind == PING:
             return DiscordOutcome(200, {"type": PONG})
-        if payload.get("type") != APPLICATION_COMMAND:
-            return DiscordOutcome(400, {"error": f"unsupported interaction type {payload.get('type')}"})
-        options = (payload.get("data") or {}).get("options") or []
-        text = " ".join(str(o.get("value", "")) for o in options).strip()
-        question = DiscordQuestion(
-            payload["application_id"], payload["token"], str(payload.get("channel_id", "")), text
+        if kind != APPLICATION_COMMAND:
+            return DiscordOutcome(400, {"error": f"unsupported interaction type {kind}"})
+        application_id = text_field(payload, "application_id", "interaction")
+        token = text_field(payload, "token", "interaction")
+        # Discord always sends the id; the token, as unique to the interaction, stands in without it
+        # (hashed: the token itself lets whoever holds it post in the interaction's name).
+        interaction_id = text_field(payload, "id", "interaction", required=False) or (
+            "token-" + hashlib.sha256(token.encode()).hexdigest()[:32]
         )
+        # Without a channel the interaction is its own conversation: no memory shared with others.
+        channel_id = text_field(payload, "channel_id", "interaction", required=False)
+        options = object_field(payload, "data", "interaction").get("options") or []
+        if not isinstance(options, list) or not all(isinstance(o, dict) for o in options):
+            raise BadPayload("interaction.data.options is not a list of objects")
+        text = " ".join(str(o.get("value", "")) for o in options).strip()
+        if not self.conversations.first_time(f"discord:{interaction_id}"):
+            return DiscordOutcome(409, {"error": "interaction already handled"})
+        channel = channel_id or f"interaction:{interaction_id}"
+        question = DiscordQuestion(application_id, token, channel, text)
         return DiscordOutcome(200, {"type": DEFERRED_CHANNEL_MESSAGE}, question)
 
     def answer(self, question: DiscordQuestion) -> None:

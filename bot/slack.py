@@ -2,15 +2,16 @@
 
 Slack expects a 2xx within 3 seconds and retries otherwise (X-Slack-Retry-Num), so the request
 only verifies and records the event; the answer is produced after the response has gone out and
-posted with chat.postMessage. Each event id is answered once, retries included.
+posted with chat.postMessage. Each event id is answered once, retries included; a signed
+delivery that lacks what an answer needs gets a 400 and is not recorded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
@@ -19,7 +20,15 @@ from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import TurnEnd
 from bot.replies import reply_text
-from bot.webhook_turns import WebhookOutcome, answer_remembered
+from bot.webhook_turns import (
+    BadPayload,
+    WebhookOutcome,
+    answer_remembered,
+    json_object,
+    object_field,
+    rejected,
+    text_field,
+)
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@[A-Z0-9]+>\s*")
@@ -54,24 +63,34 @@ class SlackEvents:
         self.conversations = conversations
 
     def receive(self, body: bytes, headers: dict[str, str]) -> SlackOutcome:
-        """Verify and triage one delivery; never slow (no model calls here)."""
+        """Verify and triage one delivery; never slow (no model calls here).
+
+        A malformed delivery gets a 400 and is not recorded, so it is not mistaken for a retry later.
+        """
         if not self.verifier.is_valid_request(body, headers):
             return SlackOutcome(401, {"error": "invalid Slack signature or stale timestamp"})
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return SlackOutcome(400, {"error": "body is not JSON"})
-        if payload.get("type") == "url_verification":
-            return SlackOutcome(200, {"challenge": payload.get("challenge", "")})
-        event = payload.get("event") or {}
-        event_id = payload.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
-        if not self.conversations.first_time(f"slack:{event_id}"):
-            return SlackOutcome(200, {"ok": True, "duplicate": True})  # a retry: answered already
+            return self._triage(json_object(body))
+        except BadPayload as exc:
+            return SlackOutcome(400, rejected(exc))
+
+    def _triage(self, payload: dict[str, Any]) -> SlackOutcome:
+        kind = payload.get("type")
+        if kind == "url_verification":
+            return SlackOutcome(200, {"challenge": text_field(payload, "challenge", "payload")})
+        if kind != "event_callback":  # app_rate_limited and the like: nothing to answer
+            return SlackOutcome(200, {"ok": True, "ignored": True})
+        event = object_field(payload, "event", "payload", required=True)
         if event.get("type") not in ("app_mention", "message") or event.get("bot_id") or event.get("subtype"):
             return SlackOutcome(200, {"ok": True, "ignored": True})
-        text = _MENTION.sub("", event.get("text", "")).strip()
-        question = SlackQuestion(event["channel"], event.get("thread_ts") or event["ts"], text)
-        return SlackOutcome(200, {"ok": True}, question)
+        channel = text_field(event, "channel", "event")
+        ts = text_field(event, "ts", "event")
+        thread_ts = text_field(event, "thread_ts", "event", required=False) or ts
+        text = _MENTION.sub("", text_field(event, "text", "event", required=False)).strip()
+        event_id = text_field(payload, "event_id", "payload", required=False) or f"{channel}:{ts}"
+        if not self.conversations.first_time(f"slack:{event_id}"):
+            return SlackOutcome(200, {"ok": True, "duplicate": True})  # a retry: answered already
+        return SlackOutcome(200, {"ok": True}, SlackQuestion(channel, thread_ts, text))
 
     def answer(self, question: SlackQuestion) -> None:
         """Answer in the thread; runs after the acknowledgement was sent."""
