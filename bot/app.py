@@ -7,6 +7,7 @@ tests can run the same routes over a small index.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -15,25 +16,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.chat import ChatService
+from bot.admission import Busy, Hangup
+from bot.chat import ChatService, InputError
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.discord import DiscordInteractions
 from bot.factory import Components
 from bot.feedback import Rating, RecentTurns
+from bot.httpsafe import Guard, TurnStream, edit_access, is_loopback_name, timely_h11, unless_gone, widget_csp
 from bot.library import Library
-from bot.openai_api import ApiError, CompletionRequest, complete, stream
+from bot.openai_api import ApiError, CompletionRequest, bounded_history, completion, split, sse
 from bot.slack import SlackEvents
-from bot.widget import frame_ancestors, widget_events, widget_page
+from bot.widget import widget_page, widget_rows
 from generation.protocol import ChatMessage
 
 log = logging.getLogger(__name__)
 HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
 WEBHOOK_THREADS = 4  # Slack/Discord turns in flight; more wait in the executor's own queue
+HEALTH_TIMEOUT_S = 3.0
+OPERATOR_COOKIE = "ragbot_operator"  # the operator token, as the documents panel's uploads send it
+UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 
 
 @dataclass
@@ -46,13 +54,15 @@ class AppDeps:
 
 
 class WidgetMessage(BaseModel):
-    token: str
+    token: str = Field(max_length=200)
     message: str
     history: list[ChatMessage] = Field(default_factory=list, max_length=40)
 
+    _bounded = field_validator("history")(bounded_history)
+
 
 class WidgetFeedback(BaseModel):
-    token: str
+    token: str = Field(max_length=200)
     turn_id: str = Field(max_length=64)
     rating: Rating | None = None
     comment: str = Field("", max_length=2000)
@@ -68,47 +78,68 @@ def _log_failure(future: Future[None]) -> None:
     future.add_done_callback(done)
 
 
-def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
+def client_of(request: Request) -> str:
+    """Whom the per-client share of the turn queue counts: the peer's address."""
+    return request.client.host if request.client else ""
+
+
+def busy_response(exc: Busy) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+def health_router(deps: AppDeps) -> APIRouter:
+    """/healthz answers on its own thread and never waits behind chats; it names each part's state,
+    not its error text (which can carry backend addresses): the log has those."""
+    router = APIRouter()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+
+    @router.get("/healthz")
+    async def healthz() -> JSONResponse:
+        try:  # asyncio waits on the pool's future: no server worker thread is taken
+            checks = await asyncio.wait_for(asyncio.wrap_future(pool.submit(deps.health)), HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            return JSONResponse({"status": "degraded", "detail": "health check timed out"}, status_code=503)
+        public = {}
+        for part, state in checks.items():
+            if not state.startswith("ok"):
+                log.warning("health: %s %s", part, state)
+            public[part] = "ok" if state.startswith("ok") else "unavailable"
+        ok = all(v == "ok" for v in public.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **public}, status_code=200 if ok else 503)
+
+    return router
+
+
+def widget_router(deps: AppDeps, recent: RecentTurns) -> APIRouter:
+    router = APIRouter()
     s, service = deps.settings, deps.service
-    # Slack and Discord questions are answered after the acknowledgement, on threads of their own: a
-    # burst of them waiting in the turn queue must not hold the server's worker threads, which the
-    # streaming doors (/v1, the widget) need.
-    webhook_turns = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="webhook-turn")
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        webhook_turns.shutdown(wait=False, cancel_futures=True)  # questions not yet started are dropped
-
-    app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
     tokens = s.widget_token_map()
-    recent = RecentTurns()
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        checks = deps.health()
-        ok = all(v.startswith("ok") for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
-
-    @app.get("/widget", response_class=HTMLResponse)
+    @router.get("/widget", response_class=HTMLResponse)
     def widget(token: str = "") -> HTMLResponse:
         if token not in tokens:
             raise HTTPException(403, "Unknown widget token: ask the operator for this site's token.")
         page = widget_page(token, s.max_message_chars)
-        return HTMLResponse(page, headers={"Content-Security-Policy": frame_ancestors(s.widget_origins)})
+        return HTMLResponse(page, headers={"Content-Security-Policy": widget_csp(s.widget_origins)})
 
-    @app.post("/widget/chat")
-    def widget_chat(body: WidgetMessage) -> StreamingResponse:
+    @router.post("/widget/chat", response_model=None)
+    def widget_chat(body: WidgetMessage, request: Request) -> Response:
         if body.token not in tokens:
             raise HTTPException(403, "Unknown widget token.")
-
+        hangup = Hangup()
+        try:
+            events = service.start(body.message, body.history, client=client_of(request), hangup=hangup)
+        except InputError as exc:
+            raise HTTPException(400, str(exc)) from None
+        except Busy as exc:
+            return busy_response(exc)
         channel = f"widget:{tokens[body.token]}"
-        return StreamingResponse(
-            widget_events(service, body.message, body.history, recent, channel),
-            media_type="application/x-ndjson",
-        )
+        rows = widget_rows(events, body.message, recent, channel)
+        return TurnStream(rows, hangup, media_type="application/x-ndjson")
 
-    @app.post("/widget/feedback")
+    @router.post("/widget/feedback")
     def widget_feedback(body: WidgetFeedback) -> JSONResponse:
         if body.token not in tokens:
             raise HTTPException(403, "Unknown widget token.")
@@ -121,35 +152,70 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
             deps.conversations.comment(turn, body.comment)
         return JSONResponse({"saved": True})
 
-    @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
+    return router
+
+
+def openai_router(deps: AppDeps) -> APIRouter:
+    """/v1/chat/completions: the key is checked before the body is read, the body is bounded, and a
+    turn ends when its caller hangs up, streaming or not."""
+    router = APIRouter()
+    s, service = deps.settings, deps.service
+
+    @router.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
         if s.api_key:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), s.api_key.encode()):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), s.api_key.encode()
+            ):
                 return _api_error(ApiError(401, "Invalid API key.", "authentication_error"))
         try:
+            body = CompletionRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            return _api_error(ApiError(400, message, "invalid_request_error"))
+        client = "" if s.api_key else client_of(request)  # a key holder is trusted with its own share
+        hangup = Hangup()
+        try:
+            question, history = split(body)
+            events = service.start(question, history, client=client, hangup=hangup)
             if body.stream:
-                return StreamingResponse(stream(service, body), media_type="text/event-stream")
-            return JSONResponse(complete(service, body))
+                return TurnStream(sse(events, body), hangup, media_type="text/event-stream")
+            result = await unless_gone(request.receive, lambda: completion(events, body), hangup)
+            if result is None:
+                return Response(status_code=499)  # nobody is listening; nothing was sent
+            return JSONResponse(result)
+        except InputError as exc:
+            return _api_error(ApiError(400, str(exc), "invalid_request_error"))
+        except Busy as exc:
+            response = _api_error(ApiError(429, str(exc), "rate_limit_error"))
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         except ApiError as exc:
             return _api_error(exc)
 
+    return router
+
+
+def webhook_router(deps: AppDeps, turns: ThreadPoolExecutor) -> APIRouter:
+    router = APIRouter()
+    s, service = deps.settings, deps.service
     if s.slack_signing_secret:
         slack = SlackEvents(
             s.slack_signing_secret, s.slack_bot_token, service, deps.conversations, s.slack_api_url
         )
 
-        @app.post("/slack/events")
+        @router.post("/slack/events")
         async def slack_events(request: Request) -> JSONResponse:
             outcome = slack.receive(await request.body(), dict(request.headers))
             if outcome.question:
-                _log_failure(webhook_turns.submit(slack.answer, outcome.question))
+                _log_failure(turns.submit(slack.answer, outcome.question))
             return JSONResponse(outcome.body, status_code=outcome.status)
 
     if s.discord_public_key:
         discord = DiscordInteractions(s.discord_public_key, service, deps.conversations, s.discord_api_url)
 
-        @app.post("/discord/interactions")
+        @router.post("/discord/interactions")
         async def discord_interactions(request: Request) -> JSONResponse:
             outcome = discord.receive(
                 await request.body(),
@@ -157,15 +223,59 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
                 request.headers.get("x-signature-timestamp", ""),
             )
             if outcome.question:
-                _log_failure(webhook_turns.submit(discord.answer, outcome.question))
+                _log_failure(turns.submit(discord.answer, outcome.question))
             return JSONResponse(outcome.body, status_code=outcome.status)
 
+    return router
+
+
+class UploadGate:
+    """Gradio's upload route takes files before any event handler runs: only an editor may post
+    there (the operator token, sent by the documents panel as a SameSite cookie, or a direct local
+    request when no token is set)."""
+
+    def __init__(self, app: ASGIApp, admin_token: str | None, bound_host: str) -> None:
+        self.app, self.admin_token, self.bound_host = app, admin_token, bound_host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") in UPLOAD_PATHS
+        ):
+            request = Request(scope)
+            client = request.client.host if request.client else None
+            token = request.cookies.get(OPERATOR_COOKIE, "")
+            access = edit_access(self.admin_token, token, client, request.headers, self.bound_host)
+            if not access.allowed:
+                await JSONResponse({"detail": access.reason}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
+    s = deps.settings
+    # Slack and Discord questions are answered after the acknowledgement, on threads of their own: a
+    # burst of them waiting in the turn queue must not hold the server's worker threads, which the
+    # streaming doors (/v1, the widget) need.
+    webhook_turns = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="webhook-turn")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        webhook_turns.shutdown(wait=False, cancel_futures=True)  # questions not yet started are dropped
+
+    app = FastAPI(title="ragbot", docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
+    app.include_router(health_router(deps))
+    app.include_router(widget_router(deps, RecentTurns()))
+    app.include_router(openai_router(deps))
+    app.include_router(webhook_router(deps, webhook_turns))
     if with_ui:
         import gradio as gr
 
         from bot.web import CSS, HEAD, build_ui
 
-        ui = build_ui(service, deps.conversations, deps.library, s.admin_token)
+        ui = build_ui(deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host)
         app = gr.mount_gradio_app(
             app,
             ui.queue(),
@@ -174,6 +284,17 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
             head=HEAD,
             max_file_size=int(s.max_upload_mb * 1_000_000),
         )
+        app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
+    # No cross-origin reads anywhere (the widget calls its own origin); configuring it here also
+    # turns off Gradio's own CORS middleware, which reflects any origin with credentials.
+    app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    upload_bytes = int(s.max_upload_mb * 1_000_000) * 10 + 1_000_000  # several files in one form
+    app.add_middleware(
+        Guard,
+        allowed_hosts=s.served_hosts(),
+        max_body=s.max_body_kb * 1024,
+        body_limits={path: upload_bytes for path in UPLOAD_PATHS},
+    )
     return app
 
 
@@ -206,15 +327,28 @@ def build_app(parts: Components) -> FastAPI:
     library = Library(
         parts.ingestor, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
     )
+    library.reconcile()  # finish or roll back an upload or delete a crash cut off, before serving
     conversations = ConversationStore(s.conversations_path)
     deps = AppDeps(s, parts.chat_service(), conversations, component_health(parts), library)
     return create_app(deps)
+
+
+def exposure_problems(s: Settings) -> list[str]:
+    """Settings that would put an open door on the network; `serve` refuses to start with any."""
+    problems = []
+    if not is_loopback_name(s.host) and not s.api_key:
+        problems.append(
+            f"/v1 would be open to anyone who reaches {s.host}: set RAGBOT_API_KEY, or bind to 127.0.0.1."
+        )
+    return problems
 
 
 def serve(parts: Components) -> None:
     import uvicorn
 
     s = parts.settings
+    if problems := exposure_problems(s):
+        raise SystemExit("ragbot will not start: " + " ".join(problems))
     app = build_app(parts)
     # The moderation prompts' prefixes are cached (restored from the last start's files, or computed)
     # while the first visitor reads the page.
@@ -222,4 +356,12 @@ def serve(parts: Components) -> None:
     print(
         f"ragbot on http://{s.host}:{s.port}  (chat at /, widget at /widget, health at /healthz)", flush=True
     )
-    uvicorn.run(app, host=s.host, port=s.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=s.host,
+        port=s.port,
+        log_level="warning",
+        http=timely_h11(s.header_timeout_s),
+        limit_concurrency=s.max_connections,
+        timeout_keep_alive=5,
+    )

@@ -10,10 +10,10 @@ import collections.abc
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from bot.admission import TurnQueue
+from bot.admission import Busy, Hangup, TurnQueue
 from bot.events import (
     Answered,
     Delta,
@@ -33,6 +33,7 @@ from guardrails.classifier import softmax
 from guardrails.grounding import Evidence, Grounding, Scope
 from guardrails.guard import Guard
 from guardrails.injection import quarantine as quarantine_text
+from guardrails.links import LinkFilter
 from guardrails.prompts import (
     ABSTENTION,
     ANSWER_INSTRUCTION,
@@ -52,6 +53,7 @@ TOO_LONG_FOR_MODEL = (
     "This message, with the sources it needs, is too long for the language model's context. "
     "Please ask a shorter question, or start a new chat."
 )
+MAX_HISTORY_MESSAGES = 20  # earlier messages are dropped: condensation and the prompt need the recent ones
 
 
 class InputError(ValueError):
@@ -67,6 +69,15 @@ def validate_message(message: str, max_chars: int) -> str:
             f"Your message is {len(message):,} characters; the limit is {max_chars:,}. Please shorten it."
         )
     return message
+
+
+def clip_history(history: Sequence[ChatMessage], max_chars: int) -> list[ChatMessage]:
+    """The recent part of a history sent by a client: at most MAX_HISTORY_MESSAGES messages of at
+    most `max_chars` characters each (a client may send anything; the prompt must stay bounded)."""
+    return [
+        m if len(m.content) <= max_chars else ChatMessage(role=m.role, content=m.content[:max_chars])
+        for m in list(history)[-MAX_HISTORY_MESSAGES:]
+    ]
 
 
 def build_prompt(
@@ -106,6 +117,15 @@ def mark_cited(answer: str, sources: Sequence[Source]) -> list[Source]:
     return [
         Source(s.number, s.title, s.source, s.text, s.score, s.chunk_id, s.number in cited) for s in sources
     ]
+
+
+def last_end(events: Iterable[TurnEvent]) -> TurnEnd:
+    """How a turn ended, read to its end (a turn hung up before it ended is reported as such)."""
+    end: TurnEnd = Failed(ErrorKind.INTERNAL, "The turn ended without an answer.")
+    for event in events:
+        if isinstance(event, Answered | Refused | Failed):
+            end = event
+    return end
 
 
 class ChatService:
@@ -161,25 +181,68 @@ class ChatService:
             out = focus(question, out, self.retriever.embedder, self.prompt_chars)
         return out
 
-    def answer(self, message: str, history: Sequence[ChatMessage] = ()) -> TurnEnd:
-        """The end of a turn, for channels that cannot stream (webhooks)."""
-        end: TurnEnd = Failed(ErrorKind.INTERNAL, "The turn ended without an answer.")
-        for event in self.turn(message, history):
-            if isinstance(event, Answered | Refused | Failed):
-                end = event
-        return end
+    def answer(
+        self,
+        message: str,
+        history: Sequence[ChatMessage] = (),
+        *,
+        client: str = "",
+        hangup: Hangup | None = None,
+    ) -> TurnEnd:
+        """The end of a turn, for channels that cannot stream (webhooks, non-streaming API calls)."""
+        return last_end(self.turn(message, history, client=client, hangup=hangup))
 
-    def turn(self, message: str, history: Sequence[ChatMessage] = ()) -> Iterator[TurnEvent]:
-        start = time.perf_counter()
+    def turn(
+        self,
+        message: str,
+        history: Sequence[ChatMessage] = (),
+        *,
+        client: str = "",
+        hangup: Hangup | None = None,
+    ) -> Iterator[TurnEvent]:
+        """The whole turn as events; a message that cannot be taken ends at once with `Failed`."""
+        hangup = hangup or Hangup()
         try:
-            question = validate_message(message, self.max_message_chars)
+            events = self.start(message, history, client=client, hangup=hangup)
         except InputError as exc:  # said at once, without waiting in line
             yield Failed(ErrorKind.INPUT, str(exc))
             return
-        ticket = self.queue.join()
-        inner = self._turn(question, history, start)  # a generator: nothing runs before it is read
+        except Busy as exc:
+            yield Failed(ErrorKind.BUSY, str(exc))
+            return
         try:
-            yield from self._wait(ticket)
+            yield from events
+        finally:
+            events.close()
+            hangup.hang_up()  # a caller that stops reading gives its place up now, not at GC
+
+    def start(
+        self,
+        message: str,
+        history: Sequence[ChatMessage] = (),
+        *,
+        client: str = "",
+        hangup: Hangup | None = None,
+    ) -> collections.abc.Generator[TurnEvent]:
+        """Validate the message and take a place in line now (raising InputError or Busy, so an HTTP
+        door can answer 400 or 429 before it starts a stream); the events follow when read.
+
+        The place is given up when the events end or `hangup` is hung up, whichever comes first: a
+        door must do one of the two."""
+        start = time.perf_counter()
+        question = validate_message(message, self.max_message_chars)
+        ticket = self.queue.join(client)
+        hangup = hangup or Hangup()
+        hangup.on_hangup(lambda: self.queue.leave(ticket))
+        return self._admitted(ticket, question, clip_history(history, self.max_message_chars), hangup, start)
+
+    def _admitted(
+        self, ticket: int, question: str, history: Sequence[ChatMessage], hangup: Hangup, start: float
+    ) -> collections.abc.Generator[TurnEvent]:
+        inner = self._turn(question, history, start, hangup)  # a generator: nothing runs before it is read
+        try:
+            if not (yield from self._wait(ticket, hangup)):
+                return  # the asker left while waiting
             queued_s = time.perf_counter() - start
             for event in inner:
                 if isinstance(event, Answered | Refused):
@@ -201,20 +264,28 @@ class ChatService:
             inner.close()  # a caller that stops reading stops the generation too
             self.queue.leave(ticket)  # also when the caller stops reading, waiting or not
 
-    def _wait(self, ticket: int, poll_s: float = 1.0) -> Iterator[Queued]:
-        """Until the turn may run: its place in line, each time that changes."""
+    def _wait(
+        self, ticket: int, hangup: Hangup, poll_s: float = 1.0
+    ) -> collections.abc.Generator[Queued, None, bool]:
+        """Until the turn may run: its place in line, each time that changes. False if the asker left."""
         told = None
         while not self.queue.admit(ticket, timeout=0 if told is None else poll_s):
+            if hangup.is_set:
+                return False
             ahead = self.queue.ahead(ticket)
             if ahead != told:
                 told = ahead
                 yield Queued(ahead)
+        return not hangup.is_set
 
     def _turn(
-        self, question: str, history: Sequence[ChatMessage], start: float
+        self, question: str, history: Sequence[ChatMessage], start: float, hangup: Hangup
     ) -> collections.abc.Generator[TurnEvent]:
-        """The turn once it has its place in line; `question` is the validated message."""
+        """The turn once it has its place in line; `question` is the validated message. Each stage
+        first asks whether the asker is still there, and so does every streamed piece."""
         standalone = self.retriever.standalone(question, history, self.settings)
+        if hangup.is_set:
+            return
         t = time.perf_counter()
         # Intent is judged on the standalone question: a follow-up ("how do I make it at home?") only
         # shows what it asks for together with the conversation.
@@ -225,6 +296,8 @@ class ChatService:
             timings = TurnTimings(0.0, moderation_s, checks, None, time.perf_counter() - start)
             yield Refused(verdict, standalone, timings=timings)
             return
+        if hangup.is_set:
+            return
         t = time.perf_counter()
         result = self.retriever.search(question, standalone, self.settings)
         retrieval_s = time.perf_counter() - t
@@ -232,10 +305,12 @@ class ChatService:
         yield Started(standalone, sources)
         chunks = self.prompt_chunks(standalone, result.chunks)
         op = self.guard.operator_prompt
+        if hangup.is_set:
+            return
         if self.abstain_below and chunks:
             gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
             answerable = self._p_yes(gate)
-            log.info("answerable p=%.3f for %r", answerable, standalone)
+            log.info("answerable p=%.3f", answerable)  # no message text in logs
             if answerable < self.abstain_below:
                 yield Delta(ABSTENTION)
                 timings = TurnTimings(retrieval_s, moderation_s, checks, time.perf_counter() - start,
@@ -247,7 +322,11 @@ class ChatService:
         prompt = build_prompt(
             standalone, chunks, history, op, spotlight=self.spotlight, plain=self.plain_prompt
         )
-        pieces = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
+        drafted = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
+        # Links only where the sources the model saw, or the asker, gave them (guardrails/links.py).
+        seen = [question, standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in chunks)]
+        links = LinkFilter("\n".join(seen))
+        pieces = links.stream(drafted)
         text, first_text_s = "", None
         evidence = None
         if self.grounding is not Grounding.OFF:
@@ -260,6 +339,9 @@ class ChatService:
         for piece in self.guard.checked_stream(
             standalone, pieces, evidence, names, sentences, review=verdict.review
         ):
+            if hangup.is_set:
+                log.info("the asker left; generation stopped")
+                return
             moderation_s += piece.check_seconds
             checks += piece.checks
             if piece.verdict:
@@ -270,10 +352,10 @@ class ChatService:
                 return
             if piece.text and not text and self.check_below:
                 supported = self.supported(prompt, piece.text)
-                log.info("first sentence supported p=%.3f for %r", supported, standalone)
+                log.info("first sentence supported p=%.3f", supported)
             if piece.unsupported or (supported is not None and supported < self.check_below):
                 # The answer states something its sources do not: it ends before that piece.
-                log.info("unsupported %s in answer to %r", piece.unsupported or "first sentence", standalone)
+                log.info("answer cut before an unsupported %s", "claim" if piece.unsupported else "first sentence")
                 if not text.strip():
                     text = ABSTENTION
                     first_text_s = time.perf_counter() - start
@@ -284,6 +366,8 @@ class ChatService:
                     first_text_s = time.perf_counter() - start
                 text += piece.text
                 yield Delta(piece.text)
+        if links.removed:
+            log.warning("removed %d link(s) the sources do not give from an answer", len(links.removed))
         answer = text.strip()
         timings = TurnTimings(retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start)
         yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable, supported)

@@ -165,8 +165,12 @@ class Settings(BaseSettings):
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")
     condense: bool = True
 
-    # Front doors (issue 4). Secrets come from the environment, never from flags.
-    api_key: str | None = Field(None, description="Bearer key for /v1/chat/completions; unset: open.")
+    # Front doors. Secrets come from the environment, never from flags.
+    api_key: str | None = Field(
+        None,
+        description="Bearer key for /v1/chat/completions; unset: open, which `serve` allows on a loopback "
+        "bind only.",
+    )
     widget_tokens: str = Field(
         "", description="Per-site widget tokens, 'site=token,site2=token2' (not the operator's key)."
     )
@@ -187,13 +191,45 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
+    allowed_hosts: str = Field(
+        "",
+        description="Host names the server answers to besides loopback names, comma-separated; '*': any. "
+        "Unset: loopback names only on a loopback bind (no DNS rebinding), any name otherwise.",
+    )
     max_message_chars: int = Field(4000, ge=1)
+    max_body_kb: int = Field(
+        2048, ge=16, description="Largest request body outside uploads, checked before parsing."
+    )
+    max_waiting_turns: int = Field(
+        32,
+        ge=0,
+        description="Chats that may wait for the model; more are told to retry (HTTP 429). 0: no bound.",
+    )
+    turns_per_client: int = Field(
+        3,
+        ge=0,
+        description="Chats one address may have running or waiting at once (0: no cap; behind a "
+        "proxy every asker shares its address).",
+    )
+    max_connections: int = Field(256, ge=8, description="Open connections and requests before HTTP 503.")
+    header_timeout_s: float = Field(
+        10, gt=0, description="Time a connection has to send a request's headers."
+    )
 
     @field_validator("moderation_categories")
     @classmethod
     def _known_categories(cls, value: str) -> str:
         parse_categories(value)  # raises ValueError naming the bad category
         return value
+
+    def served_hosts(self) -> frozenset[str] | None:
+        """Host names served besides loopback names; None: any."""
+        from bot.httpsafe import is_loopback_name
+
+        names = frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+        if "*" in names or (not names and not is_loopback_name(self.host)):
+            return None
+        return names
 
     @property
     def conversations_path(self) -> Path:

@@ -27,6 +27,14 @@ class Source:
     cited: bool = False
 
     @property
+    def public_source(self) -> str:
+        """Where the passage comes from, as anyone may see it: a URL, or a file's name (never the
+        server's path)."""
+        if self.source.startswith(("http://", "https://")):
+            return self.source
+        return self.source.replace("\\", "/").rsplit("/", 1)[-1]
+
+    @property
     def snippet(self) -> str:
         return " ".join(self.text.split())[:240]
 
@@ -48,6 +56,7 @@ class ErrorKind(StrEnum):
     STORE = "store"  # the document store is down
     GENERATOR = "generator"  # the language model is down
     INTERNAL = "internal"  # a bug: the log has the traceback
+    BUSY = "busy"  # no place in line now (the line is full, or this client holds its share): try later
 
 
 @dataclass(frozen=True)

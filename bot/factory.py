@@ -168,7 +168,7 @@ class Components:
         """One line for every chat service built here: they share one model."""
         s = self.settings
         limit = s.turns_at_once if s.turns_at_once is not None else (0 if s.vllm_url else EMBEDDED_TURNS)
-        return TurnQueue(limit)
+        return TurnQueue(limit, max_waiting=s.max_waiting_turns, per_client=s.turns_per_client)
 
     def chat_service(self) -> ChatService:
         s = self.settings

@@ -10,22 +10,42 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, replace
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from bot.chat import ChatService
-from bot.events import Answered, Delta, ErrorKind, Failed, Queued, Refused, TurnEnd
+from bot.chat import ChatService, last_end
+from bot.events import Answered, Delta, ErrorKind, Failed, Queued, Refused, Source, TurnEnd, TurnEvent
 from generation.protocol import ChatMessage
 
-STATUS = {ErrorKind.INPUT: 400, ErrorKind.STORE: 503, ErrorKind.GENERATOR: 503, ErrorKind.INTERNAL: 500}
+STATUS = {ErrorKind.INPUT: 400, ErrorKind.STORE: 503, ErrorKind.GENERATOR: 503, ErrorKind.INTERNAL: 500,
+          ErrorKind.BUSY: 429}  # fmt: skip
+MAX_MESSAGES = 64  # per request; the turn uses the last ones (bot/chat.py clip_history)
+MAX_CONTENT_CHARS = 32_000  # per message; the question itself is held to the operator's limit
+
+
+def bounded_history(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """A client's history must not grow the server's memory or the prompt without bound."""
+    for m in messages:
+        if len(m.content) > MAX_CONTENT_CHARS:
+            raise ValueError(
+                f"a message is {len(m.content):,} characters; the limit is {MAX_CONTENT_CHARS:,}"
+            )
+    return messages
 
 
 class CompletionRequest(BaseModel):
-    model: str = "ragbot"
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field("ragbot", max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
+
+    _bounded = field_validator("messages")(bounded_history)
+
+
+def public_sources(sources: Iterable[Source]) -> list[dict[str, object]]:
+    """Sources as an anonymous caller may see them: a local file by its name, never the server's path."""
+    return [asdict(replace(s, source=s.public_source)) for s in sources]
 
 
 class ApiError(Exception):
@@ -34,7 +54,7 @@ class ApiError(Exception):
         self.status, self.message, self.kind = status, message, kind
 
 
-def _split(request: CompletionRequest) -> tuple[str, list[ChatMessage]]:
+def split(request: CompletionRequest) -> tuple[str, list[ChatMessage]]:
     users = [n for n, m in enumerate(request.messages) if m.role == "user"]
     if not users:
         raise ApiError(400, "messages must contain a user message", "invalid_request_error")
@@ -48,7 +68,7 @@ def _extras(end: Answered | Refused) -> dict[str, object]:
         moderation = {"flagged": True, "category": verdict.category.value, "stage": verdict.stage,
                       "retracted": end.retracted}  # fmt: skip
         return {"sources": [], "moderation": moderation}
-    return {"sources": [asdict(s) for s in end.sources]}
+    return {"sources": public_sources(end.sources)}
 
 
 def _finish(end: Answered | Refused) -> str:
@@ -66,8 +86,14 @@ def _raise_failed(end: TurnEnd) -> Answered | Refused:
 
 
 def complete(service: ChatService, request: CompletionRequest) -> dict[str, object]:
-    question, history = _split(request)
-    end = _raise_failed(service.answer(question, history))
+    """The whole turn as one chat.completion (see `completion`)."""
+    question, history = split(request)
+    return completion(service.turn(question, history), request)
+
+
+def completion(events: Iterable[TurnEvent], request: CompletionRequest) -> dict[str, object]:
+    """A chat.completion from a turn's events, read to their end; a failed turn raises ApiError."""
+    end = _raise_failed(last_end(events))
     message = {"role": "assistant", "content": _content(end)}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -80,8 +106,13 @@ def complete(service: ChatService, request: CompletionRequest) -> dict[str, obje
 
 
 def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
+    """The whole turn as server-sent events (see `sse`)."""
+    question, history = split(request)
+    return sse(service.turn(question, history), request)
+
+
+def sse(events: Iterable[TurnEvent], request: CompletionRequest) -> Iterator[str]:
     """Server-sent events in OpenAI's chunk format; an error mid-way arrives as an `error` event."""
-    question, history = _split(request)
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: object) -> str:
@@ -90,7 +121,7 @@ def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant"})
-    for event in service.turn(question, history):
+    for event in events:
         if isinstance(event, Queued):
             yield f": {event.message}\n\n"  # an SSE comment: clients skip it, proxies see the line is alive
         elif isinstance(event, Delta):

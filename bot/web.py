@@ -15,6 +15,7 @@ example questions, a status line and feedback.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Iterator
@@ -24,19 +25,37 @@ from typing import Any
 
 import gradio as gr
 
+from bot.admission import Hangup
 from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEnd
 from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
-from bot.library import DocumentInfo, Library, UploadOutcome, edit_access
+from bot.httpsafe import edit_access
+from bot.library import DocumentInfo, Library, UploadOutcome
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
 from retrieval.types import FileStatus
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _CITE_LINK = re.compile(r"\[\\\[(\d{1,2})\\\]\]\(#cite-\d+-\d+\)")
+# Markdown that could make the browser fetch or link somewhere: brackets (links, images, references),
+# backslashes (which could undo an escape), and what GFM autolinks (scheme://, www., e-mail @).
+_MARKDOWN_REACH = re.compile(r"[\\\[\]]|(?<=[A-Za-z])(?=://)|(?<=\bwww)(?=\.)|(?=@)")
+_ESCAPED = re.compile(r"\\([\\\[\]:.@])")
 _SOURCES_HEADING = "\n\n**Sources**\n"  # in answers rendered by earlier versions: cut from the history
+
+
+def safe_markdown(text: str) -> str:
+    """Text from the model (or a user) as Markdown that renders as the same text and nothing else:
+    no HTML (escaped), no links or images (brackets escaped), no autolinked URLs or addresses.
+    `unsafe_text` reverses it."""
+    text = html.escape(text, quote=False)
+    return _MARKDOWN_REACH.sub(lambda m: "\\" + m.group(0) if m.group(0) else "\\", text)
+
+
+def unsafe_text(markdown: str) -> str:
+    return html.unescape(_ESCAPED.sub(r"\1", markdown))
 
 
 def history_messages(history: list[Any]) -> list[ChatMessage]:
@@ -48,18 +67,20 @@ def history_messages(history: list[Any]) -> list[ChatMessage]:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         if role in ("user", "assistant") and isinstance(content, str):
             text = _CITE_LINK.sub(r"[\1]", content.split(_SOURCES_HEADING)[0])
-            out.append(ChatMessage(role=role, content=text))
+            out.append(ChatMessage(role=role, content=unsafe_text(text)))
     return out
 
 
 def link_citations(text: str, turn: int, numbers: set[int]) -> str:
-    """[n] markers of known sources as links the page script turns into 'show passage n'."""
-
-    def link(m: re.Match[str]) -> str:
+    """The answer as safe Markdown (`safe_markdown`) whose [n] markers of known sources are the only
+    links: the page script turns them into 'show passage n'."""
+    out, at = [], 0
+    for m in _CITATION.finditer(text):
         n = int(m.group(1))
-        return f"[\\[{n}\\]](#cite-{turn}-{n})" if n in numbers else m.group(0)
-
-    return _CITATION.sub(link, text)
+        if n in numbers:
+            out += [safe_markdown(text[at : m.start()]), f"[\\[{n}\\]](#cite-{turn}-{n})"]
+            at = m.end()
+    return "".join([*out, safe_markdown(text[at:])])
 
 
 def end_text(end: TurnEnd, turn: int = 0) -> str:
@@ -67,21 +88,8 @@ def end_text(end: TurnEnd, turn: int = 0) -> str:
     if isinstance(end, Answered):
         return link_citations(end.text, turn, {s.number for s in end.sources})
     if isinstance(end, Refused):
-        return f"🛡️ {end.message}"
-    return f"⚠️ {end.message}"
-
-
-def render_turn(service: ChatService, message: str, history: list[ChatMessage]) -> Iterator[str]:
-    """The chat bubble's text after each event (the answer so far, then its end)."""
-    text = ""
-    for event in service.turn(message, history):
-        if isinstance(event, Queued):
-            yield event.message
-        elif isinstance(event, Delta):
-            text += event.text
-            yield text
-        elif isinstance(event, Answered | Refused | Failed):
-            yield end_text(event)
+        return f"🛡️ {safe_markdown(end.message)}"
+    return f"⚠️ {safe_markdown(end.message)}"
 
 
 def end_section(turn: int, question: str, end: TurnEnd) -> str:
@@ -176,6 +184,40 @@ class Session:
     sections: dict[int, str] = field(default_factory=dict)
 
 
+def turn_updates(
+    service: ChatService,
+    message: str,
+    prior: list[ChatMessage],
+    history: list[Any],
+    session: Session,
+    hangup: Hangup | None = None,
+    client: str = "",
+) -> Iterator[tuple[Any, ...]]:
+    """The web chat's updates (chat, input box, evidence panel, session) after each event of one turn;
+    `history` ends with the placeholder bubble this turn fills."""
+    turn = len(history) - 1
+    text = ""
+    for event in service.turn(message, prior, client=client, hangup=hangup):
+        if isinstance(event, Queued):
+            history[-1] = {"role": "assistant", "content": event.message}
+            session.sections[turn] = turn_section(turn, message, [], event.message)
+            yield history, gr.skip(), panel(session.sections), session
+        elif isinstance(event, Started):
+            history[-1] = {"role": "assistant", "content": "…"}
+            items = evidence("", event.sources)
+            session.sections[turn] = turn_section(turn, event.standalone_question, items, "Answering…")
+            yield history, gr.skip(), panel(session.sections), session
+        elif isinstance(event, Delta):
+            text += event.text
+            history[-1] = {"role": "assistant", "content": safe_markdown(text)}
+            yield history, gr.skip(), gr.skip(), session
+        elif isinstance(event, Answered | Refused | Failed):
+            history[-1] = {"role": "assistant", "content": end_text(event, turn)}
+            session.sections[turn] = end_section(turn, message, event)
+            session.records[turn] = TurnRecord.from_end("web", message, event)
+            yield history, gr.update(interactive=True), panel(session.sections), session
+
+
 CSS = """
 #rb-status p {font-size: 0.9em; margin: 0; opacity: 0.85}
 .rb-evidence {max-height: 640px; overflow-y: auto; font-size: 0.92em}
@@ -222,14 +264,17 @@ def build_ui(
     library: Library | None = None,
     admin_token: str | None = None,
     chat_concurrency: int = 4,
+    bound_host: str = "127.0.0.1",
 ) -> gr.Blocks:
     conversations = conversations or ConversationStore()
     suffixes = sorted(SUPPORTED_SUFFIXES)
+    hangups: dict[str, Hangup] = {}  # browser session -> its turn in progress, hung up when it leaves
 
     def refresh() -> tuple[Any, ...]:
         """Everything that depends on the library: status, list, delete choices, example questions."""
         docs = library.documents() if library else []
-        choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", d.source) for d in docs]
+        # The page names a document by its file name and an opaque key, never by the server's path.
+        choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", document_key(d.source)) for d in docs]
         # What was uploaded last is likely what people want to ask about next.
         recent = sorted((d for d in docs if d.uploaded_at), key=lambda d: -(d.uploaded_at or 0))
         questions = example_questions([d.title for d in [*recent, *docs]])
@@ -240,37 +285,31 @@ def build_ui(
             gr.update(samples=[[q] for q in questions], visible=bool(questions)),
         )
 
-    def respond(message: str, history: list[Any], session: Session) -> Iterator[tuple[Any, ...]]:
-        """Stream one turn into the chat and the evidence panel; the input is locked meanwhile."""
+    def respond(
+        message: str, history: list[Any], session: Session, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream one turn into the chat and the evidence panel; the input is locked meanwhile. The
+        turn is hung up when the tab goes (Gradio's unload), so a closed tab holds no place in line."""
         message = (message or "").strip()
         if not message:
             yield history, gr.update(), gr.skip(), session
             return
         prior = history_messages(history)
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": "…"}]
+        shown = {"role": "user", "content": safe_markdown(message)}
+        history = [*history, shown, {"role": "assistant", "content": "…"}]
         turn = len(history) - 1
         session.sections[turn] = turn_section(turn, message, [], "Searching the documents…")
         yield history, gr.update(value="", interactive=False), panel(session.sections), session
-        text = ""
-        for event in service.turn(message, prior):
-            if isinstance(event, Queued):
-                history[-1] = {"role": "assistant", "content": event.message}
-                session.sections[turn] = turn_section(turn, message, [], event.message)
-                yield history, gr.skip(), panel(session.sections), session
-            elif isinstance(event, Started):
-                history[-1] = {"role": "assistant", "content": "…"}
-                items = evidence("", event.sources)
-                session.sections[turn] = turn_section(turn, event.standalone_question, items, "Answering…")
-                yield history, gr.skip(), panel(session.sections), session
-            elif isinstance(event, Delta):
-                text += event.text
-                history[-1] = {"role": "assistant", "content": text}
-                yield history, gr.skip(), gr.skip(), session
-            elif isinstance(event, Answered | Refused | Failed):
-                history[-1] = {"role": "assistant", "content": end_text(event, turn)}
-                session.sections[turn] = end_section(turn, message, event)
-                session.records[turn] = TurnRecord.from_end("web", message, event)
-                yield history, gr.update(interactive=True), panel(session.sections), session
+        hangup = Hangup()
+        key = getattr(request, "session_hash", None) or ""
+        if key:
+            hangups[key] = hangup
+        try:
+            yield from turn_updates(service, message, prior, history, session, hangup, _host(request) or "")
+        finally:
+            hangup.hang_up()
+            if hangups.get(key) is hangup:
+                del hangups[key]
 
     def on_like(session: Session, data: gr.LikeData) -> tuple[Any, ...]:
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -297,25 +336,37 @@ def build_ui(
     ) -> tuple[Any, ...]:
         if library is None or not files:
             return (gr.skip(), None, *refresh())
-        access = edit_access(admin_token, token or "", _host(request), dict(request.headers))
-        if not access.allowed:
-            return (_message(access.reason, "error"), None, *refresh())
-        progress(0, desc=f"Ingesting {len(files)} file(s)…")
-        outcomes = library.upload([(Path(f).name, Path(f)) for f in files])
-        return (upload_table(outcomes), None, *refresh())
+        try:
+            access = edit_access(admin_token, token or "", _host(request), dict(request.headers), bound_host)
+            if not access.allowed:
+                return (_message(access.reason, "error"), None, *refresh())
+            progress(0, desc=f"Ingesting {len(files)} file(s)…")
+            outcomes = library.upload([(Path(f).name, Path(f)) for f in files])
+            return (upload_table(outcomes), None, *refresh())
+        finally:  # Gradio's cached copy would stay fetchable (and outlive a deleted document)
+            for f in files:
+                Path(f).unlink(missing_ok=True)
 
-    def on_delete(source: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
-        if library is None or not source:
+    def on_delete(key: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
+        if library is None or not key:
             return (_message("Choose a document to delete.", "error"), *refresh())
-        access = edit_access(admin_token, token or "", _host(request), dict(request.headers))
+        access = edit_access(admin_token, token or "", _host(request), dict(request.headers), bound_host)
         if not access.allowed:
             return (_message(access.reason, "error"), *refresh())
+        source = next((d.source for d in library.documents() if document_key(d.source) == key), None)
+        if source is None:
+            return (_message("That document is no longer in the library.", "error"), *refresh())
         removed = library.delete(source)
         name = source.rsplit("/", 1)[-1]
         note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
         return (_message(note), *refresh())
 
-    with gr.Blocks(title="ragbot", analytics_enabled=False) as demo:
+    def on_leave(request: gr.Request) -> None:
+        if (hangup := hangups.pop(getattr(request, "session_hash", None) or "", None)) is not None:
+            hangup.hang_up()
+
+    # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
+    with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown(
             "# ragbot\nAnswers from your documents with numbered citations: click [1] to see its passage."
         )
@@ -402,10 +453,25 @@ def build_ui(
         chatbot.like(on_like, [session], [comment_row, target, feedback_note])
         chatbot.clear(lambda: (Session(), panel({})), None, [session, evidence_panel])
         demo.load(refresh, None, library_outputs)
+        demo.unload(on_leave)
+        # The documents panel's uploads go to Gradio's upload route, which sees no event inputs: the
+        # token travels as a same-site cookie for this tab's session (bot/app.py UploadGate).
+        token.change(None, [token], None, js=TOKEN_COOKIE_JS)
         uploader.upload(on_upload, [uploader, token], [upload_result, uploader, *library_outputs])
         delete.click(on_delete, [to_delete, token], [delete_result, *library_outputs])
         send_comment.click(on_comment, [comment, target, session], [comment_row, comment, feedback_note])
     return demo
+
+
+TOKEN_COOKIE_JS = (
+    "(t) => { document.cookie = 'ragbot_operator=' + encodeURIComponent(t || '') "
+    "+ '; path=/; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : ''); return [t]; }"
+)
+
+
+def document_key(source: str) -> str:
+    """An opaque name for a document in the page (the delete choice), stable across refreshes."""
+    return hashlib.sha256(source.encode()).hexdigest()[:20]
 
 
 def _host(request: gr.Request) -> str | None:

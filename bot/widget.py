@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from bot.chat import ChatService
-from bot.events import Answered, Delta, Failed, Queued, Refused
+from bot.events import Answered, Delta, Failed, Queued, Refused, TurnEvent
 from bot.evidence import evidence
 from bot.feedback import RecentTurns, TurnRecord
 from generation.protocol import ChatMessage
@@ -111,10 +111,6 @@ def widget_page(token: str, max_chars: int) -> str:
     return PAGE.replace("__TOKEN__", html.escape(token, quote=True)).replace("__MAX__", str(max_chars))
 
 
-def frame_ancestors(origins: str) -> str:
-    return f"frame-ancestors {origins.strip() or chr(39) + 'self' + chr(39)}"
-
-
 def embed_snippet(base_url: str, token: str) -> str:
     return (
         f'<iframe src="{base_url.rstrip("/")}/widget?token={token}" title="ragbot" '
@@ -129,12 +125,20 @@ def widget_events(
     recent: RecentTurns | None = None,
     channel: str = "widget",
 ) -> Iterator[str]:
+    """The whole turn as NDJSON rows (see `widget_rows`)."""
+    return widget_rows(service.turn(message, history), message, recent, channel)
+
+
+def widget_rows(
+    events: Iterable[TurnEvent], message: str, recent: RecentTurns | None = None, channel: str = "widget"
+) -> Iterator[str]:
     """The turn as NDJSON rows the widget's script reads: one typed row per event.
 
     The last row carries a `turn_id` the widget sends back with feedback; the turn itself stays
-    on the server (`recent`), so the stored answer is the one that was given.
+    on the server (`recent`), so the stored answer is the one that was given. A source is named by
+    its file name or URL, never by the server's path.
     """
-    for event in service.turn(message, history):
+    for event in events:
         row: dict[str, object]
         if isinstance(event, Queued):
             row = {"type": "queued", "ahead": event.ahead, "message": event.message}
@@ -142,7 +146,7 @@ def widget_events(
             row = {"type": "delta", "text": event.text}
         elif isinstance(event, Answered):
             items = {e.source.number: e for e in evidence(event.text, event.sources)}
-            sources = [{"number": s.number, "title": s.title, "source": s.source, "cited": s.cited,
+            sources = [{"number": s.number, "title": s.title, "source": s.public_source, "cited": s.cited,
                         "score": s.score, "text": s.text,
                         "highlights": [[h.start, h.end] for h in items[s.number].highlights]}
                        for s in event.sources]  # fmt: skip

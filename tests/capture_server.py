@@ -47,7 +47,7 @@ class CaptureServer:
                 captured.append(Captured(self.command, self.path, body))
                 send_json(self, {"ok": True, "id": str(len(captured))})
 
-            do_POST = do_PATCH = _handle
+            do_GET = do_POST = do_PATCH = _handle
 
             def log_message(self, *args: object) -> None:
                 pass

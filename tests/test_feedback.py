@@ -103,7 +103,8 @@ def widget(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path)
     )
     conversations = ConversationStore(settings.conversations_path)
     with TestClient(
-        create_app(AppDeps(settings, service, conversations, lambda: {}), with_ui=False)
+        create_app(AppDeps(settings, service, conversations, lambda: {}), with_ui=False),
+        base_url="http://localhost",
     ) as client:
         yield client
     conversations.close()

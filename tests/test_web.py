@@ -47,7 +47,7 @@ def test_history_from_gradio_messages_turns_citation_links_back_into_markers() -
 
 
 def test_only_markers_of_known_sources_become_links() -> None:
-    assert link_citations("X [1]. Y [7].", 5, {1, 2}) == r"X [\[1\]](#cite-5-1). Y [7]."
+    assert link_citations("X [1]. Y [7].", 5, {1, 2}) == r"X [\[1\]](#cite-5-1). Y \[7\]."
 
 
 def test_turn_endings_in_the_chat_bubble() -> None:
