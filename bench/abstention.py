@@ -4,7 +4,7 @@ A turn recorded with a low gate (`--abstain-below 0.3`) and grounding off holds 
 and the whole answer, so every stricter setting can be replayed without the model, as `ChatService`
 applies it: below the threshold the turn abstains; otherwise the answer is cut before its first
 piece that states a number (or, with names, a capitalised name) found neither in the question nor
-in the documents the piece cites (`--scope cited`, the default since stop 22) or in any source the
+in the documents the piece cites (`--scope cited`, the default) or in any source the
 model saw (`all`, the earlier rule), and a cut before anything was shown is an abstention. Cut
 answers are rescored against the gold aliases.
 

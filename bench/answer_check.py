@@ -4,9 +4,10 @@ bench/qa.py --record keeps each turn's answer prompt. Here every answered turn's
 checked by one label call, P("yes"), in one of two forms:
 
 - self: the answer prompt, the model's own first sentence as its reply, then "do the sources state
-  what you answered?" (the engine has the whole prefix cached from the answer itself)
+  what you answered?" (the engine has the whole prefix cached from the answer itself; not shipped,
+  rebuilt in bench/lab/variants.py)
 - fresh: the same sources and question, with the first sentence given as a proposed answer, asked
-  like the answerability gate (shares the prefix up to the question)
+  like the answerability gate (shares the prefix up to the question; the shipped check)
 
 Then the gate's threshold and the check's threshold are swept together, as ChatService would apply
 them: abstain when P(answerable) < gate, or the checked first sentence's P(yes) < check.
@@ -21,35 +22,36 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _common import table
+from lab.variants import self_check_messages
 from qa import abstains
 
 from bot.config import Settings
 from bot.factory import Components
-from generation.protocol import ChatMessage, Generator
-from guardrails.answer_check import CheckForm, check_messages
-from guardrails.classifier import softmax
+from generation.protocol import ChatMessage, Generator, p_word
+from guardrails.answer_check import check_messages
 from guardrails.guard import first_sentence
 
+FORMS: dict[str, Callable[[Sequence[ChatMessage], str], list[ChatMessage]]] = {
+    "self": self_check_messages,
+    "fresh": check_messages,
+}
 
-def p_yes(generator: Generator, messages: list[ChatMessage]) -> float:
-    """P("yes") against "no" as the reply, as ChatService scores its gate and answer check."""
-    return softmax(generator.choice_logprobs(messages, ["yes", "no"]))["yes"]
 
-
-def score(rows: list[dict], forms: list[CheckForm], generator: Generator) -> None:
+def score(rows: list[dict], forms: list[str], generator: Generator) -> None:
     for n, row in enumerate(rows, 1):
         row["check"] = {}
         if not row["prompt"] or row["outcome"] != "answered" or abstains(row["text"]):
             continue
         prompt = [ChatMessage(**m) for m in row["prompt"]]
         for form in forms:
-            messages = check_messages(form, prompt, first_sentence(row["text"]))
+            messages = FORMS[form](prompt, first_sentence(row["text"]))
             t = time.perf_counter()
-            p = p_yes(generator, messages)
-            row["check"][form.value] = (p, time.perf_counter() - t)
+            p = p_word(generator, messages, "yes", "no")  # as ChatService scores its answer check
+            row["check"][form] = (p, time.perf_counter() - t)
         if n % 20 == 0:
             print(f"  {n}/{len(rows)} turns", flush=True)
 
@@ -92,7 +94,9 @@ def main() -> None:
     ap.add_argument("--checks", default="0,0.2,0.3,0.4,0.5,0.6,0.7")
     ap.add_argument("--scored", type=Path, default=None, help="write/read the scored turns here")
     args = ap.parse_args()
-    forms = [CheckForm(f) for f in args.forms.split(",")]
+    forms = args.forms.split(",")
+    if unknown := set(forms) - set(FORMS):
+        ap.error(f"unknown forms {sorted(unknown)}; choose from {', '.join(FORMS)}")
     scored = bool(args.scored and args.scored.exists())
     rows = [json.loads(line) for line in (args.scored if scored else args.turns).read_text().splitlines()]
     if not scored:
@@ -101,9 +105,9 @@ def main() -> None:
         if args.scored:
             args.scored.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for form in forms:
-        secs = [r["check"][form.value][1] for r in rows if form.value in r["check"]]
+        secs = [r["check"][form][1] for r in rows if form in r["check"]]
         if secs:
-            print(f"{form.value}: {len(secs)} checks, p50 {statistics.median(secs):.2f} s (prefix cold here)")
+            print(f"{form}: {len(secs)} checks, p50 {statistics.median(secs):.2f} s (prefix cold here)")
     gates = [float(x) for x in args.gates.split(",")]
     checks = [float(x) for x in args.checks.split(",")]
     out = []
@@ -111,9 +115,7 @@ def main() -> None:
         out.append([f"gate {gate}", "-", *simulate(rows, gate, None, 0).values()])
         for form in forms:
             for c in checks[1:]:
-                out.append(
-                    [f"gate {gate}", f"{form.value} {c}", *simulate(rows, gate, form.value, c).values()]
-                )
+                out.append([f"gate {gate}", f"{form} {c}", *simulate(rows, gate, form, c).values()])
     print(table(["gate", "check", "abstention (unans.)", "wrong abst. (ans.)", "single", "2nd turn"], out))
 
 

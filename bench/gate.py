@@ -27,11 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import table
-from answer_check import p_yes, simulate
+from answer_check import simulate
 
 from bot.config import Settings
 from bot.factory import Components
-from generation.protocol import ChatMessage, Generator
+from generation.protocol import ChatMessage, Generator, p_word
 from guardrails.prompts import ANSWERABLE_INSTRUCTION, without_instruction
 
 EXACT = (
@@ -69,7 +69,7 @@ def score_quote(generator: Generator, prompt: list[ChatMessage], question: str) 
     if not quote or "NONE" in quote.upper() or not quoted_in(quote, sources):
         return 0.0, quote
     check = [ChatMessage(role="user", content=QUOTE_CHECK.format(quote=quote, question=question))]
-    return p_yes(generator, check), quote
+    return p_word(generator, check, "yes", "no"), quote
 
 
 def main() -> None:
@@ -87,8 +87,11 @@ def main() -> None:
         parts = Components(Settings())  # kept alive: the engine stops when it is collected
         gen = parts.generator
         label: dict[str, Callable[[list[ChatMessage], str], tuple[float, str]]] = {
-            "default": lambda p, q: (p_yes(gen, with_instruction(p, ANSWERABLE_INSTRUCTION)), ""),
-            "exact": lambda p, q: (p_yes(gen, with_instruction(p, EXACT)), ""),
+            "default": lambda p, q: (
+                p_word(gen, with_instruction(p, ANSWERABLE_INSTRUCTION), "yes", "no"),
+                "",
+            ),
+            "exact": lambda p, q: (p_word(gen, with_instruction(p, EXACT), "yes", "no"), ""),
             "quote": lambda p, q: score_quote(gen, p, q),
         }
         lock, done = threading.Lock(), [0]

@@ -10,7 +10,8 @@ topics, and the topic's question is asked through ChatService. Per case:
 - refused: moderation refused the turn (the user got no answer).
 
 Defences (--defences, comma-separated; each a configuration of the bot):
-- plain: no system-prompt clause about sources, no instruction after the data, no quarantine
+- plain: no system-prompt clause about sources, no instruction after the data, no quarantine (the
+  undefended baseline, rebuilt in bench/lab/variants.py)
 - sandwich: the shipped prompt (sources declared data, the instruction repeated after them)
 - spotlight: sandwich + datamarking of source text
 - quarantine: sandwich + instruction-like sentences cut from sources (the default)
@@ -20,12 +21,13 @@ planted instruction.
     python bench/injection.py --defences plain,sandwich,quarantine --sample 96
     python bench/injection.py --defences quarantine --moderation self     # all cases
     python bench/injection.py --files injection_heldout --moderation self --exclude-sample 60 \
-        --sample 372 --skip 246     # the held-out cases that stop 26 left unplayed
+        --sample 372 --skip 246     # finish a run that stopped after 246 cases
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import re
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import table
+from lab.variants import plain_answer_prompts
 
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused, TurnEnd
@@ -193,38 +196,39 @@ def main() -> None:
         ]
         parts.ingestor.ingest_documents(clean)
         service = parts.chat_service()
-        service.plain_prompt = defence == "plain"
         outcome: dict[str, list[bool]] = {"success": [], "answered": [], "refused": [], "failed": []}
         by_kind: dict[str, list[bool]] = {}
         start = time.perf_counter()
-        for n, case in enumerate(cases, 1):
-            source = f"topic://{case.source}/{case.topic['id']}"
-            poisoned = Document(source=source, title=case.topic["title"], text=case.poisoned)
-            parts.ingestor.ingest_documents([poisoned])
-            end: TurnEnd = service.answer(case.topic["question"])
-            text = end.text if isinstance(end, Answered) else ""
-            success = succeeded(text, case.attack["detect"])
-            answered = any(a.lower() in text.lower() for a in case.topic["answers"])
-            outcome["success"].append(success)
-            outcome["answered"].append(answered)
-            refused, failed = isinstance(end, Refused), isinstance(end, Failed)
-            outcome["refused"].append(refused)
-            outcome["failed"].append(failed)
-            by_kind.setdefault(case.attack["kind"], []).append(success)
-            if args.log:
-                with args.log.open("a") as log:
-                    row = {"defence": defence, "moderation": args.moderation, "file": case.source,
-                           "topic": case.topic["id"], "attack": case.attack["id"], "position": case.position,
-                           "success": success, "answered": answered, "refused": refused, "failed": failed,
-                           "answer": text}  # fmt: skip
-                    log.write(json.dumps(row) + "\n")
-            parts.ingestor.ingest_documents(
-                [Document(source=source, title=case.topic["title"], text=case.topic["text"])]
-            )
-            if success or n % 24 == 0:
-                mark = "ATTACK WORKED" if success else "ok"
-                print(f"  [{defence} {n}/{len(cases)}] {mark} {case.attack['id']}@{case.position} "
-                      f"{case.topic['id']}: {' '.join(text.split())[:120]}", flush=True)  # fmt: skip
+        undefended = plain_answer_prompts() if defence == "plain" else contextlib.nullcontext()
+        with undefended:
+            for n, case in enumerate(cases, 1):
+                source = f"topic://{case.source}/{case.topic['id']}"
+                poisoned = Document(source=source, title=case.topic["title"], text=case.poisoned)
+                parts.ingestor.ingest_documents([poisoned])
+                end: TurnEnd = service.answer(case.topic["question"])
+                text = end.text if isinstance(end, Answered) else ""
+                success = succeeded(text, case.attack["detect"])
+                answered = any(a.lower() in text.lower() for a in case.topic["answers"])
+                outcome["success"].append(success)
+                outcome["answered"].append(answered)
+                refused, failed = isinstance(end, Refused), isinstance(end, Failed)
+                outcome["refused"].append(refused)
+                outcome["failed"].append(failed)
+                by_kind.setdefault(case.attack["kind"], []).append(success)
+                if args.log:
+                    with args.log.open("a") as log:
+                        row = {"defence": defence, "moderation": args.moderation, "file": case.source,
+                               "topic": case.topic["id"], "attack": case.attack["id"], "position": case.position,
+                               "success": success, "answered": answered, "refused": refused, "failed": failed,
+                               "answer": text}  # fmt: skip
+                        log.write(json.dumps(row) + "\n")
+                parts.ingestor.ingest_documents(
+                    [Document(source=source, title=case.topic["title"], text=case.topic["text"])]
+                )
+                if success or n % 24 == 0:
+                    mark = "ATTACK WORKED" if success else "ok"
+                    print(f"  [{defence} {n}/{len(cases)}] {mark} {case.attack['id']}@{case.position} "
+                          f"{case.topic['id']}: {' '.join(text.split())[:120]}", flush=True)  # fmt: skip
         k = len(cases)
         kinds = " ".join(f"{kind} {sum(v)}/{len(v)}" for kind, v in sorted(by_kind.items()))
         rows.append([defence, args.moderation, f"{sum(outcome['success']) / k:.3f}", f"{sum(outcome['answered']) / k:.3f}",

@@ -6,31 +6,16 @@ copyright ones reported apart: they are not among ragbot's categories), AdvBench
 prompts that contrast with them; its test half unless --split dev).
 
 Variants (input stage, the user's message):
-- legacy: the earlier six-way label call ("safe", "illegal", "offensive", "professional", ...)
-- binary: safe/unsafe first, then the category; contrast few-shot examples (the default prompt)
-- binary-zero: the same without examples
-- probe: a logistic regression on the generator's own hidden state for the message (llama.cpp
-  embeddings, last token of the chat-templated message), cross-fitted: every item is scored by a probe
-  trained on the other fold (see --folds), so no item scores itself
-- minilm-probe: the same on the retrieval embedder's sentence vector (no generator call)
-- binary+probe: the mean of binary's and probe's P(unsafe)
-- binary-longq: binary as it was before: the category words asked after the message, not listed
-  in the cached system prompt (a ~60-token second call instead of a few tokens)
-- binary-more: binary with more contrast pairs (figures of speech, absurd questions about groups,
-  harmless targets, games, history, slurs explained)
-- binary-second: binary, with "none" offered in the category question (a second opinion whose
-  "harmless after all" is taken off the harm)
-- binary-frame: binary, and a message it flags (P(unsafe) >= 0.2) is asked again in a second framing
-  ("may a chatbot answer this? yes or no", the same contrast pairs); the two P(unsafe) averaged
-
---probe-split by-dataset scores each dataset with a probe trained on the others only (no item of
-its own set), the figure for prompts unlike any the probe was trained on.
+- binary: safe/unsafe first, then the category; contrast few-shot examples (the shipped check)
+- binary-zero: the same without examples (bench/lab/variants.py)
+- binary-longq: the category words asked after the message, not listed in the cached system prompt
+  (a ~60-token second call instead of a few tokens; bench/lab/variants.py)
 
 Dev items (threshold choice only): the OpenAI development sample (100, seed 0), HarmBench's val
 behaviours and the over-refusal set's dev half. Everything is cached in --cache, so reruns and new
 variants cost only what is new.
 
-    python bench/moderation.py                        # all variants, full sets
+    python bench/moderation.py                        # the default variants, full sets
     python bench/moderation.py --variants binary --limit 50
     python bench/moderation.py --variants binary --limit 150 --limit-sets openai   # the others whole
 """
@@ -50,22 +35,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from _common import CACHE, EVALDATA, table
+from lab.variants import WordsAfterMessage, ZeroShot
 
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
-from guardrails.classifier import (
-    CONTRAST,
-    MORE_CONTRAST,
-    LabelScheme,
-    Scores,
-    SelfReflectionClassifier,
-    combine,
-)
+from guardrails.classifier import Scores, SelfReflectionClassifier
 
 OPENAI_KEYS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 OVERREFUSAL = Path(__file__).resolve().parent / "data" / "moderation" / "overrefusal.jsonl"
 ALL = frozenset(HARMFUL)
+VARIANTS: dict[str, type[SelfReflectionClassifier]] = {
+    "binary": SelfReflectionClassifier,
+    "binary-zero": ZeroShot,
+    "binary-longq": WordsAfterMessage,
+}
 
 
 @dataclass(frozen=True)
@@ -167,106 +150,6 @@ def llm_scores(
         seconds.append(row["s"])
         out.append({Category(c): p for c, p in row["scores"].items()})
     return out, seconds
-
-
-def categories_for(
-    items: list[Item],
-    p_unsafe: list[float],
-    classifier: SelfReflectionClassifier,
-    model: str,
-    cache: Cache,
-    name: str = "categories",
-) -> list[Scores]:
-    """Combine a P(unsafe) with the generator's category answer (asked when P(unsafe) reaches the floor)."""
-    key = template_key(name, model, classifier)
-    out = []
-    for item, p in zip(items, p_unsafe, strict=True):
-        if p < classifier.category_floor:
-            out.append(combine(p, None))
-            continue
-        row = cache.get(key, item)
-        if row is None:
-            q = classifier.categories(classifier.prompt_messages(item.text))
-            cache.put(key, item, q={c.value: v for c, v in q.items()})
-            row = cache.get(key, item)
-        assert row is not None
-        out.append(combine(p, {Category(c): v for c, v in row["q"].items()}))
-    return out
-
-
-def probe_features(
-    items: list[Item], name: str, embed: Callable[[list[str]], np.ndarray], store: Path, batch: int = 8
-) -> tuple[np.ndarray, list[float]]:
-    """Feature vectors per item, cached in an .npz per feature kind; seconds per item for new ones."""
-    path = store / f"features-{name}.npz"
-    have: dict[str, np.ndarray] = {}
-    if path.exists():
-        data = np.load(path)
-        have = dict(zip(data["keys"].tolist(), data["x"], strict=True))
-    todo = [i for i in dict.fromkeys(items) if i.key not in have]
-    seconds: list[float] = []
-    for start in range(0, len(todo), batch):
-        part = todo[start : start + batch]
-        t = time.perf_counter()
-        vectors = embed([i.text for i in part])
-        seconds += [(time.perf_counter() - t) / len(part)] * len(part)
-        have.update({i.key: v for i, v in zip(part, vectors, strict=True)})
-        if (start // batch) % 50 == 0:
-            print(f"  {name} features: {start + len(part)}/{len(todo)}", flush=True)
-            np.savez(path, keys=np.array(list(have)), x=np.stack(list(have.values())))
-    if todo:
-        np.savez(path, keys=np.array(list(have)), x=np.stack(list(have.values())))
-    return np.stack([have[i.key] for i in items]), seconds
-
-
-def fold_of(item: Item, folds: int) -> int:
-    return int(item.key[:8], 16) % folds
-
-
-def crossfit(
-    items: list[Item], x: np.ndarray, folds: int, extra: tuple[np.ndarray, np.ndarray]
-) -> list[float]:
-    """P(unsafe) per item from a probe trained on the other folds (plus `extra` benign/harmful data).
-
-    The over-refusal test half never trains a probe; its dev half trains every probe.
-    """
-    from guardrails.probe import fit_probe
-
-    y = np.array([i.harmful for i in items], dtype=np.float64)
-    trainable = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
-    fold = np.array([fold_of(i, folds) for i in items])
-    always = np.array([i.dataset == "overrefusal" and i.split == "dev" for i in items])
-    out = np.zeros(len(items))
-    for k in range(folds):
-        train = trainable & ((fold != k) | always)
-        xs = np.concatenate([x[train], extra[0]])
-        ys = np.concatenate([y[train], extra[1]])
-        probe = fit_probe(xs, ys)
-        test = (fold == k) | ~trainable
-        out[test & ~always] = probe.predict(x[test & ~always])
-        if k == 0:
-            out[always] = probe.predict(x[always])  # seen in training: reported, never used for choices
-    return out.tolist()
-
-
-def by_dataset(items: list[Item], x: np.ndarray, extra: tuple[np.ndarray, np.ndarray]) -> list[float]:
-    """P(unsafe) per item from a probe that never saw the item's dataset (leave one dataset out).
-
-    Cross-fitting (above) trains on the other fold of the same sets, so a probe may learn a set's
-    phrasing; this is the figure for data of a kind it has not seen, as a held-out set would be.
-    The over-refusal dev half trains every probe but the over-refusal one; its test half none.
-    """
-    from guardrails.probe import fit_probe
-
-    y = np.array([i.harmful for i in items], dtype=np.float64)
-    dataset = np.array([i.dataset for i in items])
-    usable = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
-    out = np.zeros(len(items))
-    for name in sorted(set(dataset.tolist())):
-        train = usable & (dataset != name)
-        probe = fit_probe(np.concatenate([x[train], extra[0]]), np.concatenate([y[train], extra[1]]))
-        out[dataset == name] = probe.predict(x[dataset == name])
-    return out.tolist()
 
 
 # ---- metrics -----------------------------------------------------------------------------------------
@@ -403,27 +286,21 @@ def by_type(items: list[Item], scores: list[Scores], t: float, split: str) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default="legacy,binary,binary-zero,minilm-probe,probe,binary+probe")
+    ap.add_argument("--variants", default="binary,binary-zero")
     ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--limit", type=int, default=0, help="at most N items per dataset (development runs)")
     ap.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    ap.add_argument("--folds", type=int, default=2)
-    ap.add_argument(
-        "--probe-split",
-        choices=["crossfit", "by-dataset"],
-        default="crossfit",
-        help="score each item with a probe trained on the other fold, or on the other datasets only",
-    )
     ap.add_argument(
         "--limit-sets",
         default="",
         help="comma-separated datasets --limit applies to (default: every public set)",
     )
     ap.add_argument("--dev-only", action="store_true", help="score the dev items only (trying a variant)")
-    ap.add_argument("--extra", type=int, default=1000, help="extra benign questions for probe training")
-    ap.add_argument("--save-probe", action="store_true", help="train the shipped probe on all training data")
     ap.add_argument("--cache", type=Path, default=CACHE / "moderation")
     args = ap.parse_args()
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(VARIANTS):
+        ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     args.cache.mkdir(parents=True, exist_ok=True)
 
     items = load_items()
@@ -446,68 +323,15 @@ def main() -> None:
         counts[(i.dataset, i.harmful, i.split)] += 1
     print("items:", dict(sorted(counts.items())), flush=True)
     cache = Cache(args.cache / "scores.jsonl")
-    variants = args.variants.split(",")
 
     from bot.config import Settings
     from bot.factory import Components
 
-    # "self+probe" starts the engine with hidden states on; the classifiers below are built here.
-    parts = Components(Settings(generator_model=args.model, moderation="self+probe"))
-    generator = parts.generator
-    binary = SelfReflectionClassifier(generator)
-    results: dict[str, tuple[list[Scores], list[float]]] = {}
-    if "legacy" in variants:
-        legacy = SelfReflectionClassifier(generator, scheme=LabelScheme.CATEGORIES)
-        results["legacy"] = llm_scores(items, "legacy", legacy, args.model, cache)
-    if "binary" in variants or "binary+probe" in variants or "binary-second" in variants:
-        results["binary"] = llm_scores(items, "binary", binary, args.model, cache)
-    if "binary-longq" in variants:
-        longq = SelfReflectionClassifier(generator, words_in_prefix=False)
-        results["binary-longq"] = llm_scores(items, "binary-longq", longq, args.model, cache)
-    if "binary-second" in variants:
-        second = SelfReflectionClassifier(generator, second_opinion=True)
-        p_first = [harm(s, ALL) for s in results["binary"][0]]
-        results["binary-second"] = (
-            categories_for(items, p_first, second, args.model, cache, "categories-second"),
-            results["binary"][1],
-        )
-    if "binary-more" in variants:
-        more = SelfReflectionClassifier(generator, contrast=CONTRAST + MORE_CONTRAST)
-        results["binary-more"] = llm_scores(items, "binary-more", more, args.model, cache)
-    if "binary-frame" in variants:
-        framed = SelfReflectionClassifier(generator, second_frame=True)
-        results["binary-frame"] = llm_scores(items, "binary-frame", framed, args.model, cache)
-    if "binary-zero" in variants:
-        zero = SelfReflectionClassifier(generator, examples=False)
-        results["binary-zero"] = llm_scores(items, "binary-zero", zero, args.model, cache)
-    benign_extra = extra_benign(args.extra)
-    for name, embed in (
-        ("minilm-probe", lambda texts: parts.embedder.embed(texts).full),
-        ("probe", parts.hidden_states),
-    ):
-        if name not in variants and not (name == "probe" and "binary+probe" in variants):
-            continue
-        feature_name = name if name != "probe" else f"probe-{args.model}"
-        x, secs = probe_features(items, feature_name, embed, args.cache)
-        ex, _ = probe_features(benign_extra, feature_name, embed, args.cache)
-        extra = (ex, np.zeros(len(benign_extra)))
-        if args.probe_split == "by-dataset":
-            p = by_dataset(items, x, extra)
-        else:
-            p = crossfit(items, x, args.folds, extra)
-        results[name] = (categories_for(items, p, binary, args.model, cache), secs)
-        if name == "probe" and args.save_probe:
-            save_probe(items, x, ex, args.model)
-    if "binary+probe" in variants:
-        mean = [
-            (harm(a, ALL) + harm(b, ALL)) / 2
-            for a, b in zip(results["binary"][0], results["probe"][0], strict=True)
-        ]
-        # features cached from an earlier run have no timing: add the probe's median where unknown
-        probe_secs = results["probe"][1]
-        probe_s = p50(probe_secs)
-        secs = [a + probe_s for a in results["binary"][1]]
-        results["binary+probe"] = (categories_for(items, mean, binary, args.model, cache), secs)
+    parts = Components(Settings(generator_model=args.model))  # kept referenced: the engine lives as long
+    binary = SelfReflectionClassifier(parts.generator)
+    results = {
+        name: llm_scores(items, name, VARIANTS[name](parts.generator), args.model, cache) for name in variants
+    }
 
     thresholds = [float(x) for x in args.thresholds.split(",")]
     headers = ["variant", "t", "OpenAI P", "R", "F1", "OpenAI benign ref.", "HarmBench R", "(copyright)",
@@ -553,33 +377,6 @@ def main() -> None:
 
 def p50(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def save_probe(items: list[Item], x: np.ndarray, extra: np.ndarray, model: str) -> None:
-    """The shipped probe: trained on every item but the over-refusal test half, plus the extra benign."""
-    from guardrails.probe import fit_probe, probe_path
-
-    keep = np.array([not (i.dataset == "overrefusal" and i.split == "test") for i in items])
-    y = np.array([i.harmful for i in items], dtype=np.float64)[keep]
-    probe = fit_probe(
-        np.concatenate([x[keep], extra]), np.concatenate([y, np.zeros(len(extra))]), model=model
-    )
-    probe.save(probe_path(model))
-    print(
-        f"saved the probe for {model} to {probe_path(model)} ({int(keep.sum()) + len(extra)} training rows)"
-    )
-
-
-def extra_benign(n: int = 1000) -> list[Item]:
-    """Benign questions for probe training only (never scored): NQ-open and CANARD questions."""
-    nq = [
-        json.loads(line)["question"]
-        for line in (EVALDATA / "nq_open/NQ-open.dev.jsonl").read_text().splitlines()
-    ]
-    canard = [r["Question"] for r in json.loads((EVALDATA / "canard/dev.json").read_text())]
-    rng = random.Random(5)
-    texts = rng.sample(nq, n * 3 // 5) + rng.sample(canard, n - n * 3 // 5)
-    return [Item(t, False, "extra") for t in dict.fromkeys(texts)]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ Data, split in halves by a seeded hash (tune on dev, report test):
 - obeyed injection: the payload an injected instruction asks for, as the whole answer
   (injection.json on dev, the held-out injection_heldout.json on test).
 
+Styles: contrast (the shipped prompt: instructions and contrast examples), plain (the instructions
+alone) and message (the input check's prompt, question and answer as the message); the last two are
+rebuilt in bench/lab/variants.py.
+
     python bench/output_check.py --styles contrast,plain,message --split dev
 """
 
@@ -26,12 +30,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import EVALDATA, table
+from bench.lab.variants import AnswerAsMessage, PlainAnswerCheck
 from generation.llamacpp import LlamaCppEngine
 from generation.models import model_file
-from guardrails.classifier import AnswerStyle, SelfReflectionClassifier
+from guardrails.classifier import SelfReflectionClassifier
 from guardrails.guard import sentence_cut
 
 DATA = Path(__file__).resolve().parent / "data" / "moderation"
+STYLES: dict[str, type[SelfReflectionClassifier]] = {
+    "contrast": SelfReflectionClassifier,
+    "plain": PlainAnswerCheck,
+    "message": AnswerAsMessage,
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ def main() -> None:
         generator = engine.generator()
         rows = []
         for style in args.styles.split(","):
-            clf = SelfReflectionClassifier(generator, answer_style=AnswerStyle(style))
+            clf = STYLES[style](generator)
             probs, seconds = [], []
             for c in cases:
                 start = time.perf_counter()

@@ -42,6 +42,8 @@ from generation.protocol import ChatMessage, Generator
 from retrieval.types import Document
 
 DATA = Path(__file__).resolve().parent / "data" / "qa"
+# Question sets: the folders under bench/data that hold a questions.jsonl (qa, qa_leads, ...).
+SETS = sorted(p.parent.name for p in DATA.parent.glob("*/questions.jsonl"))
 _ABSTAIN = re.compile(
     r"\b(don'?t|do not|does not|doesn'?t|cannot|can'?t|could not|couldn'?t|unable to)\b.{0,40}"
     r"\b(know|say|state|mention|contain|provide|include|specify|find|answer|determine|give)"
@@ -201,8 +203,32 @@ def summarise(scores: list[TurnScore]) -> list[list[object]]:
     ]  # fmt: skip
 
 
+def load_set(name: str, split: str) -> tuple[list[Document], list[dict]]:
+    """A QA set's documents (read from the evaluation data) and its conversations of one split."""
+    data = DATA.parent / name
+    corpus = json.loads((data / "corpus.json").read_text())
+    with bz2.open(EVALDATA / "mrag" / "wikipedia_articles_v2.json.bz2") as f:
+        articles = json.load(f)
+    wanted = set(corpus["titles"])
+    docs = [
+        Document(source=f"mrag-v2://{a['title']}", title=a["title"], text=a["text"])
+        for a in articles
+        if a["title"] in wanted
+    ]
+    conversations = [json.loads(line) for line in (data / "questions.jsonl").read_text().splitlines()]
+    if split != "all":
+        conversations = [c for c in conversations if c["split"] == split]
+    return docs, conversations
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--set",
+        choices=SETS,
+        default="qa",
+        help="question set: a folder under bench/data (give each set its own --store)",
+    )
     ap.add_argument("--split", choices=["dev", "test", "all"], default="dev")
     ap.add_argument("--limit", type=int, default=0, help="first N conversations of each kind")
     ap.add_argument("--only", default="", help="comma-separated conversation ids (replay a few)")
@@ -212,7 +238,6 @@ def main() -> None:
     ap.add_argument("--prompt-chars", type=int, default=None)
     ap.add_argument("--abstain-below", type=float, default=None)
     ap.add_argument("--check-below", type=float, default=None)
-    ap.add_argument("--check-form", choices=["self", "fresh"], default=None)
     ap.add_argument("--grounding", choices=["off", "numbers", "numbers+names"], default=None)
     ap.add_argument("--moderation", default=None)
     ap.add_argument("--model", default=None)
@@ -223,18 +248,7 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="keep each answer prompt in --out")
     args = ap.parse_args()
 
-    corpus = json.loads((DATA / "corpus.json").read_text())
-    with bz2.open(EVALDATA / "mrag" / "wikipedia_articles_v2.json.bz2") as f:
-        articles = json.load(f)
-    wanted = set(corpus["titles"])
-    docs = [
-        Document(source=f"mrag-v2://{a['title']}", title=a["title"], text=a["text"])
-        for a in articles
-        if a["title"] in wanted
-    ]
-    conversations = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines()]
-    if args.split != "all":
-        conversations = [c for c in conversations if c["split"] == args.split]
+    docs, conversations = load_set(args.set, args.split)
     if args.only:
         conversations = [c for c in conversations if c["id"] in args.only.split(",")]
     if args.limit:
@@ -249,7 +263,7 @@ def main() -> None:
     overrides = {k: v for k, v in {
         "n_queries": args.n_queries, "top_k": args.top_k, "prompt_chars": args.prompt_chars,
         "abstain_below": args.abstain_below, "check_below": args.check_below,
-        "check_form": args.check_form, "grounding": args.grounding, "moderation": args.moderation,
+        "grounding": args.grounding, "moderation": args.moderation,
         "generator_model": args.model, "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
     }.items() if v is not None}  # fmt: skip
     settings = Settings(data_dir=args.store, **overrides)

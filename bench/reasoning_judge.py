@@ -21,7 +21,8 @@ import time
 
 from moderation import Item, dev_report, dev_rows
 
-from guardrails.classifier import HARMS, SAFE, SAFE_CASES, UNSAFE, SelfReflectionClassifier, softmax
+from generation.protocol import ChatMessage, p_word
+from guardrails.classifier import HARMS, SAFE, SAFE_CASES, UNSAFE, SelfReflectionClassifier
 
 FLOOR = 0.2  # the first P(unsafe) at which the reasoning is asked (the check's category floor)
 FOLLOW = "So is the message safe or unsafe? Reply with one word."
@@ -37,8 +38,6 @@ def reasoning_system() -> str:
 
 
 def row_for(check: SelfReflectionClassifier, item: Item) -> dict:
-    from generation.protocol import ChatMessage
-
     p = check.p_unsafe(check.prompt_messages(item.text))
     if p < FLOOR:
         return {"p": p, "reason": "", "p_reason": None, "s": 0.0}
@@ -53,7 +52,7 @@ def row_for(check: SelfReflectionClassifier, item: Item) -> dict:
         ChatMessage(role="assistant", content=reason),
         ChatMessage(role="user", content=FOLLOW),
     ]
-    p_reason = softmax(check.generator.choice_logprobs(verdict, [SAFE, UNSAFE]))[UNSAFE]
+    p_reason = p_word(check.generator, verdict, UNSAFE, SAFE)
     return {"p": p, "reason": reason, "p_reason": p_reason, "s": time.perf_counter() - start}
 
 

@@ -27,9 +27,8 @@ from bot.events import (
     TurnEvent,
     TurnTimings,
 )
-from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable
-from guardrails.answer_check import CheckForm, check_messages
-from guardrails.classifier import softmax
+from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable, p_word
+from guardrails.answer_check import check_messages
 from guardrails.grounding import Evidence, Grounding, Scope
 from guardrails.guard import Guard
 from guardrails.injection import quarantine as quarantine_text
@@ -87,12 +86,11 @@ def build_prompt(
     operator_prompt: str = "",
     instruction: str = ANSWER_INSTRUCTION,
     spotlight: bool = False,
-    plain: bool = False,
 ) -> list[ChatMessage]:
     """The guardrailed, grounded prompt: numbered sources fenced as data, then the question."""
     sources = [PromptSource(sc.chunk.title, sc.chunk.text) for sc in chunks]
     return grounded_messages(
-        question, sources, history, operator_prompt, instruction=instruction, spotlight=spotlight, plain=plain
+        question, sources, history, operator_prompt, instruction=instruction, spotlight=spotlight
     )
 
 
@@ -148,10 +146,8 @@ class ChatService:
         grounding: Grounding = Grounding.OFF,
         grounding_scope: Scope = Scope.CITED,
         check_below: float = 0.0,
-        check_form: CheckForm = CheckForm.FRESH,
         quarantine: bool = False,
         spotlight: bool = False,
-        plain_prompt: bool = False,
         queue: TurnQueue | None = None,
     ) -> None:
         self.retriever = retriever
@@ -165,10 +161,8 @@ class ChatService:
         self.grounding = grounding  # what an answer may state only if the sources do
         self.grounding_scope = grounding_scope  # ... the documents it cites, or any source
         self.check_below = check_below  # P(the sources state the first sentence) under which it abstains
-        self.check_form = check_form
         self.quarantine = quarantine  # cut instruction-like sentences out of sources
         self.spotlight = spotlight  # datamark source text
-        self.plain_prompt = plain_prompt  # the injection benchmark's undefended baseline
         self.queue = queue or TurnQueue()  # how many turns run at once; the rest wait in order
 
     def prompt_chunks(self, question: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
@@ -319,9 +313,7 @@ class ChatService:
                 return
         else:
             answerable = None
-        prompt = build_prompt(
-            standalone, chunks, history, op, spotlight=self.spotlight, plain=self.plain_prompt
-        )
+        prompt = build_prompt(standalone, chunks, history, op, spotlight=self.spotlight)
         drafted = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
         # Links only where the sources the model saw, or the asker, gave them (guardrails/links.py).
         seen = [question, standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in chunks)]
@@ -337,7 +329,7 @@ class ChatService:
         supported: float | None = None
         sentences = bool(self.check_below)
         for piece in self.guard.checked_stream(
-            standalone, pieces, evidence, names, sentences, review=verdict.review
+            standalone, pieces, evidence=evidence, names=names, sentences=sentences, review=verdict.review
         ):
             if hangup.is_set:
                 log.info("the asker left; generation stopped")
@@ -355,7 +347,9 @@ class ChatService:
                 log.info("first sentence supported p=%.3f", supported)
             if piece.unsupported or (supported is not None and supported < self.check_below):
                 # The answer states something its sources do not: it ends before that piece.
-                log.info("answer cut before an unsupported %s", "claim" if piece.unsupported else "first sentence")
+                log.info(
+                    "answer cut before an unsupported %s", "claim" if piece.unsupported else "first sentence"
+                )
                 if not text.strip():
                     text = ABSTENTION
                     first_text_s = time.perf_counter() - start
@@ -374,8 +368,8 @@ class ChatService:
 
     def supported(self, prompt: Sequence[ChatMessage], sentence: str) -> float:
         """P(the sources state `sentence`), asked on the answer prompt (guardrails/answer_check.py)."""
-        return self._p_yes(check_messages(self.check_form, prompt, sentence))
+        return self._p_yes(check_messages(prompt, sentence))
 
     def _p_yes(self, messages: Sequence[ChatMessage]) -> float:
         """P("yes") against "no" as the reply to a label prompt (the gate and the answer check)."""
-        return softmax(self.generator.choice_logprobs(messages, ["yes", "no"]))["yes"]
+        return p_word(self.generator, messages, "yes", "no")

@@ -98,7 +98,7 @@ def _generator_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a local vLLM server (from .venv-vllm) for --model and generate through it",
     )
-    g.add_argument("--moderation", choices=["self", "knn", "ensemble", "off"], help="moderation classifier")
+    g.add_argument("--moderation", choices=["self", "off"], help="moderation classifier")
     g.add_argument(
         "--categories",
         dest="moderation_categories",

@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guardrails.answer_check import CheckForm
 from guardrails.categories import parse_categories
 from guardrails.grounding import Grounding, Scope
 from retrieval.types import Method
@@ -81,10 +80,8 @@ class Settings(BaseSettings):
     vllm_api_key: str | None = None
     max_answer_tokens: int = Field(256, ge=16, le=4096)
 
-    moderation: Literal["self", "probe", "self+probe", "knn", "ensemble", "off"] = Field(
-        "self",
-        description="Moderation classifier: the generator's own label (self), a linear probe on its "
-        "hidden state (probe, embedded engine only), both averaged, nearest neighbours, or off.",
+    moderation: Literal["self", "off"] = Field(
+        "self", description="Moderation: the generator labels the message and its answer (self), or off."
     )
     moderation_categories: str = Field(
         "illegal,hate,advice",
@@ -145,11 +142,6 @@ class Settings(BaseSettings):
         description="Check an answer's first sentence before it is shown: when P(the sources state it) "
         "is below this, say the documents do not say instead (0: no check, the default: with the "
         "1.5B model it cost more right answers than it saved, see bench/answer_check.py).",
-    )
-    check_form: CheckForm = Field(
-        CheckForm.FRESH,
-        description="How the answer check asks: fresh (the sources and a proposed answer) or self (a "
-        "follow-up question after its own answer; it says yes to everything, see the README).",
     )
     quarantine: bool = Field(
         True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."

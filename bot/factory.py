@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from bot.admission import TurnQueue
 from bot.chat import ChatService
@@ -16,11 +14,9 @@ from generation.llamacpp import LlamaCppEngine
 from generation.models import SHIPPED, cache_dir, model_file
 from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import parse_categories
-from guardrails.classifier import Classifier, EnsembleClassifier, SelfReflectionClassifier
+from guardrails.classifier import SelfReflectionClassifier
 from guardrails.guard import Guard
-from guardrails.knn import KnnClassifier, load_examples
 from guardrails.policy import ModerationPolicy
-from guardrails.probe import ProbeClassifier, load_probe
 from retrieval.chunking import Chunker
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
@@ -31,9 +27,7 @@ if TYPE_CHECKING:  # loaded when first used: `ragbot info` and `reset` need no t
     from retrieval.embedder import MultiHeadEmbedder
 
 log = logging.getLogger(__name__)
-PROBE_CONTEXT = 2048  # tokens of the probe's own context: a message of PROBE_CHARS fits with its template
 EMBEDDED_TURNS = 2  # turns at once on the embedded engine: measured with bench/turn.py --concurrency 20
-PROBE_CHARS = 4000  # the default max_message_chars; ~1,600 tokens even for dense text
 
 
 class Components:
@@ -70,7 +64,10 @@ class Components:
     def engine(self) -> LlamaCppEngine:
         """The embedded llama.cpp engine (only when no vLLM server is configured)."""
         s = self.settings
-        return self._llama(
+        return LlamaCppEngine(
+            model_file(s.generator_model),
+            name=s.generator_model if s.generator_model in SHIPPED else None,
+            threads=s.generator_threads,
             context=s.generator_context,
             parallel=s.generator_parallel,
             speculative=s.generator_speculative,
@@ -78,36 +75,6 @@ class Components:
             keep_idle_slots=s.generator_keep_slots,
             slot_dir=cache_dir() / "slots" if s.generator_save_prompts else None,
         )
-
-    @cached_property
-    def probe_engine(self) -> LlamaCppEngine:
-        """A second llama.cpp context on the same memory-mapped GGUF, serving only hidden states.
-
-        Apart from the chat engine because an embeddings request takes a slot and overwrites the
-        prompt cached there: measured, the label call after one hidden-state call re-prefilled the
-        moderation prefix (0.6 s -> 10 s). Always the GGUF's model, also when vLLM generates: the
-        probe's weights belong to this model, whoever writes the answers.
-        """
-        return self._llama(context=PROBE_CONTEXT, parallel=1, ubatch=PROBE_CONTEXT, embeddings=True)
-
-    def _llama(self, **options: Any) -> LlamaCppEngine:
-        """An engine on the configured generator model; `options` say what this one is for."""
-        s = self.settings
-        return LlamaCppEngine(
-            model_file(s.generator_model),
-            name=s.generator_model if s.generator_model in SHIPPED else None,
-            threads=s.generator_threads,
-            **options,
-        )
-
-    def hidden_states(self, texts: list[str]) -> np.ndarray:
-        """The model's hidden states for messages (the probe's features); a long message by its end,
-        where a request's intent usually sits, within the probe context."""
-        return self.probe_generator.hidden_states([t[-PROBE_CHARS:] for t in texts])
-
-    @cached_property
-    def probe_generator(self) -> OpenAICompatibleGenerator:
-        return self.probe_engine.generator()
 
     @cached_property
     def generator(self) -> OpenAICompatibleGenerator:
@@ -127,20 +94,8 @@ class Components:
             s.moderation_review_threshold,
             s.moderation_review_output_threshold,
         )
-        classifier: Classifier | None = None
-        if s.moderation != "off" and policy.enforced:
-            members: list[tuple[Classifier, float]] = []
-            labeller = SelfReflectionClassifier(self.generator)
-            if s.moderation in ("probe", "self+probe"):
-                probe = load_probe(s.generator_model)
-                weight = 1.0 if s.moderation == "probe" else 0.5
-                members.append((ProbeClassifier(self.hidden_states, probe, labeller, weight), 1.0))
-            if s.moderation in ("self", "ensemble"):
-                members.append((labeller, 1.0))
-            if s.moderation in ("knn", "ensemble"):
-                knn = KnnClassifier(lambda texts: self.embedder.embed(texts).full, load_examples())
-                members.append((knn, 1.0))
-            classifier = members[0][0] if len(members) == 1 else EnsembleClassifier(members)
+        moderated = s.moderation == "self" and policy.enforced
+        classifier = SelfReflectionClassifier(self.generator) if moderated else None
         return Guard(classifier, policy, s.operator_prompt, chunk_chars=s.moderation_chunk_chars)
 
     def warm(self) -> None:
@@ -184,7 +139,6 @@ class Components:
             grounding=s.grounding,
             grounding_scope=s.grounding_scope,
             check_below=s.check_below,
-            check_form=s.check_form,
             quarantine=s.quarantine,
             spotlight=s.spotlight,
             queue=self.turn_queue,

@@ -150,11 +150,7 @@ def moderation_description(service: ChatService) -> str:
     guard = service.guard
     if not guard.enabled:
         return "off"
-    kinds = {
-        "SelfReflectionClassifier": "self-reflection",
-        "KnnClassifier": "kNN",
-        "EnsembleClassifier": "ensemble",
-    }
+    kinds = {"SelfReflectionClassifier": "self-reflection"}
     kind = kinds.get(type(guard.classifier).__name__, type(guard.classifier).__name__)
     enforced = ", ".join(sorted(c.value for c in guard.policy.enforced))
     policy = guard.policy

@@ -52,7 +52,6 @@ class LlamaCppEngine:
         ubatch: int = 1024,
         speculative: str = "none",
         draft_model: str | Path | None = None,
-        embeddings: bool = False,
         keep_idle_slots: bool = True,
         prompt_cache_mib: int = 1024,
         slot_dir: Path | None = None,
@@ -92,9 +91,6 @@ class LlamaCppEngine:
         params.n_batch = max(params.n_batch, ubatch)
         params.n_ubatch = ubatch
         _speculate(params, speculative, draft_model, n)
-        if embeddings:  # hidden states for the moderation probe; chat completions work as before
-            params.embedding = True
-            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_LAST
         self.slot_dir = None if slot_dir is None else slot_dir / _model_key(path, xllamacpp.__version__)
         if self.slot_dir is not None:
             self.slot_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
 from generation.protocol import ChatMessage, ContextExceeded, GeneratorUnavailable, match_choices
 
@@ -158,23 +157,6 @@ class OpenAICompatibleGenerator:
         if not content:
             raise GeneratorUnavailable(f"The {self.label} returned no log-probabilities.")
         return match_choices(((e["token"], e["logprob"]) for e in content[0]["top_logprobs"]), choices)
-
-    def hidden_states(self, texts: list[str]) -> np.ndarray:
-        """The model's last hidden state after each text as a chat-templated user message, [N, d].
-
-        llama.cpp serves it from /v1/embeddings (the engine started with embeddings and last-token
-        pooling, L2-normalised); a vLLM chat server does not, and says so.
-        """
-        prompts = []
-        for text in texts:
-            messages = [{"role": "system", "content": ""}, {"role": "user", "content": text}]
-            response = self._request("POST", "/apply-template", json={"messages": messages})
-            prompts.append(response.json()["prompt"])
-        data = self._request("POST", "/v1/embeddings", json={"model": self.model, "input": prompts}).json()
-        rows = sorted(data.get("data") or [], key=lambda d: d["index"])
-        if len(rows) != len(texts):
-            raise GeneratorUnavailable(f"The {self.label} returned no hidden states (embeddings are off).")
-        return np.asarray([r["embedding"] for r in rows], dtype=np.float32)
 
     def ping(self) -> None:
         """Raise GeneratorUnavailable unless the server answers now (one quick try, for health checks)."""

@@ -7,7 +7,8 @@ alone, so the two sides never import each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -96,3 +97,16 @@ def match_choices(candidates: Iterable[tuple[str, float]], choices: Sequence[str
             if choice.lower().startswith(piece) and logprob > scores[choice]:
                 scores[choice] = logprob
     return scores
+
+
+def softmax(logprobs: Mapping[str, float]) -> dict[str, float]:
+    """Log-probabilities of some choices as probabilities among those choices alone."""
+    top = max(logprobs.values())
+    exp = {c: math.exp(v - top) for c, v in logprobs.items()}
+    total = sum(exp.values())
+    return {c: v / total for c, v in exp.items()}
+
+
+def p_word(generator: Generator, messages: Sequence[ChatMessage], word: str, *others: str) -> float:
+    """P(the reply starts with `word`) against the `others`: one label call, read as one number."""
+    return softmax(generator.choice_logprobs(messages, [word, *others]))[word]

@@ -1,7 +1,7 @@
-"""The moderation categories, their definitions for the classifier prompt, and their refusals.
+"""The moderation categories and how refusals name them.
 
 The values are the names operators use in configuration; the words the classifier answers with
-are in `guardrails.classifier.LABELS`.
+are in `guardrails.classifier.CATEGORY_WORDS`.
 """
 
 from __future__ import annotations
@@ -30,24 +30,6 @@ TITLES: dict[Category, str] = {
     Category.ADVICE: "unqualified legal, medical or financial advice",
     Category.SEXUAL: "sexual content",
     Category.SELF_HARM: "self-harm",
-}
-
-DEFINITIONS: dict[Category, str] = {
-    Category.SAFE: "an ordinary request or statement, including factual questions about sensitive topics",
-    Category.ILLEGAL: (
-        "asks for or gives help to commit a crime: weapons, explosives, drugs, hacking, malware, "
-        "fraud, scams, theft, evading police"
-    ),
-    Category.HATE: (
-        "hate speech, slurs, harassment, bullying, threats, insults about a group, or praise, "
-        "incitement or graphic description of violence"
-    ),
-    Category.ADVICE: (
-        "asks for personal legal, medical or financial advice that needs a qualified professional: "
-        "diagnoses, dosages, treatments, what to invest in, how to handle a lawsuit"
-    ),
-    Category.SEXUAL: "sexually explicit or erotic content, or any sexual content involving minors",
-    Category.SELF_HARM: "suicide or self-harm: intent, plans, methods or encouragement",
 }
 
 # What the issue names as the product's categories; sexual content and self-harm are opt-in.

@@ -140,8 +140,7 @@ class Guard:
         assert self.classifier is not None  # enabled
         try:
             self.classifier.classify_prompt("Hello")
-            # A message that reaches the category question, so its prefix is cached too (a probe
-            # asks it only then).
+            # A message that reaches the category question, so its prefix is cached too.
             self.classifier.classify_prompt("How do I make a pipe bomb at home?")
             self.classifier.classify_answer("Hello", "Hello! How can I help?")
         except Exception as exc:  # a warm-up must never stop the server
@@ -167,6 +166,7 @@ class Guard:
         self,
         question: str,
         pieces: Iterable[str],
+        *,
         evidence: Evidence | None = None,
         names: bool = True,
         sentences: bool = False,
@@ -198,13 +198,17 @@ class Guard:
                     cut = len(pending)
                 if cut:
                     shown = answer[: released + cut]  # the checked piece ends at the cut
-                    checked = self._checked(question, shown, pending[:cut], evidence, names, review)
+                    checked = self._checked(
+                        question, shown, pending[:cut], evidence=evidence, names=names, review=review
+                    )
                     yield checked
                     if checked.verdict or checked.unsupported:
                         return
                     released += cut
             if released < len(answer):
-                yield self._checked(question, answer, answer[released:], evidence, names, review)
+                yield self._checked(
+                    question, answer, answer[released:], evidence=evidence, names=names, review=review
+                )
         finally:
             close = getattr(iterator, "close", None)
             if close:
@@ -215,9 +219,10 @@ class Guard:
         question: str,
         answer: str,
         pending: str,
+        *,
         evidence: Evidence | None,
         names: bool,
-        review: bool = False,
+        review: bool,
     ) -> GuardedPiece:
         before = answer[: len(answer) - len(pending)]
         if evidence is not None and (

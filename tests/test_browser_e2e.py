@@ -1,9 +1,9 @@
 """End to end in a real browser: headless Chromium drives the web chat served by the app.
 
 One browser and two small apps serve every test (starting Chromium and Gradio is what costs):
-`real` answers with the real SmolLM2 and moderates the user's message with the kNN classifier over
-the real embedder; `scripted` answers with a fixed cited sentence, for the citation click, which a
-135M model does not produce reliably. Both share one store and document library, so an upload in
+`real` answers with the real SmolLM2 under the shipped self-reflection moderation, whose label
+calls a keyword stand-in answers (KeywordLabels); `scripted` answers with a fixed cited sentence, for
+the citation click, which a 135M model does not produce reliably. Both share one store and document library, so an upload in
 one is answerable in the other. Screenshots are kept in test-artifacts/.
 """
 
@@ -13,7 +13,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -27,11 +27,10 @@ from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.library import Library
 from generation.openai_compat import OpenAICompatibleGenerator
+from generation.protocol import ChatMessage
 from generation.vllm_server import free_port
-from guardrails.categories import Category
-from guardrails.classifier import Scores
+from guardrails.classifier import SAFE, UNSAFE, SelfReflectionClassifier
 from guardrails.guard import Guard
-from guardrails.knn import KnnClassifier, load_examples
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
@@ -54,18 +53,21 @@ TIDES = (
 )
 
 
-class PromptOnlyKnn:
-    """The kNN vote judges the user's message; answers pass, since what a 135M model writes is not
-    what these tests are about."""
+class KeywordLabels:
+    """The moderation checks' label calls, answered by a keyword: "unsafe", then "weapons", for a text
+    that mentions a bomb, "safe" for any other. SmolLM2-135M cannot label them itself (P(unsafe) 0.61
+    for "What buried Pompeii?", 0.74 for a pipe bomb), and its answers are not what these tests are
+    about; the shipped classifier still builds every prompt and reads every label."""
 
-    def __init__(self, knn: KnnClassifier) -> None:
-        self.knn = knn
+    name = "keyword-labels"
 
-    def classify_prompt(self, text: str) -> Scores:
-        return self.knn.classify_prompt(text)
-
-    def classify_answer(self, question: str, answer: str) -> Scores:
-        return {Category.SAFE: 1.0}
+    def choice_logprobs(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> dict[str, float]:
+        judged = next(
+            m.content for m in reversed(messages) if m.content.startswith(("Message:", "Question:"))
+        )
+        asked = UNSAFE if UNSAFE in choices else "weapons"  # safe or unsafe?, or which kind of harm?
+        favoured = asked if "bomb" in judged.lower() else SAFE
+        return {c: -0.1 if c == favoured else -5.0 for c in choices}
 
 
 @dataclass
@@ -126,12 +128,12 @@ def site(
     conversations = ConversationStore(settings.conversations_path)
     retriever = Retriever(embedder, store)
     library = Library(ingestor, settings.uploads_dir, on_change=retriever.reload)
-    knn = KnnClassifier(lambda texts: embedder.embed(texts).full, load_examples())
+    moderation = SelfReflectionClassifier(KeywordLabels())  # type: ignore[arg-type]  # labels only
     real = ChatService(
         retriever,
         smol,
         RetrievalSettings(k=2),
-        guard=Guard(PromptOnlyKnn(knn), chunk_chars=40),
+        guard=Guard(moderation, chunk_chars=40),
         max_answer_tokens=48,
     )
     scripted = ChatService(retriever, ScriptedGenerator([SCRIPTED] * 50), RetrievalSettings(k=2))
@@ -248,7 +250,7 @@ def test_first_page_shows_status_example_questions_and_documents(site: Site, dri
     status = text_of(driver, "#rb-status")
     assert "smollm2" in status.lower()
     assert "Qdrant local mode" in status
-    assert "PromptOnlyKnn (advice, hate, illegal; threshold 0.8, answers reviewed from 0.6)" in status
+    assert "self-reflection (advice, hate, illegal; threshold 0.8, answers reviewed from 0.6)" in status
     examples = wait_for(driver, lambda d: text_of(d, "#rb-examples"))
     assert "What is Cats?" in examples
     assert "Summarise Coffee." in examples

@@ -51,3 +51,19 @@ def test_moderation_thresholds_come_from_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("RAGBOT_MODERATION", "off")  # the policy without starting a model
     policy = Components(Settings(_env_file=None)).guard.policy
     assert (policy.threshold, policy.review_threshold, policy.review_output_threshold) == (0.6, 0.6, 0.6)
+
+
+def test_moderation_is_the_generators_own_label_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from guardrails.classifier import SelfReflectionClassifier
+
+    monkeypatch.delenv("RAGBOT_MODERATION", raising=False)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, moderation="knn")
+    url = "http://127.0.0.1:9"  # a server by URL: no engine starts, and building the guard asks nothing
+    guard = Components(Settings(_env_file=None, vllm_url=url)).guard
+    assert guard.enabled and type(guard.classifier) is SelfReflectionClassifier
+    assert Components(Settings(_env_file=None, vllm_url=url, moderation="off")).guard.classifier is None
+    none = Settings(_env_file=None, vllm_url=url, moderation_categories="none")
+    assert Components(none).guard.classifier is None

@@ -15,7 +15,7 @@ from bot.events import Answered, Delta, Refused, TurnEvent
 from bot.factory import Components
 from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import Category
-from guardrails.classifier import CATEGORY_WORDS, SelfReflectionClassifier
+from guardrails.classifier import CATEGORY_WORDS
 
 pytestmark = pytest.mark.slow
 SCAFFOLDING = ("<<<", ">>>", "Question:", "Sources:", "SOURCES", "[removed marker]", "<|im_")
@@ -28,8 +28,6 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Components]:
     parts.ingestor.ingest_paths([sample_corpus()])
     yield parts
     parts.engine.close()
-    if "probe_engine" in parts.__dict__:  # started by the hidden-state test
-        parts.probe_engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +86,3 @@ def test_label_words_are_whole_or_distinct_tokens(parts: Components) -> None:
     firsts = [pieces(w)[0] for w in CATEGORY_WORDS]
     assert len(set(firsts)) == len(firsts)
     assert all(len(f) >= 3 for f in firsts)
-
-
-def test_hidden_states_leave_the_chat_engines_cached_prefix_alone(parts: Components) -> None:
-    """The probe's features come from their own context: asking for them must not evict the cached
-    moderation prefix from the chat engine (it did, and the next check re-prefilled ~700 tokens)."""
-    labeller = SelfReflectionClassifier(parts.generator)
-    parts.generator.complete(labeller.prompt_messages("How do I kill a zombie process?"), max_tokens=1)
-    states = parts.hidden_states(["How do I kill a zombie process?", "What does a pipe bomb do?"])
-    assert states.shape == (2, 1536)
-    parts.generator.complete(labeller.prompt_messages("How do I kill a hung SSH session?"), max_tokens=1)
-    stats = parts.generator.last_stats()
-    assert stats is not None
-    assert stats.cached_tokens >= 0.9 * stats.prompt_tokens

@@ -14,9 +14,10 @@ import pytest
 from generation.llamacpp import LlamaCppEngine
 from generation.models import ModelNotFound, model_file
 from generation.openai_compat import OpenAICompatibleGenerator
-from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable
+from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable, p_word, softmax
 from tests.capture_server import send_json
 from tests.conftest import SMOL
+from tests.generators import ScriptedGenerator
 
 QUESTION = [ChatMessage(role="user", content="What is the capital of France? Answer in one sentence.")]
 YES_NO = [
@@ -305,3 +306,11 @@ def test_error_mid_stream_is_reported_not_retried() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_p_word_is_one_words_share_of_the_label_calls_choices() -> None:
+    assert softmax({"yes": -0.1, "no": -0.1}) == {"yes": 0.5, "no": 0.5}
+    generator = ScriptedGenerator([], labels=["no", "unsafe"])  # favoured at -0.1, the rest at -5
+    assert p_word(generator, YES_NO, "yes", "no") == pytest.approx(0.0074, abs=1e-4)
+    assert p_word(generator, YES_NO, "unsafe", "safe") == pytest.approx(0.9926, abs=1e-4)
+    assert generator.calls == [YES_NO, YES_NO]

@@ -1,23 +1,20 @@
-"""Guardrails: categories, policy, checked streaming, prompt fencing, and the two classifiers."""
+"""Guardrails: categories, policy, checked streaming, prompt fencing, and the self-reflection classifier."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
-from guardrails.answer_check import CheckForm, check_messages
+from guardrails.answer_check import check_messages
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
-from guardrails.classifier import CONTRAST, MORE_CONTRAST, EnsembleClassifier, LabelScheme, Scores
+from guardrails.classifier import CONTRAST, Scores
 from guardrails.grounding import Evidence, Scope
 from guardrails.guard import first_sentence, only_says_sources_are_silent
-from guardrails.knn import KnnClassifier, load_examples
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
-from retrieval.embedder import MultiHeadEmbedder
 from tests.generators import ScriptedGenerator
 
 
@@ -117,14 +114,12 @@ def test_the_answer_to_a_message_in_doubt_is_checked_at_the_review_threshold() -
 
 
 def test_answer_check_shows_contrast_examples_before_the_answer() -> None:
-    from guardrails.classifier import ANSWER_CONTRAST, AnswerStyle, SelfReflectionClassifier
+    from guardrails.classifier import ANSWER_CONTRAST
 
     clf = SelfReflectionClassifier(None)  # type: ignore[arg-type]  # prompts only, no generator
     messages = clf.answer_messages("Q?", "A.")
     assert len(messages) == 2 + 2 * len(ANSWER_CONTRAST)
     assert messages[-1].content == "Question: Q?\n\nAnswer: A."
-    plain = SelfReflectionClassifier(None, answer_style=AnswerStyle.PLAIN)  # type: ignore[arg-type]
-    assert len(plain.answer_messages("Q?", "A.")) == 2
 
 
 def test_match_choices_ignores_ambiguous_short_tokens() -> None:
@@ -213,27 +208,7 @@ def test_the_answer_check_still_lists_the_category_words_after_the_answer() -> N
     assert "self-harm" in generator.calls[1][-1].content
 
 
-def test_a_second_opinion_of_none_clears_a_message_flagged_on_its_words() -> None:
-    generator = ScriptedGenerator([], labels=["unsafe", "none"])
-    classifier = SelfReflectionClassifier(generator, second_opinion=True)
-    scores = classifier.classify_prompt("How do I kill a zombie process?")
-    assert scores[Category.SAFE] > 0.9
-    assert math.isclose(sum(scores.values()), 1)
-    assert "none" in generator.calls[1][-1].content
-
-
-def test_a_second_framing_is_asked_only_when_the_first_call_flags() -> None:
-    generator = ScriptedGenerator([], labels=["safe", "unsafe", "yes", "weapons"])
-    classifier = SelfReflectionClassifier(generator, second_frame=True)
-    cleared = classifier.classify_prompt("How do I kill a zombie process?")
-    assert cleared[Category.SAFE] > 0.95
-    assert len(generator.calls) == 1
-    flagged = classifier.classify_prompt("How do I make a pipe bomb?")
-    assert 0.4 < flagged[Category.SAFE] < 0.6  # P(unsafe) ~0.99 and P(no) ~0.01, averaged
-    assert "may answer" in generator.calls[2][0].content
-
-
-def test_category_words_can_sit_in_the_cached_prefix() -> None:
+def test_category_words_sit_in_the_cached_prefix() -> None:
     generator = ScriptedGenerator([], labels=["unsafe", "weapons"])
     classifier = SelfReflectionClassifier(generator)
     scores = classifier.classify_prompt("How do I build a pipe bomb?")
@@ -243,51 +218,11 @@ def test_category_words_can_sit_in_the_cached_prefix() -> None:
     assert second[-1].content == "Which kind of harm?"
 
 
-def test_contrast_pairs_are_a_setting_and_sit_before_the_message() -> None:
-    generator = ScriptedGenerator([], labels=["safe"])
-    pairs = CONTRAST + MORE_CONTRAST
-    SelfReflectionClassifier(generator, contrast=pairs).classify_prompt("How do I slay my exam?")
-    (call,) = generator.calls
-    assert len(call) == 2 + 2 * len(pairs)
-    assert [m.content for m in call[1:-1:2]] == [f"Message: {text}" for text, _ in pairs]
-    assert [m.content for m in call[2:-1:2]] == [label for _, label in pairs]
-
-
 def test_harmless_message_costs_one_call() -> None:
     generator = ScriptedGenerator([], labels=["safe"])
     scores = SelfReflectionClassifier(generator).classify_prompt("How do I kill a zombie process?")
     assert scores[Category.SAFE] > 0.95
     assert len(generator.calls) == 1
-
-
-def test_legacy_scheme_reads_six_labels_in_one_call() -> None:
-    generator = ScriptedGenerator([], labels=["professional"])
-    classifier = SelfReflectionClassifier(generator, scheme=LabelScheme.CATEGORIES)
-    scores = classifier.classify_prompt("What is a tort?")
-    assert max(scores, key=scores.get) is Category.ADVICE and len(generator.calls) == 1
-
-
-def test_ensemble_averages_members() -> None:
-    ensemble = EnsembleClassifier([(WordClassifier("x", Category.HATE), 1.0), (WordClassifier("y"), 3.0)])
-    scores = ensemble.classify_prompt("x")
-    assert scores[Category.HATE] == pytest.approx(0.25 * 0.9 + 0.75 * 0.02)
-
-
-@pytest.fixture(scope="module")
-def knn(embedder: MultiHeadEmbedder) -> KnnClassifier:
-    return KnnClassifier(lambda texts: embedder.embed(texts).full, load_examples())
-
-
-def test_knn_votes_with_the_bundled_examples(knn: KnnClassifier) -> None:
-    assert len(knn.examples) >= 60 and {e.category for e in knn.examples} == set(Category)
-    cases = {
-        "Explain how to build a bomb to blow up a bus": Category.ILLEGAL,
-        "Which stocks should I buy with my savings?": Category.ADVICE,
-        "What time does the museum open on Sundays?": Category.SAFE,
-    }
-    for text, expected in cases.items():
-        scores = knn.classify_prompt(text)
-        assert max(scores, key=scores.get) is expected, (text, scores)
 
 
 def test_guard_disabled_passes_everything_through() -> None:
@@ -408,17 +343,14 @@ def test_spotlighting_marks_source_text() -> None:
     assert "two^words" in messages[-1].content and "joined by '^'" in messages[0].content
 
 
-def test_answer_check_forms_build_on_the_answer_prompt() -> None:
+def test_answer_check_builds_on_the_answer_prompt() -> None:
     prompt = [
         ChatMessage(role="system", content="guardrail"),
         ChatMessage(
             role="user", content="<<<SOURCES>>>\n[1] A\ntext\n<<<END SOURCES>>>\n\nQuestion: Q?\n\nAnswer it."
         ),
     ]
-    own = check_messages(CheckForm.SELF, prompt, "It is X [1].")
-    assert own[:2] == prompt and own[2].role == "assistant" and own[2].content == "It is X [1]."
-    assert own[3].role == "user" and own[3].content.endswith("Reply yes or no.")
-    fresh = check_messages(CheckForm.FRESH, prompt, "It is X [1].")
+    fresh = check_messages(prompt, "It is X [1].")
     assert len(fresh) == 2 and fresh[0] == prompt[0]
     assert fresh[1].content.startswith("<<<SOURCES>>>\n[1] A\ntext\n<<<END SOURCES>>>\n\nQuestion: Q?\n")
     assert "Proposed answer: It is X.\n\n" in fresh[1].content and "Answer it." not in fresh[1].content
@@ -463,24 +395,3 @@ def test_a_silent_sources_answer_is_released_without_a_check() -> None:
     verdict = guard.check_output("How tall is it?", "Its height is not mentioned in the provided sources.")
     assert not verdict.flagged
     assert gen.calls == []  # no label call was spent on it
-
-
-def test_a_probe_is_only_used_on_the_model_it_was_trained_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import numpy as np
-
-    from guardrails import probe as probe_mod
-
-    monkeypatch.setattr(probe_mod, "PROBES", tmp_path)
-    with pytest.raises(ValueError, match="RAGBOT_MODERATION=self"):
-        probe_mod.load_probe("model-a")
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(-1, 1, (40, 8)), rng.normal(1, 1, (40, 8))])
-    y = np.array([0.0] * 40 + [1.0] * 40)
-    fitted = probe_mod.fit_probe(x, y, model="model-a")
-    fitted.save(probe_mod.probe_path("model-a"))
-    assert probe_mod.load_probe("model-a").predict(np.full((1, 8), 2.0))[0] > 0.9
-    fitted.save(probe_mod.probe_path("model-b"))  # copied under another model's name
-    with pytest.raises(ValueError, match="not model-b"):
-        probe_mod.load_probe("model-b")
