@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")  # "[3]": cut out of claims, and its number read for the scope
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -105,29 +107,92 @@ def claims(text: str, names: bool = True) -> list[str]:
 
 _SMALL = """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
     fifteen sixteen seventeen eighteen nineteen twenty""".split()  # noqa: SIM905 - a word list
+_TENS = {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000,
+          "trillion": 1_000_000_000_000}  # fmt: skip
+_NUMBER_WORDS = {w: n for n, w in enumerate(_SMALL)} | _TENS
+_QUANTITY = re.compile(
+    r"(\d+(?:\.\d+)?|\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b)"
+    r"(?:\s*-?\s*(hundred|thousand|million|billion|trillion)\b)?"
+)
 
 
-def _found(needle: str, haystack: str) -> bool:
-    """A number must match whole ("30" is not in "1300") or, up to twenty, as a word ("3" in
-    "three stripes"); a word may be part of a longer one."""
+def _quantity(head: str, scale: str | None) -> tuple[float, float]:
+    """(value, tolerance): "1.5 million" is 1,500,000 give or take 50,000, the precision it was
+    written with; "twelve hundred" is 1,200; a plain number is exact."""
+    value = float(head) if head[0].isdigit() else float(_NUMBER_WORDS[head])
+    if not scale:
+        return value, 0.0
+    decimals = len(head.split(".")[1]) if "." in head else 0
+    tolerance = 0.0 if scale == "hundred" else 0.5 * _SCALE[scale] / 10**decimals
+    return value * _SCALE[scale], tolerance
+
+
+def _same_quantity(claim: str, context: str, haystack: str) -> bool:
+    """The number `claim`, read with any scale word after it in `context` (the answer), is a quantity
+    the haystack states in some form: "1.5 million" for "1,500,000", "12,000" for "twelve thousand"."""
+    scale = re.search(rf"(?<![\d.]){re.escape(claim)}\s*-?\s*({'|'.join(_SCALE)})\b", context)
+    value, tolerance = _quantity(claim, scale.group(1) if scale else None)
+    stated = (_quantity(m.group(1), m.group(2))[0] for m in _QUANTITY.finditer(haystack))
+    return any(abs(v - value) <= tolerance for v in stated)
+
+
+def _found(needle: str, haystack: str, context: str = "") -> bool:
+    """A number must match whole ("30" is not in "1300") or as the same quantity written otherwise
+    ("3" in "three stripes", "1.5 million" in "1,500,000"); a name matches as itself, its lemma
+    ("Vikings", "Viking"), with its hyphens as spaces, or as the country or demonym it pairs with
+    ("Swedish" in a text that says "Sweden"); a word may be part of a longer one."""
     if not needle[0].isdigit():
-        return needle in haystack
+        return any(form in haystack for form in _name_forms(needle))
     if re.search(rf"(?<![\d.,]){re.escape(needle)}(?![\d]|[.,]\d)", haystack):
         return True
-    return (
-        needle.isdigit()
-        and int(needle) < len(_SMALL)
-        and re.search(rf"\b{_SMALL[int(needle)]}\b", haystack) is not None
-    )
+    return _is_number(needle) and _same_quantity(needle, context, haystack)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _demonyms() -> dict[str, frozenset[str]]:
+    """Country names and demonyms (countryinfo's data), each folded, to the forms it pairs with."""
+    from countryinfo import all_countries
+
+    pairs: defaultdict[str, set[str]] = defaultdict(set)
+    for country in all_countries():
+        name, demonym = country.name(), country.demonym()
+        if not (name and demonym):
+            continue
+        forms = {_fold(name), _fold(demonym)}
+        for form in forms:
+            pairs[form] |= forms
+    return {k: frozenset(v) for k, v in pairs.items()}
+
+
+@lru_cache(maxsize=4096)
+def _name_forms(needle: str) -> frozenset[str]:
+    import simplemma
+
+    forms = {needle, simplemma.lemmatize(needle, lang="en").lower()}
+    if "-" in needle:
+        forms |= {needle.replace("-", " "), needle.replace("-", "")}
+    for form in list(forms):
+        forms |= _demonyms().get(form, frozenset())
+    return frozenset(f for f in forms if f)
 
 
 def unsupported(text: str, evidence: Iterable[str], names: bool = True) -> list[str]:
     """Claims in `text` that appear nowhere in the evidence (the sources' text and the question)."""
     haystack = _fold(" ".join(evidence))
+    context = _fold(_CITATION.sub(" ", text))
     out = []
     for claim in claims(text, names):
         # "'Dwarf Biter'" and "King's" are looked up as "biter" and "king"
         needle = re.sub(r"'s$", "", _fold(claim).strip(".,")).strip(_QUOTES)
-        if needle and not _found(needle, haystack):
+        if needle and not _found(needle, haystack, context):
             out.append(claim)
     return out
