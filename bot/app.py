@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
 WEBHOOK_THREADS = 4  # Slack/Discord turns in flight; more wait in the executor's own queue
 HEALTH_TIMEOUT_S = 3.0
+HEALTH_FRESH_S = 1.0  # a probe is answered from checks at most this old (plus one check's time)
 OPERATOR_COOKIE = "ragbot_operator"  # the operator token, as the documents panel's uploads send it
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 
@@ -89,25 +91,42 @@ def busy_response(exc: Busy) -> JSONResponse:
     )
 
 
-def health_router(deps: AppDeps) -> APIRouter:
-    """/healthz answers on its own thread and never waits behind chats; it names each part's state,
-    not its error text (which can carry backend addresses): the log has those."""
+def health_router(deps: AppDeps, fresh_s: float = HEALTH_FRESH_S) -> APIRouter:
+    """/healthz never waits behind chats: the checks run on a thread of their own, at most once per
+    `fresh_s`, and a probe meanwhile gets the last result at once (on a small CPU busy with the model,
+    even a quick check waits for a core). It names each part's state, not its error text (which can
+    carry backend addresses): the log has those."""
     router = APIRouter()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+    last: list[tuple[float, dict[str, str]]] = []  # (when, public states)
+    running: list[asyncio.Future[dict[str, str]]] = []
 
-    @router.get("/healthz")
-    async def healthz() -> JSONResponse:
-        try:  # asyncio waits on the pool's future: no server worker thread is taken
-            checks = await asyncio.wait_for(asyncio.wrap_future(pool.submit(deps.health)), HEALTH_TIMEOUT_S)
-        except TimeoutError:
-            return JSONResponse({"status": "degraded", "detail": "health check timed out"}, status_code=503)
+    def check() -> dict[str, str]:
         public = {}
-        for part, state in checks.items():
+        for part, state in deps.health().items():
             if not state.startswith("ok"):
                 log.warning("health: %s %s", part, state)
             public[part] = "ok" if state.startswith("ok") else "unavailable"
-        ok = all(v == "ok" for v in public.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", **public}, status_code=200 if ok else 503)
+        last[:] = [(time.monotonic(), public)]
+        return public
+
+    @router.get("/healthz")
+    async def healthz() -> JSONResponse:
+        now = time.monotonic()
+        stale = not last or now - last[0][0] > fresh_s
+        if stale and (not running or running[0].done()):
+            running[:] = [asyncio.wrap_future(pool.submit(check))]  # no server worker thread is taken
+        if last and now - last[0][0] <= fresh_s + HEALTH_TIMEOUT_S:
+            checks = last[0][1]  # recent: answered at once while a newer check runs
+        else:
+            try:
+                checks = await asyncio.wait_for(asyncio.shield(running[0]), HEALTH_TIMEOUT_S)
+            except TimeoutError:
+                return JSONResponse(
+                    {"status": "degraded", "detail": "health check timed out"}, status_code=503
+                )
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
 
     return router
 
