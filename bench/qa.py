@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import importlib.util
 import json
 import re
 import statistics
@@ -48,7 +49,10 @@ _ABSTAIN = re.compile(
     r"\b(don'?t|do not|does not|doesn'?t|cannot|can'?t|could not|couldn'?t|unable to)\b.{0,40}"
     r"\b(know|say|state|mention|contain|provide|include|specify|find|answer|determine|give)"
     r"|\bno (information|mention|details?|answer|data)\b|\bnot (mentioned|stated|provided|specified|given|"
-    r"available|included|found)\b|\bthere is no\b.{0,30}\b(information|mention)",
+    r"available|included|found)\b|\bthere is no\b.{0,30}\b(information|mention)"
+    # Korean: "(the documents) do not state / mention / contain it", "cannot be found / known"
+    r"|나와 있지 않|언급(되어|하고) 있지 않|명시되어 있지 않|포함되어 있지 않|찾을 수 없|알 수 없|정보가 없"
+    r"|답할 수 없|규정(이|하고 있지) 않",
     re.IGNORECASE,
 )
 _SCAFFOLD = re.compile(r"<<<|>>>|\bQuestion:|\bSources?:|\[removed marker\]|<\|im_", re.IGNORECASE)
@@ -203,19 +207,45 @@ def summarise(scores: list[TurnScore]) -> list[list[object]]:
     ]  # fmt: skip
 
 
+def konlpy_corpus() -> Path:
+    """The installed konlpy package's data/corpus folder (found without importing konlpy, which needs JPype)."""
+    spec = importlib.util.find_spec("konlpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("this set reads its documents from the konlpy package: pip install konlpy")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "corpus"
+
+
 def load_set(name: str, split: str) -> tuple[list[Document], list[dict]]:
-    """A QA set's documents (read from the evaluation data) and its conversations of one split."""
+    """A QA set's documents and its conversations of one split.
+
+    corpus.json names where the documents come from: {"source": "mrag/...", "titles": [...]} reads MRAG
+    Wikipedia v2 articles from the evaluation data; {"source": "konlpy", "files": [...]} reads text files
+    bundled with the konlpy package (data/corpus/<file>), each a file name or {"file": ..., "title": ...}
+    (the title defaults to the file's first line).
+    """
     data = DATA.parent / name
-    corpus = json.loads((data / "corpus.json").read_text())
-    with bz2.open(EVALDATA / "mrag" / "wikipedia_articles_v2.json.bz2") as f:
-        articles = json.load(f)
-    wanted = set(corpus["titles"])
-    docs = [
-        Document(source=f"mrag-v2://{a['title']}", title=a["title"], text=a["text"])
-        for a in articles
-        if a["title"] in wanted
+    corpus = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
+    if corpus["source"] == "konlpy":
+        root = konlpy_corpus()
+        docs = []
+        for entry in corpus["files"]:
+            file, title = (entry, "") if isinstance(entry, str) else (entry["file"], entry.get("title", ""))
+            text = (root / file).read_text(encoding="utf-8")
+            docs.append(
+                Document(source=f"konlpy://{file}", title=title or text.strip().splitlines()[0], text=text)
+            )
+    else:
+        with bz2.open(EVALDATA / "mrag" / "wikipedia_articles_v2.json.bz2") as f:
+            articles = json.load(f)
+        wanted = set(corpus["titles"])
+        docs = [
+            Document(source=f"mrag-v2://{a['title']}", title=a["title"], text=a["text"])
+            for a in articles
+            if a["title"] in wanted
+        ]
+    conversations = [
+        json.loads(line) for line in (data / "questions.jsonl").read_text(encoding="utf-8").splitlines()
     ]
-    conversations = [json.loads(line) for line in (data / "questions.jsonl").read_text().splitlines()]
     if split != "all":
         conversations = [c for c in conversations if c["split"] == split]
     return docs, conversations

@@ -32,9 +32,9 @@ from guardrails.answer_check import check_messages
 from guardrails.grounding import Evidence, Grounding, Scope
 from guardrails.guard import Guard
 from guardrails.injection import quarantine as quarantine_text
+from guardrails.language import ENGLISH, detect, texts
 from guardrails.links import LinkFilter
 from guardrails.prompts import (
-    ABSTENTION,
     ANSWER_INSTRUCTION,
     ANSWER_STOP,
     ANSWERABLE_INSTRUCTION,
@@ -228,14 +228,23 @@ class ChatService:
         ticket = self.queue.join(client)
         hangup = hangup or Hangup()
         hangup.on_hangup(lambda: self.queue.leave(ticket))
-        return self._admitted(ticket, question, clip_history(history, self.max_message_chars), hangup, start)
+        history = clip_history(history, self.max_message_chars)
+        asked = [m.content for m in history if m.role == "user"]
+        language = detect(question, default=detect(asked[-1]) if asked else ENGLISH)  # "ok?" follows on
+        return self._admitted(ticket, question, history, hangup, start, language)
 
     def _admitted(
-        self, ticket: int, question: str, history: Sequence[ChatMessage], hangup: Hangup, start: float
+        self,
+        ticket: int,
+        question: str,
+        history: Sequence[ChatMessage],
+        hangup: Hangup,
+        start: float,
+        language: str,
     ) -> collections.abc.Generator[TurnEvent]:
-        inner = self._turn(question, history, start, hangup)  # a generator: nothing runs before it is read
+        inner = self._turn(question, history, start, hangup, language)  # nothing runs before it is read
         try:
-            if not (yield from self._wait(ticket, hangup)):
+            if not (yield from self._wait(ticket, hangup, language)):
                 return  # the asker left while waiting
             queued_s = time.perf_counter() - start
             for event in inner:
@@ -259,7 +268,7 @@ class ChatService:
             self.queue.leave(ticket)  # also when the caller stops reading, waiting or not
 
     def _wait(
-        self, ticket: int, hangup: Hangup, poll_s: float = 1.0
+        self, ticket: int, hangup: Hangup, language: str = ENGLISH, poll_s: float = 1.0
     ) -> collections.abc.Generator[Queued, None, bool]:
         """Until the turn may run: its place in line, each time that changes. False if the asker left."""
         told = None
@@ -269,11 +278,11 @@ class ChatService:
             ahead = self.queue.ahead(ticket)
             if ahead != told:
                 told = ahead
-                yield Queued(ahead)
+                yield Queued(ahead, language)
         return not hangup.is_set
 
     def _turn(
-        self, question: str, history: Sequence[ChatMessage], start: float, hangup: Hangup
+        self, question: str, history: Sequence[ChatMessage], start: float, hangup: Hangup, language: str
     ) -> collections.abc.Generator[TurnEvent]:
         """The turn once it has its place in line; `question` is the validated message. Each stage
         first asks whether the asker is still there, and so does every streamed piece."""
@@ -288,7 +297,7 @@ class ChatService:
         checks = int(self.guard.enabled)
         if verdict.flagged:
             timings = TurnTimings(0.0, moderation_s, checks, None, time.perf_counter() - start)
-            yield Refused(verdict, standalone, timings=timings)
+            yield Refused(verdict, standalone, timings=timings, language=language)
             return
         if hangup.is_set:
             return
@@ -301,19 +310,21 @@ class ChatService:
         op = self.guard.operator_prompt
         if hangup.is_set:
             return
+        abstention = texts(language).abstention
         if self.abstain_below and chunks:
             gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
             answerable = self._p_yes(gate)
             log.info("answerable p=%.3f", answerable)  # no message text in logs
             if answerable < self.abstain_below:
-                yield Delta(ABSTENTION)
+                yield Delta(abstention)
                 timings = TurnTimings(retrieval_s, moderation_s, checks, time.perf_counter() - start,
                                       time.perf_counter() - start)  # fmt: skip
-                yield Answered(ABSTENTION, sources, standalone, timings, answerable)
+                yield Answered(abstention, sources, standalone, timings, answerable)
                 return
         else:
             answerable = None
-        prompt = build_prompt(standalone, chunks, history, op, spotlight=self.spotlight)
+        instruction = f"{ANSWER_INSTRUCTION} {texts(language).answer_in}".strip()
+        prompt = build_prompt(standalone, chunks, history, op, instruction, spotlight=self.spotlight)
         drafted = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
         # Links only where the sources the model saw, or the asker, gave them (guardrails/links.py).
         seen = [question, standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in chunks)]
@@ -340,7 +351,9 @@ class ChatService:
                 timings = TurnTimings(
                     retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start
                 )
-                yield Refused(piece.verdict, standalone, retracted=bool(text), timings=timings)
+                yield Refused(
+                    piece.verdict, standalone, retracted=bool(text), timings=timings, language=language
+                )
                 return
             if piece.text and not text and self.check_below:
                 supported = self.supported(prompt, piece.text)
@@ -351,9 +364,9 @@ class ChatService:
                     "answer cut before an unsupported %s", "claim" if piece.unsupported else "first sentence"
                 )
                 if not text.strip():
-                    text = ABSTENTION
+                    text = abstention
                     first_text_s = time.perf_counter() - start
-                    yield Delta(ABSTENTION)
+                    yield Delta(abstention)
                 break
             if piece.text:
                 if first_text_s is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from guardrails.language import ENGLISH, queued, texts
 from guardrails.policy import Verdict
 
 
@@ -62,10 +63,11 @@ class ErrorKind(StrEnum):
 @dataclass(frozen=True)
 class Queued:
     ahead: int  # chats answered or waiting before this one
+    language: str = ENGLISH  # the asker's (guardrails/language.py)
 
     @property
     def message(self) -> str:
-        return f"Waiting for the model: {self.ahead} chat{'s' if self.ahead != 1 else ''} ahead of yours…"
+        return queued(self.ahead, self.language)
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,12 @@ class Refused:
     standalone_question: str = ""
     retracted: bool = False  # checked text had already been shown and is now withdrawn
     timings: TurnTimings = field(default_factory=TurnTimings)
+    language: str = ENGLISH  # the asker's: the refusal is written in it
 
     @property
     def message(self) -> str:
-        if self.retracted:
-            return f"(The answer above was withdrawn.) {self.verdict.refusal}"
-        return self.verdict.refusal
+        refusal = self.verdict.refusal_in(self.language)
+        return f"{texts(self.language).withdrawn} {refusal}" if self.retracted else refusal
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from generation.protocol import ChatMessage, Generator
 from guardrails.categories import Category
 from guardrails.classifier import Classifier
 from guardrails.grounding import Evidence, unsupported
+from guardrails.language import abstentions
 from guardrails.policy import ModerationPolicy, Verdict
 from guardrails.prompts import system_prompt
 
@@ -53,6 +54,8 @@ _GOES_ON = re.compile(r"\b(but|however|though|although|instead|except|yet|still|
 def only_says_sources_are_silent(answer: str) -> bool:
     """True for one short sentence that only says the sources do not give the answer."""
     text = answer.strip()
+    if text in abstentions():  # the bot's own words, in any language it speaks
+        return True
     if len(text) > 240 or "http" in text or "@" in text or _SENTENCE_END.search(text.rstrip(".!")):
         return False
     if _GOES_ON.search(text):

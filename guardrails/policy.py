@@ -6,20 +6,9 @@ from dataclasses import dataclass, field
 
 from guardrails.categories import DEFAULT_ENFORCED, Category
 from guardrails.classifier import Scores
+from guardrails.language import ENGLISH, TEXTS, refusal
 
-REFUSALS: dict[Category, str] = {
-    Category.ILLEGAL: "I can't help with this because it looks like a request involving illegal activity.",
-    Category.HATE: "I can't help with this because it involves hate, harassment or violence.",
-    Category.ADVICE: (
-        "I can't give personal legal, medical or financial advice. Please consult a qualified "
-        "professional (a lawyer, doctor or licensed financial adviser) about your situation."
-    ),
-    Category.SEXUAL: "I can't help with sexual content.",
-    Category.SELF_HARM: (
-        "I can't help with this, but you don't have to face it alone. If you are thinking about "
-        "harming yourself, please contact your local emergency number or a suicide crisis line now."
-    ),
-}
+REFUSALS: dict[Category, str] = TEXTS[ENGLISH].refusals
 
 
 @dataclass(frozen=True)
@@ -37,10 +26,11 @@ class Verdict:
 
     @property
     def refusal(self) -> str:
-        if not self.flagged:
-            return ""
-        what = "your message" if self.stage == "input" else "the answer I drafted"
-        return f"{REFUSALS[self.category]} (Moderation: {what} was flagged as {self.category.label}.)"
+        return self.refusal_in(ENGLISH)
+
+    def refusal_in(self, language: str) -> str:
+        """What the user is told, in their language, naming the category; empty when not flagged."""
+        return refusal(self.category, self.stage, language) if self.flagged else ""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from generation.protocol import ChatMessage, Generator
 
 CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
-    "conversation. Replace pronouns with the things they refer to. Reply with the question only."
+    "conversation. Replace pronouns with the things they refer to. Write it in the language of the "
+    "user's last message. Reply with the question only."
 )
 # Worked examples (written for ragbot, not taken from any benchmark): the rewrite keeps the user's
 # words and the question's form, and spells out what "she", "that", "other" and a bare "Why?" point
