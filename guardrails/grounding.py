@@ -15,17 +15,28 @@ answer is usually a neighbouring fact from another retrieved document (asked how
 monument, the model gave the Eiffel Tower's visitor count and cited the monument's article), so it
 is found somewhere in the sources but not where the answer says it is. A piece that cites nothing
 may use what the answer cited before; with no citation at all, every source counts.
+
+Korean (text with Hangul) has no capital letters: its names are the proper nouns (NNP) of Kiwi, a
+Korean morphological analyser loaded on the first Korean text (1-2 s and 300 MiB), looked up
+without their particles (홍길동이 as 홍길동); its numbers may carry scale words (5만 is 50,000,
+1억 2천만 is 120,000,000) and are compared by value with the sources' quantities either way, and a
+counter after a number (19세, 3개, 5회) is no part of it.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiwipiepy import Kiwi
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")  # "[3]": cut out of claims, and its number read for the scope
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -42,6 +53,16 @@ _COMMON = frozenset(
     """.split()  # noqa: SIM905 - a word list; languages: "means 'Dwarf Biter' in English" names no fact
 )
 _QUOTES = "'\"’‘“”-"
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")  # a precomposed syllable: the text is (partly) Korean
+_JAMO = re.compile(r"[\u1100-\u11ff]")  # what NFKD makes of a syllable
+# A Korean quantity: digits with a scale word (5만, 1.5억, 2,000만, 3천), groups of them (1억 2천만).
+# 조 is also the counter of articles (제3조), which a lone "3조" claim may mean (see `_found`).
+_KO_SMALL = {"": 1, "십": 10, "백": 100, "천": 1_000}
+_KO_LARGE = {"": 1, "만": 10_000, "억": 100_000_000, "조": 1_000_000_000_000}
+_KO_GROUP = r"(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:[십백천]?[만억조]|[백천])"
+_KO_QUANTITY = re.compile(rf"(?<![\d.,]){_KO_GROUP}(?:\s*{_KO_GROUP})*")
+_KO_PART = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)([십백천]?)([만억조]?)")
+_KO_NUMBER = re.compile(rf"{_KO_QUANTITY.pattern}|{_NUMBER.pattern}")
 
 
 class Scope(StrEnum):
@@ -86,13 +107,17 @@ def _fold(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = text.replace("–", "-").replace("—", "-").replace("’", "'")
-    return re.sub(r"(?<=\d)[,\u202f ](?=\d{3}\b)", "", text)
+    if _JAMO.search(text):  # Hangul syllables back together, so that Korean is matched syllable by syllable
+        text = unicodedata.normalize("NFC", text)
+    return re.sub(r"(?<=\d)[,\u202f ](?=\d{3}(?:\b|[\uac00-\ud7a3]))", "", text)  # 50,000명 too
 
 
 def claims(text: str, names: bool = True) -> list[str]:
-    """The numbers and (with `names`) capitalised, name-like words of a piece of answer text."""
+    """The numbers and (with `names`) capitalised, name-like words of a piece of answer text; in Korean
+    text, numbers with their scale words ("1억 2천만") and Kiwi's proper nouns."""
     text = _CITATION.sub(" ", text)
-    found = [m.group() for m in _NUMBER.finditer(text)]
+    korean = _HANGUL.search(text) is not None
+    found = [m.group() for m in (_KO_NUMBER if korean else _NUMBER).finditer(text)]
     if not names:
         return found
     for m in _WORD.finditer(text):
@@ -101,8 +126,32 @@ def claims(text: str, names: bool = True) -> list[str]:
             continue
         if _SENTENCE_START.search(text[: m.start()]):
             continue  # capitalised because it opens a sentence
+        if korean:
+            word = re.sub(r"[\uac00-\ud7a3]+$", "", word)  # "Python으로": the name without its particle
         found.append(word)
+    if korean:
+        found += [t.form for t in kiwi().tokenize(text) if t.tag == "NNP" and _HANGUL.search(t.form)]
     return found
+
+
+_kiwi: Any = None
+_kiwi_lock = threading.Lock()
+
+
+def kiwi() -> Kiwi:
+    """Kiwi (kiwipiepy), loaded on first use: 1-2 s and 300 MiB, paid only by a process that checks
+    Korean text. Its multi-word proper-noun dictionary is left out (180 MiB more): a name is looked up
+    word by word, as the sources may space it otherwise."""
+    global _kiwi
+    if _kiwi is None:
+        with _kiwi_lock:
+            if _kiwi is None:
+                from kiwipiepy import Kiwi
+
+                analyser = Kiwi(load_multi_dict=False)
+                analyser.tokenize("")  # Kiwi finishes loading its model on the first analysis
+                _kiwi = analyser
+    return _kiwi
 
 
 _SMALL = """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
@@ -133,8 +182,27 @@ def _same_quantity(claim: str, context: str, haystack: str) -> bool:
     the haystack states in some form: "1.5 million" for "1,500,000", "12,000" for "twelve thousand"."""
     scale = re.search(rf"(?<![\d.]){re.escape(claim)}\s*-?\s*({'|'.join(_SCALE)})\b", context)
     value, tolerance = _quantity(claim, scale.group(1) if scale else None)
-    stated = (_quantity(m.group(1), m.group(2))[0] for m in _QUANTITY.finditer(haystack))
-    return any(abs(v - value) <= tolerance for v in stated)
+    return any(abs(v - value) <= tolerance for v in _stated(haystack))
+
+
+def _stated(haystack: str) -> list[float]:
+    """Every quantity the haystack states, in words or digits, with any scale word (English or Korean)."""
+    stated = [_quantity(m.group(1), m.group(2))[0] for m in _QUANTITY.finditer(haystack)]
+    if _HANGUL.search(haystack):
+        stated += [_korean_quantity(m.group())[0] for m in _KO_QUANTITY.finditer(haystack)]
+    return stated
+
+
+def _korean_quantity(text: str) -> tuple[float, float]:
+    """(value, tolerance) of digits with Korean scale words: "1억 2천만" is 120,000,000, give or take
+    5,000,000 (half its last unit, as `_quantity` reads "1.5 million"); "3백" is exactly 300."""
+    value, unit, decimals = 0.0, 1, 0
+    for head, small, large in _KO_PART.findall(text):
+        head = head.replace(",", "")
+        unit = _KO_SMALL[small] * _KO_LARGE[large]
+        value += float(head) * unit
+        decimals = len(head.split(".")[1]) if "." in head else 0
+    return value, 0.0 if unit <= 100 else 0.5 * unit / 10**decimals
 
 
 def _found(needle: str, haystack: str, context: str = "") -> bool:
@@ -146,6 +214,17 @@ def _found(needle: str, haystack: str, context: str = "") -> bool:
         return any(form in haystack for form in _name_forms(needle))
     if re.search(rf"(?<![\d.,]){re.escape(needle)}(?![\d]|[.,]\d)", haystack):
         return True
+    if _KO_QUANTITY.fullmatch(needle):  # "5만" for "50,000", "1억 2천만" for "120,000,000"
+        value, tolerance = _korean_quantity(needle)
+        if any(abs(v - value) <= tolerance for v in _stated(haystack)):
+            return True
+        # "3조" may be an article's number (제3조): the bare number, not one with a scale word, will do
+        bare = re.fullmatch(r"(\d+)조", needle)
+        return (
+            bare is not None
+            and re.search(rf"(?<![\d.,]){bare.group(1)}(?![\d]|[.,]\d|[십백천]?[만억조]|[백천])", haystack)
+            is not None
+        )
     return _is_number(needle) and _same_quantity(needle, context, haystack)
 
 

@@ -3,6 +3,10 @@
 The collection's sparse vector is created with `Modifier.IDF`, so the server (or local mode) keeps the
 document frequencies up to date as chunks come and go; the client only needs term ids and the
 BM25 tf part tf*(k1+1) / (tf + k1*(1 - b + b*len/avg_len)). Queries send each term once with weight 1.
+
+Terms are chosen by script, word by word: Latin-script words give English stems and runs of Hangul give
+Korean terms (`hangul_terms`), so a Korean, an English or a mixed text, chunk or query, all work. A text
+without Hangul gets English stems alone, so a store built from English text keeps its term ids.
 """
 
 from __future__ import annotations
@@ -27,12 +31,26 @@ _STOPWORDS = frozenset(
     """.split()  # noqa: SIM905 - a word list reads better as prose
 )
 _stemmer = snowballstemmer.stemmer("english")
+_HANGUL_RUN = re.compile(r"[\uac00-\ud7a3]+")  # precomposed Hangul syllables
 
 
 def terms(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, Snowball-stemmed word tokens."""
+    """The text's BM25 terms: its English word stems (lower-cased, stop words dropped, Snowball) and,
+    where it has Hangul, its Korean terms."""
     words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
-    return _stemmer.stemWords(words)
+    return _stemmer.stemWords(words) + hangul_terms(text)
+
+
+def hangul_terms(text: str) -> list[str]:
+    """Overlapping character bigrams of each run of Hangul syllables (a lone syllable as itself).
+
+    A Korean word carries its particles and endings, so 데이터베이스로 and 데이터베이스는 share every
+    bigram but the last (데이 이터 터베 베이 이스, then 스로 or 스는), and a compound shares its parts'
+    bigrams with them written apart. Measured against Kiwi morphemes (nouns, stems; particles and
+    endings dropped) in bench/lab/korean_bm25.py: the same recall, thirty times faster, and no
+    morphological model to load (about 300 MiB).
+    """
+    return [run[i : i + 2] for run in _HANGUL_RUN.findall(text) for i in range(max(1, len(run) - 1))]
 
 
 def term_id(term: str) -> int:
