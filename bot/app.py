@@ -292,9 +292,13 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     if with_ui:
         import gradio as gr
 
+        from bot.ui_texts import ui_texts
         from bot.web import CSS, HEAD, build_ui
 
-        ui = build_ui(deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host)
+        texts = ui_texts(s.max_upload_mb, bool(s.admin_token))
+        ui = build_ui(
+            deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host, texts=texts
+        )
         app = gr.mount_gradio_app(
             app,
             ui.queue(),
@@ -302,6 +306,7 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
             css=CSS,
             head=HEAD,
             max_file_size=int(s.max_upload_mb * 1_000_000),
+            i18n=texts,
         )
         app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
     # No cross-origin reads anywhere (the widget calls its own origin); configuring it here also

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 
@@ -33,6 +33,7 @@ from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
 from bot.httpsafe import edit_access
 from bot.library import DocumentInfo, Library, UploadOutcome
+from bot.ui_texts import ui_texts
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
 from retrieval.types import FileStatus
@@ -261,7 +262,10 @@ def build_ui(
     admin_token: str | None = None,
     chat_concurrency: int = 4,
     bound_host: str = "127.0.0.1",
+    texts: gr.I18n | None = None,
 ) -> gr.Blocks:
+    """The page; `texts` are its words per browser language (bot/ui_texts.py), which the mount must
+    be given too."""
     conversations = conversations or ConversationStore()
     suffixes = sorted(SUPPORTED_SUFFIXES)
     hangups: dict[str, Hangup] = {}  # browser session -> its turn in progress, hung up when it leaves
@@ -361,25 +365,24 @@ def build_ui(
         if (hangup := hangups.pop(getattr(request, "session_hash", None) or "", None)) is not None:
             hangup.hang_up()
 
+    t = texts or ui_texts(library.max_bytes / 1e6 if library else 0, bool(admin_token))
     # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
     with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(
-            "# ragbot\nAnswers from your documents with numbered citations: click [1] to see its passage."
-        )
+        gr.Markdown(t("intro"))
         status = gr.Markdown(elem_id="rb-status")
         session = gr.State(Session())
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
+            with gr.Tab(t("chat"), id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(
                         elem_id="rb-chat",
                         height=520,
                         show_label=False,
                         feedback_options=("Like", "Dislike"),
-                        placeholder="Ask about the documents listed under **Documents**.",
+                        placeholder=cast(str, t("empty")),  # Gradio translates it in the page
                     )
                     box = gr.Textbox(
-                        placeholder="Ask a question about the documents",
+                        placeholder=t("ask"),
                         show_label=False,
                         submit_btn=True,
                         max_length=service.max_message_chars,
@@ -388,39 +391,29 @@ def build_ui(
                     examples = gr.Dataset(
                         components=[box],
                         samples=[[""]],
-                        label="Try asking",
+                        label=t("try"),
                         elem_id="rb-examples",
                         visible=False,
                     )
                     with gr.Row(visible=False, elem_id="rb-comment-row") as comment_row:
-                        comment = gr.Textbox(
-                            label="Comment on this answer (optional)", scale=4, elem_id="rb-comment"
-                        )
-                        send_comment = gr.Button("Send comment", scale=1, elem_id="rb-send-comment")
+                        comment = gr.Textbox(label=t("comment"), scale=4, elem_id="rb-comment")
+                        send_comment = gr.Button(t("send_comment"), scale=1, elem_id="rb-send-comment")
                     feedback_note = gr.HTML(elem_id="rb-feedback-note")
                 with gr.Column(scale=2):
-                    gr.Markdown("### Evidence")
+                    gr.Markdown(t("evidence"))
                     evidence_panel = gr.HTML(panel({}), elem_id="rb-evidence")
-            with gr.Tab("Documents", id="docs"):
-                rule = (
-                    "Uploading and deleting need the operator token."
-                    if admin_token
-                    else "Uploading and deleting are allowed from this machine only."
-                )
-                mb = library.max_bytes / 1e6 if library else 0
-                gr.Markdown(
-                    f"Markdown, text, HTML and PDF, up to {mb:g} MB each; ingested like `ragbot ingest`. {rule}"
-                )
+            with gr.Tab(t("docs"), id="docs"):
+                gr.Markdown(t("docs_rule"))
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2):
                         token = gr.Textbox(
-                            label="Operator token",
+                            label=t("token"),
                             type="password",
                             visible=bool(admin_token),
                             elem_id="rb-token",
                         )
                         uploader = gr.File(
-                            label="Add documents",
+                            label=t("add"),
                             file_count="multiple",
                             file_types=suffixes,
                             type="filepath",
@@ -432,9 +425,9 @@ def build_ui(
                         docs_list = gr.HTML(elem_id="rb-docs-box")
                         with gr.Row():
                             to_delete = gr.Dropdown(
-                                label="Document to delete", choices=[], scale=4, elem_id="rb-delete-choice"
+                                label=t("to_delete"), choices=[], scale=4, elem_id="rb-delete-choice"
                             )
-                            delete = gr.Button("Delete", variant="stop", scale=1, elem_id="rb-delete")
+                            delete = gr.Button(t("delete"), variant="stop", scale=1, elem_id="rb-delete")
                         delete_result = gr.HTML(elem_id="rb-delete-result")
 
         library_outputs = [status, docs_list, to_delete, examples]

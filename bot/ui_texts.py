@@ -1,0 +1,55 @@
+"""The web chat's own words in each language the bot speaks; the browser's language picks the row
+(Gradio's I18n). Answers and the bot's fixed replies follow the question instead
+(guardrails/language.py)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+
+def ui_texts(max_mb: float, token_rule: bool) -> gr.I18n:
+    """`token_rule`: editing needs the operator token (else: this machine only)."""
+    en = {
+        "intro": "# ragbot\nAnswers from your documents with numbered citations: click [1] to see its passage.",
+        "chat": "Chat",
+        "docs": "Documents",
+        "empty": "Ask about the documents listed under **Documents**.",
+        "ask": "Ask a question about the documents",
+        "try": "Try asking",
+        "comment": "Comment on this answer (optional)",
+        "send_comment": "Send comment",
+        "evidence": "### Evidence",
+        "docs_rule": f"Markdown, text, HTML and PDF, up to {max_mb:g} MB each; ingested like `ragbot ingest`. "
+        + (
+            "Uploading and deleting need the operator token."
+            if token_rule
+            else "Uploading and deleting are allowed from this machine only."
+        ),
+        "token": "Operator token",
+        "add": "Add documents",
+        "to_delete": "Document to delete",
+        "delete": "Delete",
+    }
+    ko = {
+        "intro": "# ragbot\n문서에서 찾은 답을 번호 붙은 출처와 함께 보여 줍니다. [1]을 누르면 해당 구절이 보입니다.",
+        "chat": "대화",
+        "docs": "문서",
+        "empty": "**문서** 탭에 있는 문서에 대해 물어보세요.",
+        "ask": "문서에 대해 질문하세요",
+        "try": "이런 질문은 어떠세요",
+        "comment": "이 답변에 대한 의견 (선택)",
+        "send_comment": "의견 보내기",
+        "evidence": "### 근거",
+        "docs_rule": f"Markdown, 텍스트, HTML, PDF 파일을 각각 {max_mb:g} MB까지 올릴 수 있으며 `ragbot ingest`와 같이 "
+        "색인됩니다. "
+        + (
+            "올리기와 삭제에는 운영자 토큰이 필요합니다."
+            if token_rule
+            else "올리기와 삭제는 이 컴퓨터에서만 할 수 있습니다."
+        ),
+        "token": "운영자 토큰",
+        "add": "문서 추가",
+        "to_delete": "삭제할 문서",
+        "delete": "삭제",
+    }
+    return gr.I18n(en=en, ko=ko)
