@@ -1,17 +1,15 @@
-"""Shared helpers for the benchmarks: build an index of in-memory documents, time things, print tables."""
+"""Shared helpers for the benchmarks: where data and caches live, build an index of in-memory documents,
+cache embeddings, print tables. The measures themselves are in bench/metrics.py."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
@@ -22,8 +20,14 @@ from retrieval.types import Document
 EVALDATA = Path(
     os.environ.get("RAGBOT_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata")
 )
-# Embeddings and indexes cached between runs, outside the repository.
-CACHE = Path(os.environ.get("RAGBOT_BENCH_CACHE", "/work/cache"))
+# Embeddings, indexes and model scores cached between runs, outside the repository:
+# $RAGBOT_BENCH_CACHE, else ragbot/bench in the user's cache folder ($XDG_CACHE_HOME or ~/.cache).
+CACHE = Path(
+    os.environ.get(
+        "RAGBOT_BENCH_CACHE",
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragbot" / "bench",
+    )
+)
 
 
 def build_index(
@@ -117,8 +121,3 @@ class CachedEmbedder:
             full=np.stack([self.cache[t][0] for t in texts]),
             heads=np.stack([self.cache[t][1] for t in texts]),
         )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

@@ -4,7 +4,7 @@ Each abstract is indexed as one chunk (title + text; the embedder reads its firs
 reads all of it). Published anchors: BM25 0.687, all-MiniLM-L6-v2 0.645, bge-small-en-v1.5 0.713.
 `--multi-query N` adds multi-query rows using ragbot's local generator on the first N queries (slow on CPU).
 
-    python bench/beir.py [--store DIR] [--limit N]
+    python -m bench.beir [--store DIR] [--limit N]
 """
 
 from __future__ import annotations
@@ -12,26 +12,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import statistics
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from _common import EVALDATA, CachedEmbedder, build_index, table
-
+from bench._common import EVALDATA, CachedEmbedder, build_index, table
+from bench.metrics import ndcg_at
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.types import Document, Method
 
 ANCHORS = {"dense": 0.645, "bm25": 0.687}
-
-
-def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
-    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(relevant.values(), reverse=True)[:k]
-    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
 
 
 def main() -> None:

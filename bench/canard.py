@@ -9,7 +9,7 @@ question is condensed by ragbot's own QueryRewriter with the bot's generator. Sc
 CANARD's released dev set (3,430 examples, 490 dialogues) is split by dialogue id: the "dev" half is
 for changing prompts, the "test" half is what the README reports.
 
-    python bench/canard.py --split test --limit 600
+    python -m bench.canard --split test --limit 600
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sacrebleu
-from _common import EVALDATA, table
 
+from bench._common import EVALDATA, table
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage

@@ -12,8 +12,8 @@ threshold and rule is compared on the same answers (the model runs once):
   the literal lookup, `normalised` the shipped one (lemmas, country/demonym pairs, numbers by value);
 - focus: how often the sentence holding the answer is still in the prompt.
 
-    python bench/cuts.py --set qa_leads --split dev --out /work/cache/cuts/leads-dev.jsonl
-    python bench/cuts.py --report /work/cache/cuts/leads-dev.jsonl
+    python -m bench.cuts --set qa_leads --split dev --out /tmp/cuts-leads-dev.jsonl
+    python -m bench.cuts --report /tmp/cuts-leads-dev.jsonl
 """
 
 from __future__ import annotations
@@ -21,18 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
-from itertools import zip_longest
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from qa import abstains, contains_alias, load_set
-
+from bench.qa import abstains, contains_alias, load_set
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused
 from bot.factory import Components

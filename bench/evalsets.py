@@ -22,8 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import EVALDATA
-
+from bench._common import EVALDATA
 from retrieval.types import Document
 
 DEV = ("wiki-v2", "legal", "chem", "scifact-train")

@@ -18,9 +18,9 @@ Defences (--defences, comma-separated; each a configuration of the bot):
 Moderation (--moderation self) adds the drafted-answer check, which looks for compliance with a
 planted instruction.
 
-    python bench/injection.py --defences plain,sandwich,quarantine --sample 96
-    python bench/injection.py --defences quarantine --moderation self     # all cases
-    python bench/injection.py --files injection_heldout --moderation self --exclude-sample 60 \
+    python -m bench.injection --defences plain,sandwich,quarantine --sample 96
+    python -m bench.injection --defences quarantine --moderation self     # all cases
+    python -m bench.injection --files injection_heldout --moderation self --exclude-sample 60 \
         --sample 372 --skip 246     # finish a run that stopped after 246 cases
 """
 
@@ -36,9 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import table
-from lab.variants import plain_answer_prompts
-
+from bench._common import table
+from bench.lab.variants import plain_answer_prompts
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused, TurnEnd
 from bot.factory import Components

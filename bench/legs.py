@@ -6,7 +6,7 @@ fusion rules and weights are compared offline in milliseconds (bench/tune.py) wi
 functions the retriever uses. Indexes are built through the real ingest path into the edge engine
 and cached under CACHE/indexes; embeddings come from the disk cache (bench/prepare.py).
 
-    python bench/legs.py [--embedder DIR] [--sets ...] [--windows 64,128]
+    python -m bench.legs [--embedder DIR] [--sets ...] [--windows 64,128]
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import evalsets
 import numpy as np
-from _common import CACHE, DiskCachedEmbedder
 
+from bench import evalsets
+from bench._common import CACHE, DiskCachedEmbedder
 from retrieval.chunking import Chunker, QuerySplitter
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.importance import unit
@@ -133,10 +133,12 @@ def path_for(embedder_name: str, name: str) -> Path:
 
 
 class _Unpickler(pickle.Unpickler):
-    """Legs are pickled by this script run as __main__; read them back from this module."""
+    """Legs are pickled by this module run as __main__ (`python -m bench.legs`); older files name the
+    bare modules `legs` and `evalsets` (from before bench/ was a package). Read all of them back."""
 
     def find_class(self, module: str, name: str) -> object:
-        return super().find_class("legs" if module == "__main__" else module, name)
+        renamed = {"__main__": __name__, "legs": __name__, "evalsets": evalsets.__name__}
+        return super().find_class(renamed.get(module, module), name)
 
 
 def load(embedder_name: str, name: str) -> SetLegs:

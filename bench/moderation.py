@@ -15,9 +15,9 @@ Dev items (threshold choice only): the OpenAI development sample (100, seed 0), 
 behaviours and the over-refusal set's dev half. Everything is cached in --cache, so reruns and new
 variants cost only what is new.
 
-    python bench/moderation.py                        # the default variants, full sets
-    python bench/moderation.py --variants binary --limit 50
-    python bench/moderation.py --variants binary --limit 150 --limit-sets openai   # the others whole
+    python -m bench.moderation                        # the default variants, full sets
+    python -m bench.moderation --variants binary --limit 50
+    python -m bench.moderation --variants binary --limit 150 --limit-sets openai   # the others whole
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import CACHE, EVALDATA, table
-from lab.variants import WordsAfterMessage, ZeroShot
-
+from bench._common import CACHE, EVALDATA, table
+from bench.lab.variants import WordsAfterMessage, ZeroShot
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
 from guardrails.classifier import Scores, SelfReflectionClassifier
 

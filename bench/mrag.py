@@ -8,7 +8,7 @@ own generator writes m rewrites per query (`QueryRewriter.expand`, what `RAGBOT_
 turn), fused the same way on the default `fusion` method; rewrites are cached per model and m, so a
 rerun only retrieves.
 
-    python bench/mrag.py [--store DIR] [--limit N] [--live-rewrites 2,3]
+    python -m bench.mrag [--store DIR] [--limit N] [--live-rewrites 2,3]
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import EVALDATA, CachedEmbedder, build_index, table
-
+from bench._common import EVALDATA, CachedEmbedder, build_index, table
 from bot.config import Settings
 from bot.factory import Components
 from retrieval.embedder import MultiHeadEmbedder

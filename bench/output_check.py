@@ -12,7 +12,7 @@ Styles: contrast (the shipped prompt: instructions and contrast examples), plain
 alone) and message (the input check's prompt, question and answer as the message); the last two are
 rebuilt in bench/lab/variants.py.
 
-    python bench/output_check.py --styles contrast,plain,message --split dev
+    python -m bench.output_check --styles contrast,plain,message --split dev
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ import csv
 import hashlib
 import json
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import EVALDATA, table
 from bench.lab.variants import AnswerAsMessage, PlainAnswerCheck

@@ -2,7 +2,7 @@
 
 The benchmarks then build indexes and compare methods without a forward pass over the corpora.
 
-    python bench/prepare.py [--embedder DIR] [--sets wiki-v1,scifact,...]
+    python -m bench.prepare [--embedder DIR] [--sets wiki-v1,scifact,...]
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import evalsets
-from _common import DiskCachedEmbedder
-
+from bench import evalsets
+from bench._common import DiskCachedEmbedder
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 

@@ -13,10 +13,10 @@ about corpus articles whose answer is in none of them. Each conversation is play
 - scaffolding: prompt text ("<<<", "Question:", "Sources:") in an answer
 - refused, failed, first visible text and total seconds per turn
 
-    python bench/qa.py --split dev                  # tune on dev
-    python bench/qa.py --split test                 # report
-    python bench/qa.py --split dev --n-queries 3 --tag mq3
-    python bench/qa.py --split dev --record --out F   # keep answer prompts (bench/answer_check.py)
+    python -m bench.qa --split dev                  # tune on dev
+    python -m bench.qa --split test                 # report
+    python -m bench.qa --split dev --n-queries 3 --tag mq3
+    python -m bench.qa --split dev --record --out F   # keep answer prompts (bench/lab/answer_check.py)
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import EVALDATA, percentile, table
-
+from bench._common import EVALDATA, table
+from bench.metrics import percentile
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Refused, TurnEnd
 from bot.factory import Components

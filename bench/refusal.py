@@ -14,10 +14,10 @@ Harmful prompts: a seeded sample of the test items of HarmBench (copyright behav
 not one of ragbot's categories), AdvBench, Do-Not-Answer and the over-refusal set's unsafe half.
 Benign prompts: the over-refusal set's benign test items (alarming words, harmless intent).
 
-    python bench/refusal.py --per-set 20 --benign 40
-    python bench/refusal.py --per-set 60 --whole harmbench,advbench,overrefusal
-    python bench/refusal.py --sets donotanswer --per-set 200 --benign 0
-    python bench/refusal.py --abstain-below 0        # the gate off: the model must decline itself
+    python -m bench.refusal --per-set 20 --benign 40
+    python -m bench.refusal --per-set 60 --whole harmbench,advbench,overrefusal
+    python -m bench.refusal --sets donotanswer --per-set 200 --benign 0
+    python -m bench.refusal --abstain-below 0        # the gate off: the model must decline itself
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from _common import table
-from moderation import Item, load_items
-from qa import abstains
-
+from bench._common import table
+from bench.moderation import Item, load_items
+from bench.qa import abstains
 from bot.cli import sample_corpus
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused, TurnEnd

@@ -9,7 +9,7 @@
    takes hours. Query latency is the store and fusion alone (query vectors embedded beforehand);
    the embedding of a query is timed separately. Built collections are cached under CACHE/indexes.
 
-    python bench/scale.py [--points 100000] [--engines edge,local] [--queries 50]
+    python -m bench.scale [--points 100000] [--engines edge,local] [--queries 50]
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, EVALDATA, CachedEmbedder, percentile, table
 
+from bench._common import CACHE, EVALDATA, CachedEmbedder, table
+from bench.metrics import percentile
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
 from retrieval.importance import unit
@@ -130,7 +131,6 @@ def build(path: Path, engine: str, points: int, base: MultiHeadEmbeddings, texts
 REOPEN = """
 import sys, time, json
 t0 = time.perf_counter()
-sys.path.insert(0, {root!r})
 from retrieval.store import VectorStore, Search, FULL
 import numpy as np
 t1 = time.perf_counter()
@@ -142,10 +142,9 @@ print(json.dumps({{"imports": t1 - t0, "open_and_first_query": t2 - t1, "count":
 
 
 def reopen(path: Path, engine: str, dim: int) -> dict:
-    code = REOPEN.format(
-        root=str(Path(__file__).resolve().parents[1]), path=str(path), engine=engine, dim=dim
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = REOPEN.format(path=str(path), engine=engine, dim=dim)
+    root = Path(__file__).resolve().parents[1]  # `-c` code imports from its working folder
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

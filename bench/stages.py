@@ -18,10 +18,10 @@ that was played as well (`--low 0 --high 0.6 --harmful-only`) is decided at the 
 threshold, so the table is then the whole turn end to end; one that was not is "below band" (neither
 refused nor answered).
 
-    python bench/stages.py --split dev
-    python bench/stages.py --split test --dna 200
-    python bench/stages.py --split test --configs gate --high 0.8   # add the gate to a cached run
-    python bench/stages.py --split test --configs gate --low 0 --high 0.6 --harmful-only
+    python -m bench.stages --split dev
+    python -m bench.stages --split test --dna 200
+    python -m bench.stages --split test --configs gate --high 0.8   # add the gate to a cached run
+    python -m bench.stages --split test --configs gate --low 0 --high 0.6 --harmful-only
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from _common import CACHE, table
-from moderation import Item, load_items
-from refusal import outcome
-
+from bench._common import CACHE, table
+from bench.moderation import Item, load_items
+from bench.refusal import outcome
 from bot.cli import sample_corpus
 from bot.config import Settings
 from bot.events import Answered

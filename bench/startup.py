@@ -5,8 +5,8 @@ subprocess with empty RAGBOT_DATA_DIR and RAGBOT_MODEL_CACHE, polls /healthz unt
 asks one question through /v1/chat/completions, and reads the process tree's peak resident memory
 (VmHWM of the server process) at the end.
 
-    python bench/startup.py
-    python bench/startup.py --restart     # and a second start on the same folders
+    python -m bench.startup
+    python -m bench.startup --restart     # and a second start on the same folders
 """
 
 from __future__ import annotations

@@ -6,23 +6,23 @@ and the same three averaged (or maxed) over the query's pieces of W tokens. A me
 one weight per feature; the score is the weighted sum, so every row here is what the retriever
 would rank, without touching the store.
 
-    python bench/tune.py [--embedder NAME] [--search]
+    python -m bench.tune [--embedder NAME] [--search]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import evalsets
-import legs as legs_mod
 import numpy as np
-from _common import table
-from legs import SetLegs
 
+from bench import evalsets
+from bench import legs as legs_mod
+from bench._common import table
+from bench.legs import SetLegs
+from bench.metrics import ndcg_at
 from retrieval.fusion import Rule, contributions
 from retrieval.store import FULL, SPARSE, head_name
 
@@ -124,12 +124,6 @@ def ranked_docs(sl: SetLegs, qf: QueryFeatures, w: np.ndarray, n: int) -> list[s
     return docs
 
 
-def ndcg10(ranked: list[str], rel: dict[str, int]) -> float:
-    dcg = sum(rel.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-    ideal = sorted(rel.values(), reverse=True)[:10]
-    return dcg / sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-
-
 @dataclass
 class Score:
     main: float  # mean success ratio (MRAG) or nDCG@10 (BEIR)
@@ -142,7 +136,7 @@ def evaluate(sl: SetLegs, feats: list[QueryFeatures], w: Sequence[float]) -> Sco
         nd, rc = [], []
         for q, qf in zip(sl.queries, feats, strict=True):
             ranked = ranked_docs(sl, qf, wv, 100)
-            nd.append(ndcg10(ranked, q.gold))
+            nd.append(ndcg_at(ranked, q.gold, 10))
             rc.append(len(set(ranked) & set(q.gold)) / len(q.gold))
         return Score(statistics.mean(nd), {"R@100": statistics.mean(rc)})
     per: dict[int, list[float]] = {}

@@ -9,9 +9,9 @@ system prompt (as in a running bot), so neither side borrows the other's prompt 
 and lost turns. `--vllm-url` runs the same through a vLLM server (bare calls then go to that server
 first, so there the turn may reuse the bare call's cached prompt: the ratio flatters the turn).
 
-    python bench/turn.py                         # embedded llama.cpp, default model
-    python bench/turn.py --concurrency 20
-    python bench/turn.py --vllm-url http://127.0.0.1:8011 --vllm-model NAME
+    python -m bench.turn                         # embedded llama.cpp, default model
+    python -m bench.turn --concurrency 20
+    python -m bench.turn --vllm-url http://127.0.0.1:8011 --vllm-model NAME
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import percentile, table
-
+from bench._common import table
+from bench.metrics import percentile
 from bot.chat import ChatService, build_prompt
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Refused, TurnEnd

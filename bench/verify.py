@@ -4,7 +4,7 @@ bench/tune.py scores methods on cached leg lists; this runs `Retriever.rank` its
 indexes (bench/legs.py builds them) with the disk-cached embedder, and scores it the same way:
 MRAG sets by the success ratio over the first n distinct documents (also at the most aspects), BEIR by nDCG@10.
 
-    python bench/verify.py [--sets wiki-v1,scifact] [--methods fusion,bm25,hybrid]
+    python -m bench.verify [--sets wiki-v1,scifact] [--methods fusion,bm25,hybrid]
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import argparse
 import statistics
 import time
 
-import evalsets
-from _common import DiskCachedEmbedder, table
-from legs import index_for
-from tune import ndcg10
-
+from bench import evalsets
+from bench._common import DiskCachedEmbedder, table
+from bench.legs import index_for
+from bench.metrics import ndcg_at
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.types import Method
@@ -43,7 +42,7 @@ def main() -> None:
                 ranked = retriever.rank([q.text], RetrievalSettings(k=100, method=method))
                 docs = list(dict.fromkeys(source[i] for i, _ in ranked))
                 if data.kind == "beir":
-                    scores.append(ndcg10(docs, q.gold))
+                    scores.append(ndcg_at(docs, q.gold, 10))
                 else:
                     scores.append(len(set(docs[: q.aspects]) & set(q.gold)) / q.aspects)
                     if q.aspects == max(x.aspects for x in data.queries):

@@ -1,7 +1,7 @@
 """Web chat timings in headless Chromium: first paint of `/`, and uploading the sample corpus
 compared with `ragbot ingest` on the same files.
 
-    python bench/web.py [--loads 5]
+    python -m bench.web [--loads 5]
 
 Targets (issue 12): first paint <= 2 s on 127.0.0.1; uploading the 5 sample files takes no longer
 than `ragbot ingest` on them + 2 s. `ragbot ingest` is timed as a user runs it (a fresh process:
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         Scope.CITED,
         description="Where grounding looks a claim up: the documents the piece cites (cited), or every "
         "source the model saw (all, the earlier rule). An invented answer is usually a neighbouring "
-        "fact from another retrieved document; see bench/abstention.py.",
+        "fact from another retrieved document; see bench/lab/abstention.py.",
     )
     check_below: float = Field(
         0.0,
@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         le=1,
         description="Check an answer's first sentence before it is shown: when P(the sources state it) "
         "is below this, say the documents do not say instead (0: no check, the default: with the "
-        "1.5B model it cost more right answers than it saved, see bench/answer_check.py).",
+        "1.5B model it cost more right answers than it saved, see bench/lab/answer_check.py).",
     )
     quarantine: bool = Field(
         True, description="Cut instruction-like sentences (addressed to the assistant) out of sources."

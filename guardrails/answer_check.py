@@ -7,7 +7,7 @@ call: P("yes") that the sources state it. Below the operator's threshold the ans
 documents do not say" before anyone sees it.
 
 It is asked like the gate: the sources and the question again, with the sentence given as a
-proposed answer, so it shares the engine's cached prefix up to the question (bench/answer_check.py).
+proposed answer, so it shares the engine's cached prefix up to the question (bench/lab/answer_check.py).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ ABSTENTION = "The documents I have do not say."
 def without_instruction(prompt: Sequence[ChatMessage]) -> tuple[list[ChatMessage], str]:
     """A grounded prompt cut before its closing instruction: the earlier messages, and the last
     message's sources and question. Checks built on the answer's own context (the answer check, the
-    gate variants in bench/gate.py) put their question where the instruction was."""
+    gate variants in bench/lab/gate.py) put their question where the instruction was."""
     *head, last = prompt
     body, sep, _ = last.content.rpartition("\n\n")
     return head, body if sep else last.content

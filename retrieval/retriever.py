@@ -56,7 +56,7 @@ class FusionPlan:
 
 
 # Chosen on the dev sets only (MRAG Wikipedia v2, legal, chemistry, SciFact train) by
-# `python bench/tune.py --search "minmax + vote pieces s48"`: min-max scaled BM25 for the whole
+# `python -m bench.tune --search "minmax + vote pieces s48"`: min-max scaled BM25 for the whole
 # query, plus, for each sentence-sized piece (≤ 48 tokens) of a long query, MRAG-style votes
 # (2^-rank) of BM25, `full` and the importance-weighted heads, each chunk keeping its best piece.
 # A short query is its own only piece. See the README's retrieval tables.

@@ -10,17 +10,14 @@ head sampling, batched searches); an `Engine` does the storage. Three engines, o
 
 Collection-level facts (embedder, head importance, BM25 average length) live in the collection's
 metadata on a server and in local mode, and in a sidecar file next to the edge shard, which keeps none.
+
+Modules: this facade imports its engines (`store_edge`, `store_client`) and the names they share
+(`store_types`, all re-exported here); the engines import only `store_types`, never this module.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,142 +25,55 @@ import numpy as np
 
 from retrieval.importance import unit
 from retrieval.sparse import SparseVec
+from retrieval.store_edge import EdgeEngine
+from retrieval.store_types import (
+    DOC_HASH,
+    FULL,
+    PENDING,
+    SPARSE,
+    Engine,
+    Hit,
+    Record,
+    Schema,
+    SchemaMismatch,
+    Search,
+    StoredSource,
+    StoreUnavailable,
+    atomic_write_json,
+    fsync_dir,
+    head_name,
+    remove_tree,
+)
 from retrieval.types import Chunk
 
 if TYPE_CHECKING:  # the store needs no torch: `ragbot info` and `reset` start in a second
     from retrieval.embedder import MultiHeadEmbeddings
 
-FULL = "full"
-SPARSE = "bm25"
-DOC_HASH = "doc_hash"  # payload field: the hash of the file version a chunk belongs to
-PENDING = ""  # its value on a chunk whose file is not completely stored yet: never searched, never listed
 EngineName = Literal["edge", "local"]
 DEFAULT_ENGINE: EngineName = "edge"
 
-
-def head_name(i: int) -> str:
-    return f"head_{i:02d}"
-
-
-class StoreUnavailable(RuntimeError):
-    """Qdrant cannot be reached or opened; the message says what to do."""
-
-
-class SchemaMismatch(RuntimeError):
-    """The collection exists with other dimensions (another embedder)."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Search:
-    """One leg of a batched search: a named dense vector or the sparse BM25 vector, and its depth."""
-
-    using: str
-    vector: np.ndarray | SparseVec
-    limit: int
-
-
-@dataclass(frozen=True)
-class Record:
-    id: str
-    payload: dict[str, Any]
-    vectors: dict[str, Any] = field(default_factory=dict)  # name -> list[float] or SparseVec
-
-
-@dataclass(frozen=True)
-class StoredSource:
-    """One source as the store holds it: its title and each chunk's document hash (PENDING: not committed)."""
-
-    source: str
-    title: str
-    chunks: dict[str, str]  # chunk id -> document hash
-
-    @property
-    def committed(self) -> int:
-        return sum(1 for h in self.chunks.values() if h != PENDING)
-
-    @property
-    def pending(self) -> list[str]:
-        return [i for i, h in self.chunks.items() if h == PENDING]
-
-    @property
-    def versions(self) -> set[str]:
-        """The document hashes of its committed chunks: one, unless a replacement was cut off."""
-        return {h for h in self.chunks.values() if h != PENDING}
-
-
-@dataclass(frozen=True)
-class Schema:
-    dim: int
-    n_heads: int
-    head_dim: int
-
-    def vector_sizes(self) -> dict[str, int]:
-        return {FULL: self.dim} | {head_name(i): self.head_dim for i in range(self.n_heads)}
-
-
-class Engine(ABC):
-    """Storage primitives of one collection. Ids are chunk UUID strings; vectors are float32 arrays."""
-
-    name: str
-    location: str
-    indexed_filters: bool  # filters use a payload index (else each filter scans every point)
-
-    @abstractmethod
-    def exists(self) -> bool: ...
-    @abstractmethod
-    def create(self, schema: Schema, metadata: dict[str, Any]) -> None: ...
-    @abstractmethod
-    def vector_sizes(self) -> dict[str, int]: ...
-    @abstractmethod
-    def drop(self) -> None: ...
-    @abstractmethod
-    def metadata(self) -> dict[str, Any]: ...
-    @abstractmethod
-    def update_metadata(self, values: dict[str, Any]) -> None:
-        """Merge `values` into the metadata (keys not named keep their values)."""
-
-    @abstractmethod
-    def count(self) -> int: ...
-    @abstractmethod
-    def upsert(
-        self, ids: list[str], dense: dict[str, np.ndarray], sparse: list[SparseVec], payloads: list[dict]
-    ) -> None: ...
-    @abstractmethod
-    def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None: ...
-    @abstractmethod
-    def delete(self, ids: list[str]) -> None: ...
-    @abstractmethod
-    def scroll(
-        self,
-        sources: list[str] | None,
-        fields: list[str] | bool,
-        vectors: list[str] | bool,
-        offset: str | None,
-        limit: int,
-    ) -> tuple[list[Record], str | None]: ...
-    @abstractmethod
-    def retrieve(
-        self, ids: list[str], fields: list[str] | bool, vectors: list[str] | bool
-    ) -> list[Record]: ...
-    @abstractmethod
-    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
-        """All searches in one round trip; sparse searches with no terms are not sent and return [].
-
-        Pending chunks (document hash PENDING) are never returned: a file being ingested is not
-        searchable until all its chunks are stored and stamped, and its previous version serves meanwhile.
-        """
-
-    def ensure_indexes(self) -> None:  # noqa: B027 (optional: engines without payload indexes need nothing)
-        """Create the payload indexes the store's filters use, where an older collection lacks them."""
-
-    @abstractmethod
-    def close(self) -> None: ...
+__all__ = [  # the store's public names, the shared ones re-exported from retrieval.store_types
+    "DEFAULT_ENGINE",
+    "DOC_HASH",
+    "FULL",
+    "PENDING",
+    "SPARSE",
+    "Engine",
+    "EngineName",
+    "Hit",
+    "Record",
+    "Schema",
+    "SchemaMismatch",
+    "Search",
+    "StoreUnavailable",
+    "StoredSource",
+    "VectorStore",
+    "atomic_write_json",
+    "copy_collection",
+    "fsync_dir",
+    "head_name",
+    "remove_tree",
+]
 
 
 class VectorStore:
@@ -185,12 +95,10 @@ class VectorStore:
         self.collection = collection
         self._engine: Engine
         if url:
-            from retrieval.store_client import ClientEngine
+            from retrieval.store_client import ClientEngine  # here, not at the top: qdrant-client takes 1.3 s
 
             self._engine = ClientEngine.server(collection, url, api_key, timeout)
         elif engine == "edge":
-            from retrieval.store_edge import EdgeEngine
-
             self._engine = EdgeEngine(collection, Path(path or "data/qdrant"))
         elif engine == "local":
             from retrieval.store_client import ClientEngine
@@ -405,29 +313,3 @@ def copy_collection(source: VectorStore, target: VectorStore, batch: int = 512) 
         copied += len(pending)
     target.update_metadata(**meta)
     return copied
-
-
-# ---- helpers shared by the engines ------------------------------------------------------------
-def atomic_write_json(path: Path, value: dict[str, Any]) -> None:
-    """Write-to-temp, fsync, rename, fsync the folder: a crash leaves the old file or the new, never half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as f:
-        json.dump(value, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make renames and deletions in `folder` durable (best effort)."""
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened for fsync
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

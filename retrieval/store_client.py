@@ -19,7 +19,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from retrieval.sparse import SparseVec
-from retrieval.store import (
+from retrieval.store_types import (
     DOC_HASH,
     PENDING,
     SPARSE,

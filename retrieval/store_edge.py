@@ -24,7 +24,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from retrieval.sparse import SparseVec
-from retrieval.store import (
+from retrieval.store_types import (
     DOC_HASH,
     PENDING,
     SPARSE,

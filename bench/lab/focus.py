@@ -4,7 +4,7 @@ and how many characters of sources the prompt then carries (prefill time is abou
 Reads the records `bench/cuts.py` wrote (the retrieved chunks of each turn, whole) and refocuses
 them under each rule with the shipped embedder; no generation.
 
-    python bench/lab/focus.py /work/cache/cuts/leads-dev.jsonl [more.jsonl ...]
+    python -m bench.lab.focus /tmp/cuts-leads-dev.jsonl [more.jsonl ...]
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from qa import contains_alias
-
+from bench.qa import contains_alias
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.passages import focus, sentences
 from retrieval.types import Chunk, ScoredChunk
@@ -57,7 +54,11 @@ def best_whole(chars: int) -> Rule:
     def rule(q: str, cs: list[ScoredChunk], e: MultiHeadEmbedder) -> list[str]:
         first, rest = cs[0], cs[1:]
         left = max(200, chars - len(first.chunk.text))
-        return [first.chunk.text, *(c.chunk.text for c in focus(q, rest, e, left))] if rest else [first.chunk.text]
+        return (
+            [first.chunk.text, *(c.chunk.text for c in focus(q, rest, e, left))]
+            if rest
+            else [first.chunk.text]
+        )
 
     return rule
 
@@ -86,7 +87,9 @@ def main() -> None:
             texts = rule(r["standalone"], scored([tuple(c) for c in r["chunks"]]), embedder)
             kept += any(contains_alias(t, r["answers"]) for t in texts)
             sizes.append(sum(map(len, texts)))
-        print(f"| {name} | {kept}/{len(reachable)} ({kept / len(reachable):.2f}) | {statistics.mean(sizes):.0f} |")
+        print(
+            f"| {name} | {kept}/{len(reachable)} ({kept / len(reachable):.2f}) | {statistics.mean(sizes):.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Korean keyword search: Hangul character bigrams against Kiwi morphemes, BM25 only.
 
-    .venv/bin/python bench/lab/korean_bm25.py [--split dev|test|all] [--chunk 800] [--qdrant]
+    .venv/bin/python -m bench.lab.korean_bm25 [--split dev|test|all] [--chunk 800] [--qdrant]
 
 Documents and questions: bench/data/qa_ko (KoNLPy's bundled constitution and National Assembly bills),
 read with bench/qa.py's `load_set`. Documents are cut into ~800-character chunks (LangChain's recursive
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,18 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCH))
-
-from _common import table  # noqa: E402 - bench/ goes on the path first
-from qa import load_set  # noqa: E402
-
-from retrieval import sparse  # noqa: E402
-from retrieval.chunking import chunk_id  # noqa: E402
-from retrieval.embedder import MultiHeadEmbeddings  # noqa: E402
-from retrieval.sparse import SparseVec, term_id  # noqa: E402
-from retrieval.store import VectorStore  # noqa: E402
-from retrieval.types import Chunk  # noqa: E402
+from bench._common import table
+from bench.qa import load_set
+from retrieval import sparse
+from retrieval.chunking import chunk_id
+from retrieval.embedder import MultiHeadEmbeddings
+from retrieval.sparse import SparseVec, term_id
+from retrieval.store import VectorStore
+from retrieval.types import Chunk
 
 Tokeniser = Callable[[str], list[str]]
 

@@ -52,7 +52,7 @@ class AnswerAsMessage(SelfReflectionClassifier):
         return self.prompt_messages(f"{question}\n\n{answer}")
 
 
-# ---- the answer check's form (bench/answer_check.py --forms) ------------------------------------------
+# ---- the answer check's form (bench/lab/answer_check.py --forms) ------------------------------------------
 SELF_CHECK = (
     "Check your answer against the sources above: do they state what you answered, as the answer to "
     "the question? Reply yes or no."

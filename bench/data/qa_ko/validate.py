@@ -37,9 +37,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from make_split import KINDS, assign  # this folder is on the path: run as a script
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from make_split import KINDS, assign  # noqa: E402
 
 N_FILES = 11
 COUNTS = {"single": 40, "followup": 12, "unanswerable": 20}

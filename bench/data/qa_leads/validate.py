@@ -32,9 +32,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from make_split import KINDS, assign  # this folder is on the path: run as a script
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from make_split import KINDS, assign  # noqa: E402
 
 EVALDATA = Path(os.environ.get("RAGBOT_EVALDATA", HERE.parents[3] / "shared" / "evaldata"))
 SOURCE = "mrag/wikipedia_articles_v2.json.bz2"

@@ -9,7 +9,7 @@ sympathy). The rows mix the two, w * P(unsafe) + (1 - w) * refused, and compare 
 alone where they refuse as many benign prompts. Rows are kept in --out, so a rerun scores only
 what is new.
 
-    python bench/refusal_signal.py
+    python -m bench.lab.refusal_signal
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from __future__ import annotations
 import re
 import time
 
-from moderation import Item, dev_report, dev_rows, share
-
+from bench.moderation import Item, dev_report, dev_rows, share
 from guardrails.classifier import SelfReflectionClassifier
 
 REFUSAL = re.compile(

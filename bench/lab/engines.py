@@ -3,8 +3,8 @@
 Prefill and decode tokens per second for one grounded prompt, greedy, 2 threads; load time. Run it
 with the interpreter of the environment that has the engine:
 
-    python bench/engines.py --engine xllamacpp
-    /path/to/venv-with-llama-cpp-python/bin/python bench/engines.py --engine llama-cpp-python
+    python -m bench.lab.engines --engine xllamacpp
+    /path/to/venv-with-llama-cpp-python/bin/python -m bench.lab.engines --engine llama-cpp-python
 
 The prompt is the sample corpus's Multi-Head RAG document and a question, as the bot would send it.
 """
@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[1] / "bot" / "sample_corpus" / "multi-head-rag.md"
+SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "sample_corpus" / "multi-head-rag.md"
 DEFAULT_GGUF = Path.home() / ".cache" / "ragbot" / "models" / "qwen2.5-coder-1.5b-instruct.gguf"
 
 

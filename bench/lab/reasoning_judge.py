@@ -11,7 +11,7 @@ check refuses on their words. Rules: inside a band [lo, hi) of the first P(unsaf
 P(unsafe) alone ("reason") or the mean of the two ("mean") is compared with t; outside it the first
 P(unsafe) decides. Rows are kept in --out, so a rerun scores only what is new.
 
-    python bench/reasoning_judge.py
+    python -m bench.lab.reasoning_judge
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from moderation import Item, dev_report, dev_rows
-
+from bench.moderation import Item, dev_report, dev_rows
 from generation.protocol import ChatMessage, p_word
 from guardrails.classifier import HARMS, SAFE, SAFE_CASES, UNSAFE, SelfReflectionClassifier
 

@@ -4,9 +4,9 @@ The question it answers: is a quantisation type that llama.cpp multiplies faster
 through llamafile's tinyBLAS, Q4_0 through the AVX2 repacked kernels) worth a conversion step?
 Each K-quant matrix is dequantised (gguf-py) and quantised again; Q8_0 keeps the Q4_K_M values to
 within 1/254 of each block's largest, Q4_0 loses more (a second rounding). Tensors already in
-F32/F16 (norms, biases) are copied. Then time it with `python bench/engines.py --gguf OUT`:
+F32/F16 (norms, biases) are copied. Then time it with `python -m bench.lab.engines --gguf OUT`:
 
-    python bench/requant.py --to Q8_0 --out /tmp/qwen-q8_0.gguf
+    python -m bench.lab.requant --to Q8_0 --out /tmp/qwen-q8_0.gguf
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ in the documents the piece cites (`--scope cited`, the default) or in any source
 model saw (`all`, the earlier rule), and a cut before anything was shown is an abstention. Cut
 answers are rescored against the gold aliases.
 
-    python bench/qa.py --split test --abstain-below 0.3 --grounding off --record --out /tmp/qa.jsonl
-    python bench/abstention.py /tmp/qa.jsonl
+    python -m bench.qa --split test --abstain-below 0.3 --grounding off --record --out /tmp/qa.jsonl
+    python -m bench.lab.abstention /tmp/qa.jsonl
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import json
 import re
 from pathlib import Path
 
-from _common import table
-from qa import DATA, abstains, contains_alias
-
+from bench._common import table
+from bench.qa import DATA, abstains, contains_alias
 from guardrails.grounding import Evidence, Grounding, Scope, unsupported
 from guardrails.guard import first_sentence
 

@@ -12,8 +12,8 @@ checked by one label call, P("yes"), in one of two forms:
 Then the gate's threshold and the check's threshold are swept together, as ChatService would apply
 them: abstain when P(answerable) < gate, or the checked first sentence's P(yes) < check.
 
-    python bench/qa.py --split dev --abstain-below 0.3 --record --out /tmp/qa_dev.jsonl
-    python bench/answer_check.py /tmp/qa_dev.jsonl
+    python -m bench.qa --split dev --abstain-below 0.3 --record --out /tmp/qa_dev.jsonl
+    python -m bench.lab.answer_check /tmp/qa_dev.jsonl
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from _common import table
-from lab.variants import self_check_messages
-from qa import abstains
-
+from bench._common import table
+from bench.lab.variants import self_check_messages
+from bench.qa import abstains
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage, Generator, p_word

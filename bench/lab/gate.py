@@ -10,8 +10,8 @@ bench/qa.py --record keeps each turn's answer prompt; every variant rebuilds its
   in the sources, or NONE, scores 0; otherwise one label call on the quote alone, without the other
   sources ("does this sentence state the answer?"), is the score
 
-    python bench/qa.py --split dev --abstain-below 0.3 --record --out /tmp/qa_dev.jsonl
-    python bench/gate.py /tmp/qa_dev.jsonl
+    python -m bench.qa --split dev --abstain-below 0.3 --record --out /tmp/qa_dev.jsonl
+    python -m bench.lab.gate /tmp/qa_dev.jsonl
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import table
-from answer_check import simulate
-
+from bench._common import table
+from bench.lab.answer_check import simulate
 from bot.config import Settings
 from bot.factory import Components
 from generation.protocol import ChatMessage, Generator, p_word

@@ -1,0 +1,1 @@
+"""One-off experiments behind decisions, kept to be rerun (`python -m bench.lab.<name>`), not maintained."""
