@@ -110,6 +110,8 @@ def language(text: str) -> str:
     words = re.findall(r"[a-zà-ÿ]+", text.lower())
     counts = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
     counts["en"] = sum(w in _EN for w in words)
+    if not any(counts.values()):
+        return "none"  # an empty or one-word answer is in no language, not the first one listed
     return max(counts, key=counts.__getitem__)
 
 

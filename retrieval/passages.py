@@ -21,7 +21,8 @@ from retrieval.types import Chunk, ScoredChunk
 if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
     from retrieval.embedder import Embedder
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+# A sentence starts with a capital, a digit or (Korean has no capitals) a Hangul syllable.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9\uac00-\ud7a3])|\n+")
 
 
 def sentences(text: str) -> list[str]:

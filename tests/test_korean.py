@@ -171,3 +171,10 @@ def test_an_invented_korean_name_or_number_is_caught(answer: str, invented: str)
 def test_korean_claims_are_read_whole() -> None:
     assert claims("매출은 1억 2천만 원, 직원은 5만 명 [2].", names=False) == ["1억 2천만", "5만"]
     assert claims("직원은 19세 이상 3명", names=False) == ["19", "3"]
+
+
+def test_korean_text_is_split_into_sentences_for_focusing() -> None:
+    from retrieval.passages import sentences
+
+    text = "대통령의 임기는 5년으로 한다. 대통령은 중임할 수 없다. It ends here."
+    assert sentences(text) == ["대통령의 임기는 5년으로 한다.", "대통령은 중임할 수 없다.", "It ends here."]
