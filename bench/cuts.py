@@ -97,8 +97,9 @@ def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
 # ---- offline replay ---------------------------------------------------------------------------------
 def grounded(record: Record, names: bool) -> str:
     """The answer as the guard would release it: cut before its first unsupported sentence."""
-    evidence = Evidence([(title, text) for title, text in zip([t for t, _ in record.chunks], record.focused, strict=True)],
-                        (record.standalone, record.question))  # fmt: skip
+    titles = [t for t, _ in record.chunks]
+    shown = [(t, f"{t}\n{text}") for t, text in zip(titles, record.focused, strict=True)]  # as bot/chat.py
+    evidence = Evidence(shown, (record.standalone, record.question))
     tokens = re.findall(r"\S+\s*", record.answer)
     shown = ""
     for piece in Guard(None).checked_stream(record.standalone, tokens, evidence=evidence, names=names):

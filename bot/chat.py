@@ -333,9 +333,9 @@ class ChatService:
         text, first_text_s = "", None
         evidence = None
         if self.grounding is not Grounding.OFF:
-            evidence = Evidence(
-                [(c.chunk.source, c.chunk.text) for c in chunks], (standalone, question), self.grounding_scope
-            )
+            # A source's title is in the prompt too ("[1] Title"): an answer may name it.
+            shown = [(c.chunk.source, f"{c.chunk.title}\n{c.chunk.text}") for c in chunks]
+            evidence = Evidence(shown, (standalone, question), self.grounding_scope)
         names = self.grounding is Grounding.NAMES
         supported: float | None = None
         sentences = bool(self.check_below)

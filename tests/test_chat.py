@@ -280,3 +280,26 @@ def test_an_answer_the_check_supports_is_shown_whole(
     assert isinstance(end, Answered) and end.text == "Mount Vesuvius buried Pompeii in 79 [1]. It erupted."
     assert end.supported is not None and end.supported > 0.5
     assert len(gen.calls) == 2  # the answer, and one check of its first sentence
+
+
+def test_an_answer_may_name_its_source_by_the_title_the_prompt_shows(
+    ingestor: Ingestor, store: VectorStore
+) -> None:
+    from retrieval.types import Document
+
+    ingestor.ingest_documents(
+        [
+            Document(
+                source="kr://constitution",
+                title="Constitution of Freedonia",
+                text="Laws take effect 20 days after promulgation.",
+            )
+        ]
+    )
+    gen = ScriptedGenerator(["Under the Constitution of Freedonia, laws take effect after 20 days [1]."])
+    service = ChatService(
+        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=1), grounding=Grounding.NAMES
+    )
+    end = run(service, "When do laws take effect?")[-1]
+    assert isinstance(end, Answered)
+    assert "Freedonia" in end.text  # the title is in the prompt ("[1] Constitution of Freedonia")
