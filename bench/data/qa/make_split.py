@@ -1,23 +1,24 @@
-"""Assign the dev/test split of the ragbot QA set (questions.jsonl), deterministically.
+"""Assign the dev/test split of a ragbot QA set (its questions.jsonl), deterministically.
 
 Within each kind (single, followup, unanswerable) the ids are sorted, shuffled with a fresh
 ``random.Random(2026)`` and the first half goes to "dev", the rest to "test". The file is rewritten
 in place with rows in their original order; re-running gives a byte-identical file.
 
-    python bench/data/qa/make_split.py
+    python bench/data/qa/make_split.py            # this set
+    python bench/data/qa/make_split.py qa_leads   # another set under bench/data
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
 SEED = 2026
 KINDS = ("single", "followup", "unanswerable")
 HERE = Path(__file__).resolve().parent
-QUESTIONS = HERE / "questions.jsonl"
 
 
 def assign(rows: list[dict]) -> dict[str, str]:
@@ -33,9 +34,10 @@ def assign(rows: list[dict]) -> dict[str, str]:
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions = (HERE.parent / sys.argv[1] if len(sys.argv) > 1 else HERE) / "questions.jsonl"
+    rows = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
     split = assign(rows)
-    with QUESTIONS.open("w", encoding="utf-8") as f:
+    with questions.open("w", encoding="utf-8") as f:
         for r in rows:
             r["split"] = split[r["id"]]
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

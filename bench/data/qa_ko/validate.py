@@ -31,13 +31,20 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import importlib.util as _util  # the split rule lives beside the first set
 import json
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from make_split import KINDS, assign  # this folder is on the path: run as a script
+_spec = _util.spec_from_file_location(
+    "make_split", Path(__file__).resolve().parents[1] / "qa" / "make_split.py"
+)
+assert _spec and _spec.loader
+make_split = _util.module_from_spec(_spec)
+_spec.loader.exec_module(make_split)
+KINDS, assign = make_split.KINDS, make_split.assign
 
 HERE = Path(__file__).resolve().parent
 
@@ -132,9 +139,11 @@ def main() -> int:
             errors.append(f"{rid}: bad id or kind {kind!r}")
             continue
         if r.get("split") not in ("dev", "test"):
-            errors.append(f"{rid}: no split assigned (run make_split.py)")
+            errors.append(f"{rid}: no split assigned (run bench/data/qa/make_split.py qa_ko)")
         elif r["split"] != expected_split[rid]:
-            errors.append(f"{rid}: split {r['split']!r} != {expected_split[rid]!r} (run make_split.py)")
+            errors.append(
+                f"{rid}: split {r['split']!r} != {expected_split[rid]!r} (run bench/data/qa/make_split.py qa_ko)"
+            )
         if len(turns) != (2 if kind == "followup" else 1):
             errors.append(f"{rid}: {len(turns)} turns")
             continue
