@@ -26,6 +26,10 @@ BASE_SYSTEM_PROMPT = (
 # (the closing fence, a new "Question:", a sources list), which must never reach the user.
 ANSWER_STOP: tuple[str, ...] = ("<<<", ">>>", "\nQuestion:", "\nSources:", "\nSOURCES", "\nSource:")
 _FENCE = re.compile(r"<<<\s*/?\s*(END\s+)?SOURCES?\s*>>>", re.IGNORECASE)
+# Chat-template control tokens ("<|im_start|>system", "<|endoftext|>"): the engine may read them in
+# message text as the real tokens, so a document could open a system turn. Written without the bars
+# they are plain text.
+_CONTROL = re.compile(r"<\|\s*([^|<>\n]{0,40}?)\s*\|>")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,8 @@ def system_prompt(operator_extra: str = "") -> str:
 
 
 def defang(text: str) -> str:
-    return _FENCE.sub("[removed marker]", text)
+    """Text that cannot close the sources' fence or speak as a chat-template turn."""
+    return _CONTROL.sub(r"<\1>", _FENCE.sub("[removed marker]", text))
 
 
 ANSWER_INSTRUCTION = (
