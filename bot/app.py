@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -373,6 +374,9 @@ def serve(parts: Components) -> None:
     s = parts.settings
     if problems := exposure_problems(s):
         raise SystemExit("ragbot will not start: " + " ".join(problems))
+    # A closed tab is noticed at the next heartbeat of its Gradio session (bot/web.py hangs its turn up
+    # then): every 2 s rather than Gradio's 15.
+    os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "2")
     app = build_app(parts)
     # The moderation prompts' prefixes are cached (restored from the last start's files, or computed)
     # while the first visitor reads the page.

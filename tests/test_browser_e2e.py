@@ -76,6 +76,7 @@ class Site:
     scripted: str
     hostile: str  # answers with HTML and Markdown that would call the capture server
     capture: CaptureServer
+    hostile_service: ChatService
     data_dir: Path
     library: Library
     conversations: ConversationStore
@@ -144,7 +145,9 @@ def site(
     real_url, stop_real = _serve(AppDeps(settings, real, conversations, lambda: {}, library))
     scripted_url, stop_scripted = _serve(AppDeps(settings, scripted, conversations, lambda: {}, library))
     hostile_url, stop_hostile = _serve(AppDeps(settings, hostile, conversations, lambda: {}, library))
-    yield Site(real_url, scripted_url, hostile_url, capture, settings.data_dir, library, conversations)
+    yield Site(
+        real_url, scripted_url, hostile_url, capture, hostile, settings.data_dir, library, conversations
+    )
     stop_real()
     stop_scripted()
     stop_hostile()
@@ -300,6 +303,30 @@ def test_an_answer_carrying_html_and_links_reaches_nobody(site: Site, driver: An
     assert all("#cite-" in href for href in links)  # only the citation is a link
     assert css(driver, "#overlay") == []
     assert site.capture.requests == []  # nothing left the browser
+
+
+def test_a_closed_tab_gives_its_place_in_line_back(site: Site, driver: Any) -> None:
+    """The tab waiting for the model goes away: its place is freed when Gradio notices (heartbeat)."""
+    import os
+
+    queue = site.hostile_service.queue
+    queue.limit = 1
+    busy = queue.join()  # another chat is being answered
+    os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "1"  # as `ragbot serve` sets it (2 s), quicker for the test
+    try:
+        open_page(driver, site.hostile)
+        ask(driver, "How hot should the water be for green tea?")
+        wait_for(driver, lambda d: "Waiting for the model" in last_answer(d), 60)
+        assert queue.waiting == 1
+        driver.get("about:blank")  # the tab is closed
+        deadline = time.monotonic() + 20
+        while queue.waiting and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue.waiting == 0
+    finally:
+        del os.environ["GRADIO_HEARTBEAT_INTERVAL"]
+        queue.leave(busy)
+        queue.limit = 0
 
 
 def test_clicking_a_citation_shows_the_passage_with_the_supporting_sentence(site: Site, driver: Any) -> None:
