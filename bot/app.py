@@ -31,7 +31,16 @@ from bot.conversations import ConversationStore
 from bot.discord import DiscordInteractions
 from bot.factory import Components
 from bot.feedback import Rating, RecentTurns
-from bot.httpsafe import Guard, TurnStream, edit_access, is_loopback_name, timely_h11, unless_gone, widget_csp
+from bot.httpsafe import (
+    OPERATOR_COOKIE,
+    Guard,
+    TurnStream,
+    edit_access,
+    is_loopback_name,
+    timely_h11,
+    unless_gone,
+    widget_csp,
+)
 from bot.library import Library
 from bot.openai_api import ApiError, CompletionRequest, bounded_history, completion, split, sse
 from bot.slack import SlackEvents
@@ -43,7 +52,6 @@ HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it i
 WEBHOOK_THREADS = 4  # Slack/Discord turns in flight; more wait in the executor's own queue
 HEALTH_TIMEOUT_S = 3.0
 HEALTH_FRESH_S = 1.0  # a probe is answered from checks at most this old (plus one check's time)
-OPERATOR_COOKIE = "ragbot_operator"  # the operator token, as the documents panel's uploads send it
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.admission import Hangup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+OPERATOR_COOKIE = "ragbot_operator"  # the operator token, as the web documents panel sends its uploads
 
 # Any of these in a request means a proxy (or a tunnel that says so) stands between the asker and
 # this server: the asker is then not known to be on this machine, whatever the socket's address.
@@ -123,12 +124,8 @@ def edit_access(
     )
 
 
-async def _plain(send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -166,12 +163,14 @@ class Guard:
         if self.allowed_hosts is not None:
             name = host_name(headers.get("host", ""))
             if not (is_loopback_name(name) or name in self.allowed_hosts):
-                await _plain(send, 400, "Unknown Host: this server does not answer to that name.")
+                await _refuse(
+                    scope, receive, send, 400, "Unknown Host: this server does not answer to that name."
+                )
                 return
         limit = self.limit_for(scope["path"])
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _plain(send, 413, f"Request body over the {limit:,}-byte limit.")
+            await _refuse(scope, receive, send, 413, f"Request body over the {limit:,}-byte limit.")
             return
         received = 0
         started = False
@@ -201,7 +200,7 @@ class Guard:
             await self.app(scope, counted_receive, marked_send)
         except _TooLarge:
             if not started:
-                await _plain(send, 413, f"Request body over the {limit:,}-byte limit.")
+                await _refuse(scope, receive, send, 413, f"Request body over the {limit:,}-byte limit.")
 
 
 class TurnStream(StreamingResponse):
@@ -253,13 +252,6 @@ async def unless_gone(receive: Receive, work: Callable[[], T], hangup: Hangup) -
     if failure:
         raise failure[0]
     return result[0] if result else None
-
-
-async def within(seconds: float, work: Awaitable[T]) -> T | None:
-    try:
-        return await asyncio.wait_for(work, seconds)
-    except TimeoutError:
-        return None
 
 
 def timely_h11(header_timeout_s: float) -> type:

@@ -31,7 +31,7 @@ from bot.conversations import ConversationStore
 from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEnd
 from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
-from bot.httpsafe import edit_access
+from bot.httpsafe import OPERATOR_COOKIE, edit_access
 from bot.library import DocumentInfo, Library, UploadOutcome
 from bot.ui_texts import ui_texts
 from generation.protocol import ChatMessage
@@ -453,7 +453,7 @@ def build_ui(
 
 
 TOKEN_COOKIE_JS = (
-    "(t) => { document.cookie = 'ragbot_operator=' + encodeURIComponent(t || '') "
+    f"(t) => {{ document.cookie = '{OPERATOR_COOKIE}=' + encodeURIComponent(t || '') "
     "+ '; path=/; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : ''); return [t]; }"
 )
 

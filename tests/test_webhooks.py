@@ -3,19 +3,16 @@ what the conversation store keeps (bounded history, forgotten event ids)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from nacl.signing import SigningKey
 
 from bot.app import AppDeps, create_app
 from bot.chat import ChatService
@@ -27,10 +24,8 @@ from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.capture_server import Captured, CaptureServer
 from tests.generators import ScriptedGenerator
+from tests.test_app import ANSWER, DISCORD_KEY, SLACK_SECRET, discord_headers, slack_headers, wait_until
 
-SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-DISCORD_KEY = SigningKey.generate()
-ANSWER = "Mount Vesuvius buried Pompeii in 79 [1]."
 DAY = 86_400.0
 
 
@@ -79,27 +74,6 @@ def bot(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path) ->
         with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
             yield Bot(client, capture, conversations)
         conversations.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Webhook answers run on their own threads after the acknowledgement: wait for one to land."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the webhook answer never arrived"
-        time.sleep(0.05)
-
-
-def slack_headers(body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(timestamp or int(time.time()))
-    digest = hmac.new(SLACK_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/json"}  # fmt: skip
-
-
-def discord_headers(body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(timestamp or int(time.time()))
-    signature = DISCORD_KEY.sign(ts.encode() + body).signature.hex()
-    return {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": ts, "Content-Type": "application/json"}
 
 
 def slack_event(event_id: str = "Ev1", **event: object) -> dict[str, object]:
