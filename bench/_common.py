@@ -82,7 +82,9 @@ class DiskCachedEmbedder:
     def key(text: str) -> str:
         return hashlib.sha1(text.encode()).hexdigest()
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
+    def embed(self, texts: list[str], *, query: bool = False) -> MultiHeadEmbeddings:
+        if query and getattr(self.inner, "query_prefix", ""):  # e5 reads questions with their own prefix
+            return self.inner.embed(texts, query=True)
         keys = [self.key(t) for t in texts]
         missing = list({k: t for k, t in zip(keys, texts, strict=True) if k not in self.rows}.items())
         missing.sort(key=lambda kt: len(kt[1]))  # batches of similar length pad little
@@ -106,18 +108,18 @@ class CachedEmbedder:
 
     def __init__(self, inner: MultiHeadEmbedder) -> None:
         self.inner = inner
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.cache: dict[tuple[bool, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+    def embed(self, texts: list[str], *, query: bool = False) -> MultiHeadEmbeddings:
+        missing = [t for t in dict.fromkeys(texts) if (query, t) not in self.cache]
         if missing:
-            emb = self.inner.embed(missing)
+            emb = self.inner.embed(missing, query=query)
             for i, t in enumerate(missing):
-                self.cache[t] = (emb.full[i], emb.heads[i])
+                self.cache[query, t] = (emb.full[i], emb.heads[i])
         return MultiHeadEmbeddings(
-            full=np.stack([self.cache[t][0] for t in texts]),
-            heads=np.stack([self.cache[t][1] for t in texts]),
+            full=np.stack([self.cache[query, t][0] for t in texts]),
+            heads=np.stack([self.cache[query, t][1] for t in texts]),
         )

@@ -56,10 +56,10 @@ class Timed:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
+    def embed(self, texts: list[str], *, query: bool = False) -> MultiHeadEmbeddings:
         t0 = time.perf_counter()
         try:
-            return self.inner.embed(texts)
+            return self.inner.embed(texts, query=query)
         finally:
             self.seconds += time.perf_counter() - t0
 

@@ -36,7 +36,14 @@ class Settings(BaseSettings):
     )
 
     embedder_model: str | None = Field(
-        None, description="Encoder directory; default: the packaged all-MiniLM-L6-v2."
+        None,
+        description=(
+            "Encoder: 'multilingual-e5-small', 'all-MiniLM-L6-v2' or a model directory. Default: the one an "
+            "existing collection was built with, else multilingual-e5-small (Korean and English)."
+        ),
+    )
+    embedder_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Encoder precision; auto: bfloat16 on a GPU or an AMX CPU, else float32."
     )
     chunk_size: int = Field(200, ge=32, le=8192, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, ge=0, le=1024)

@@ -44,10 +44,19 @@ class Components:
         return VectorStore(s.collection, path=s.qdrant_path, engine=s.store_engine)
 
     @cached_property
+    def embedder_model(self) -> str:
+        """The setting when given; else the encoder the existing collection was built with; else the default."""
+        from retrieval.embedder import for_store
+
+        if self.settings.embedder_model:
+            return self.settings.embedder_model
+        return for_store(self.store.metadata().get("embedder") if self.store.exists() else None)
+
+    @cached_property
     def embedder(self) -> MultiHeadEmbedder:
         from retrieval.embedder import MultiHeadEmbedder
 
-        return MultiHeadEmbedder(self.settings.embedder_model)
+        return MultiHeadEmbedder(self.embedder_model, dtype=self.settings.embedder_dtype)
 
     @cached_property
     def ingestor(self) -> Ingestor:

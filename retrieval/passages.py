@@ -45,8 +45,8 @@ def focus(
         return list(chunks)
     split = [sentences(c.chunk.text) for c in chunks]
     flat = [(ci, si, s) for ci, ss in enumerate(split) for si, s in enumerate(ss)]
-    emb = embedder.embed([question] + [s for _, _, s in flat]).full
-    sims = emb[1:] @ emb[0]
+    asked = embedder.embed([question], query=True).full[0]
+    sims = embedder.embed([s for _, _, s in flat]).full @ asked
     q_terms = set(terms(question))
     overlap = np.array([len(q_terms & set(terms(s))) / max(1, len(q_terms)) for _, _, s in flat])
     rank_bonus = np.array([0.05 * (len(chunks) - ci) / len(chunks) for ci, _, _ in flat])

@@ -142,10 +142,10 @@ class Retriever:
     def _rank_one(self, text: str, k: int, settings: RetrievalSettings) -> list[tuple[str, float]]:
         method = settings.method
         if settings.plan is None and method is Method.MRAG:
-            emb = self.embedder.embed([text])
+            emb = self.embedder.embed([text], query=True)
             return self._mrag(emb.full[0], emb.heads[0], k, settings)
         if settings.plan is None and method is Method.MRAG_HYBRID:
-            emb = self.embedder.embed([text])
+            emb = self.embedder.embed([text], query=True)
             depth = max(k, 20)
             dense = self._mrag(emb.full[0], emb.heads[0], depth, settings)
             lexical = self.store.search_sparse(self.bm25().encode_query(text), depth)
@@ -164,7 +164,10 @@ class Retriever:
         if not plan.uses_pieces() and active == ["bm25"]:
             return [(h.id, h.score) for h in self.store.search_sparse(self.bm25().encode_query(text), k)]
         if not plan.uses_pieces() and active == ["full"]:
-            return [(h.id, h.score) for h in self.store.search(FULL, self.embedder.embed([text]).full[0], k)]
+            return [
+                (h.id, h.score)
+                for h in self.store.search(FULL, self.embedder.embed([text], query=True).full[0], k)
+            ]
         pieces = self.pieces(text, plan.window) if plan.uses_pieces() else []
         texts = list(dict.fromkeys([text, *pieces]))  # a short query's only piece is the query itself
         piece_w = {"bm25": plan.bm25_pieces, "full": plan.full_pieces, "heads": plan.heads_pieces}
@@ -173,7 +176,7 @@ class Retriever:
         for i in piece_of:
             wanted[i] |= {kind for kind, w in piece_w.items() if w}
         need_dense = any(kinds & {"full", "heads"} for kinds in wanted)
-        emb = self.embedder.embed(texts) if need_dense else None
+        emb = self.embedder.embed(texts, query=True) if need_dense else None
         depth = max(plan.depth, k)
         searches: list[Search] = []
         slots: list[tuple[int, str]] = []  # (text index, leg) of each search

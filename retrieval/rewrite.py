@@ -44,10 +44,35 @@ CONDENSE_EXAMPLES: tuple[tuple[str, str, str], ...] = (
         "How much did the Sydney Opera House cost?",
     ),
 )
+# The same in Korean, where a follow-up is often a bare noun with a particle ("광주는요?", "그럼 병가는?")
+# and a small model shown only English examples answers in English. Written for ragbot.
+CONDENSE_EXAMPLES_KO: tuple[tuple[str, str, str], ...] = (
+    (
+        "User: 세종대왕에 대해 알려줘.\nAssistant: 세종대왕은 조선의 네 번째 왕으로, 1443년에 훈민정음을 만들었습니다.",
+        "그걸 왜 만들었어?",
+        "세종대왕은 훈민정음을 왜 만들었어?",
+    ),
+    (
+        "User: 서울에서 부산까지 KTX로 얼마나 걸려?\nAssistant: 약 2시간 30분 걸립니다.",
+        "광주는요?",
+        "서울에서 광주까지 KTX로 얼마나 걸려?",
+    ),
+    (
+        "User: 제주도에서 가장 높은 산은 뭐야?\nAssistant: 한라산이며 높이는 1,947미터입니다.",
+        "거기는 마지막으로 언제 분화했어?",
+        "한라산은 마지막으로 언제 분화했어?",
+    ),
+    (
+        "User: 이 회사의 연차 휴가는 며칠이야?\nAssistant: 입사 1년 후부터 15일이 주어집니다.",
+        "그럼 병가는?",
+        "이 회사의 병가는 며칠이야?",
+    ),
+)
 EXPAND_PROMPT = (
     "Write {m} different search queries that would find documents answering the question. "
     "Use different words for each. Reply with one query per line and nothing else."
 )
+_HANGUL = re.compile("[\uac00-\ud7a3]")
 _NUMBERING = re.compile(
     r"^\s*(?:[-*•]|\d+[.)]|query\s*\d*:|(?:standalone\s+)?(?:search\s+)?question:)\s*", flags=re.IGNORECASE
 )
@@ -89,11 +114,14 @@ class QueryRewriter:
         history_turns: int = 3,
         condense_prompt: str = CONDENSE_PROMPT,
         examples: Sequence[tuple[str, str, str]] = CONDENSE_EXAMPLES,
+        examples_ko: Sequence[tuple[str, str, str]] = CONDENSE_EXAMPLES_KO,
     ) -> None:
         self.generator = generator
         self.history_turns = history_turns
         self.condense_prompt = condense_prompt
-        self.examples = examples  # (conversation, last message, rewrite): a cached few-shot prefix
+        # (conversation, last message, rewrite): a cached few-shot prefix, one per language
+        self.examples = examples
+        self.examples_ko = examples_ko
 
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
         """Standalone form of a follow-up; the question itself when there is no history.
@@ -108,8 +136,9 @@ class QueryRewriter:
         if turns[0] not in recent:
             recent = [turns[0], *recent]
         convo = "\n".join(f"{m.role.capitalize()}: {_clip(m.content, 300)}" for m in recent)
+        korean = bool(_HANGUL.search(question))
         messages = [ChatMessage(role="system", content=self.condense_prompt)]
-        for example, last, rewrite in self.examples:
+        for example, last, rewrite in self.examples_ko if korean else self.examples:
             messages += [
                 ChatMessage(role="user", content=_condense_request(example, last)),
                 ChatMessage(role="assistant", content=rewrite),
@@ -117,6 +146,11 @@ class QueryRewriter:
         messages.append(ChatMessage(role="user", content=_condense_request(convo, question)))
         lines = self.generator.complete(messages, max_tokens=64).strip().splitlines()
         out = clean_line(lines[0]) if lines else ""
+        if korean and not _HANGUL.search(out):
+            # A Korean follow-up rewritten in another language searches Korean text badly; the last
+            # question and this one together still carry the subject.
+            asked = [m.content for m in turns if m.role == "user"]
+            return f"{_clip(asked[-1], 300)} {question}" if asked else question
         return out if 3 <= len(out) <= 400 else question
 
     def expand(self, question: str, m: int) -> list[str]:

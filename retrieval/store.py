@@ -124,6 +124,12 @@ class VectorStore:
                     f"full={have.get(FULL)}); it does not fit embedder '{embedder}'. Use another collection name "
                     "or delete it (ragbot reset)."
                 )
+            recorded = self._engine.metadata().get("embedder")
+            if recorded and recorded != embedder:  # same shape, other model: its vectors mean nothing here
+                raise SchemaMismatch(
+                    f"Collection '{self.collection}' was embedded with '{recorded}', not '{embedder}'. Set "
+                    "RAGBOT_EMBEDDER_MODEL to match it, or use another collection name (RAGBOT_COLLECTION)."
+                )
             self._engine.ensure_indexes()
             return
         self._engine.create(schema, {"embedder": embedder, "n_heads": n_heads})

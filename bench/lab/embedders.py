@@ -65,8 +65,8 @@ class Queries:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def embed(self, texts: list[str]) -> MultiHeadEmbeddings:
-        return self.inner.embed(texts, query=self.prefix)
+    def embed(self, texts: list[str], *, query: bool = True) -> MultiHeadEmbeddings:
+        return self.inner.embed(texts, query=self.prefix and query)
 
 
 def cached(emb: MultiHeadEmbedder) -> DiskCachedEmbedder:
