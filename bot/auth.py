@@ -28,6 +28,7 @@ import anyio
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from itsdangerous import BadData, URLSafeTimedSerializer
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.config import Settings
@@ -41,9 +42,13 @@ CSRF_FIELD = "csrf"  # form field
 CSRF_HEADER = "x-csrf-token"  # or header, for requests sent by the page's script
 OIDC_PENDING_S = 600  # time to finish signing in at the provider
 SCOPE_KEY = "ragbot.auth"
-FAILURES_PER_NAME = 10  # failed password sign-ins per username ...
-FAILURES_PER_CLIENT = 50  # ... and per address ...
-FAILURE_WINDOW_S = 900.0  # ... in this window, before sign-in is refused for a while
+# Failed password sign-ins allowed in FAILURE_WINDOW_S before sign-in is refused for a while: per
+# username from one address, per address, and per username from anywhere (higher, so that a stranger
+# cannot lock someone out with a few tries, while a guesser spread over many addresses is still slowed).
+FAILURES_PER_NAME_AND_CLIENT = 10
+FAILURES_PER_CLIENT = 50
+FAILURES_PER_NAME = 100
+FAILURE_WINDOW_S = 900.0
 WRONG_PASSWORD = "Wrong username or password."
 # Pages that are doors of their own, with their own credentials: never sent to the sign-in page.
 OWN_CREDENTIALS = ("/auth/", "/healthz", "/widget", "/v1/", "/slack/", "/discord/")
@@ -309,14 +314,17 @@ class WebAuth:
         )
         self.revoked: dict[str, float] = {}  # sid -> when its cookie would have expired anyway
         self.lock = threading.Lock()
-        self.by_name = Throttle(FAILURES_PER_NAME, FAILURE_WINDOW_S)
-        self.by_client = Throttle(FAILURES_PER_CLIENT, FAILURE_WINDOW_S)
+        self.throttles = (
+            Throttle(FAILURES_PER_NAME_AND_CLIENT, FAILURE_WINDOW_S),
+            Throttle(FAILURES_PER_CLIENT, FAILURE_WINDOW_S),
+            Throttle(FAILURES_PER_NAME, FAILURE_WINDOW_S),
+        )
 
     # --- cookies -----------------------------------------------------------------------------
-    def secure(self, request: Request) -> bool:
+    def secure(self, request: HTTPConnection) -> bool:
         return request.url.scheme == "https" or (self.settings.public_url or "").startswith("https://")
 
-    def cookie_name(self, request: Request, base: str = SESSION_COOKIE) -> str:
+    def cookie_name(self, request: HTTPConnection, base: str = SESSION_COOKIE) -> str:
         return SECURE_PREFIX + base if self.secure(request) else base
 
     def _set_cookie(self, response: Response, request: Request, base: str, value: str, max_age: int) -> None:
@@ -337,7 +345,7 @@ class WebAuth:
         )
 
     # --- sessions ----------------------------------------------------------------------------
-    def session(self, request: Request) -> Session | None:
+    def session(self, request: HTTPConnection) -> Session | None:
         """The request's valid session, if any (read once per request)."""
         if "ragbot.session" not in request.scope:
             value = request.cookies.get(self.cookie_name(request), "")
@@ -348,7 +356,7 @@ class WebAuth:
         found: Session | None = request.scope["ragbot.session"]
         return found
 
-    def person(self, request: Request) -> Person | None:
+    def person(self, request: HTTPConnection) -> Person | None:
         """The signed-in person, as the directory knows them now (removed: signed out)."""
         if "ragbot.person" not in request.scope:
             session = self.session(request)
@@ -359,7 +367,7 @@ class WebAuth:
         found: Person | None = request.scope["ragbot.person"]
         return found
 
-    def principal(self, request: Request) -> Principal:
+    def principal(self, request: HTTPConnection) -> Principal:
         person = self.person(request)
         return Principal.user(person) if person is not None else Principal.anonymous()
 
@@ -383,8 +391,8 @@ class WebAuth:
         """A new session (new id, new CSRF token) for `person`: a session id planted before sign-in
         never becomes a signed-in one."""
         old = self.session(request)
-        if old is not None:
-            self.revoke(old)
+        if old is not None and old.person_id is not None:
+            self.revoke(old)  # someone else signing in on the same browser
         session = Session.fresh(person.id, self.clock())
         self.write(request, response, session)
         log.info("person %s signed in", person.id)
@@ -453,14 +461,18 @@ class AuthContext:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             scope[SCOPE_KEY] = self.auth
-            if scope["type"] == "http" and not self.auth.settings.anonymous_read:
-                path: str = scope["path"]
-                if not path.startswith(OWN_CREDENTIALS) and path not in ("/auth", "/healthz", "/widget"):
-                    request = Request(scope)
-                    person = await anyio.to_thread.run_sync(self.auth.person, request)
-                    if person is None:
-                        await _ask_to_sign_in(request)(scope, receive, send)
-                        return
+            path: str = scope["path"]
+            gated = not self.auth.settings.anonymous_read and not (
+                path.startswith(OWN_CREDENTIALS) or path in ("/auth", "/healthz", "/widget")
+            )
+            if gated:
+                person = await anyio.to_thread.run_sync(self.auth.person, HTTPConnection(scope))
+                if person is None:
+                    if scope["type"] == "websocket":
+                        await send({"type": "websocket.close", "code": 1008})
+                    else:
+                        await _ask_to_sign_in(Request(scope))(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
@@ -471,19 +483,19 @@ def _ask_to_sign_in(request: Request) -> Response:
     return JSONResponse({"detail": "Sign in first: /auth/login"}, status_code=401)
 
 
-def web_auth(request: Request) -> WebAuth | None:
+def web_auth(request: HTTPConnection) -> WebAuth | None:
     found = request.scope.get(SCOPE_KEY)
     return found if isinstance(found, WebAuth) else None
 
 
-def current_principal(request: Request) -> Principal:
+def current_principal(request: HTTPConnection) -> Principal:
     """Who sent this web request: the signed-in person, else anonymous (also when sign-in is not
     set up)."""
     auth = web_auth(request)
     return auth.principal(request) if auth is not None else Principal.anonymous()
 
 
-def current_person(request: Request) -> Person | None:
+def current_person(request: HTTPConnection) -> Person | None:
     auth = web_auth(request)
     return auth.person(request) if auth is not None else None
 
@@ -513,6 +525,9 @@ NO_STORE = {"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP}
 
 
 def login_page(csrf: str, next_path: str, oidc_label: str | None, message: str = "") -> str:
+    """The form posts to this page's own origin (CSP form-action 'self'). Signing in with the
+    provider is a link, not a form: browsers apply form-action to a form's redirects as well, and
+    the provider is another origin."""
     e = html.escape
     oidc = (
         f'<p class="alt"><a href="/auth/oidc/start?next={e(quote(next_path, safe=""))}">'
@@ -572,16 +587,17 @@ def auth_router(auth: WebAuth) -> APIRouter:
             return message_page("Sign-in form expired", "Reload the sign-in page and try again.", 403)
         session = auth.session(request)
         assert session is not None  # csrf_ok found one
-        name_key, client_key = f"name:{username.strip().lower()}", f"client:{_client(request)}"
-        if auth.by_name.blocked(name_key) or auth.by_client.blocked(client_key):
+        name, client = username.strip().lower(), _client(request)
+        keys = (f"{name}\n{client}", client, name)  # in the order of auth.throttles
+        if any(t.blocked(k) for t, k in zip(auth.throttles, keys, strict=True)):
             page = login_page(
                 session.csrf, safe_next(next), oidc_label, "Too many failed sign-ins: wait a while."
             )
             return HTMLResponse(page, status_code=429, headers={**NO_STORE, "Retry-After": "900"})
         person = auth.directory.check_password(username.strip(), password) if username.strip() else None
         if person is None:
-            auth.by_name.fail(name_key)
-            auth.by_client.fail(client_key)
+            for throttle, key in zip(auth.throttles, keys, strict=True):
+                throttle.fail(key)
             page = login_page(session.csrf, safe_next(next), oidc_label, WRONG_PASSWORD)
             return HTMLResponse(page, status_code=401, headers=NO_STORE)
         response = RedirectResponse(safe_next(next), status_code=303, headers={"Cache-Control": "no-store"})
@@ -635,7 +651,8 @@ def auth_router(auth: WebAuth) -> APIRouter:
         except Exception:
             log.exception("OpenID sign-in failed at the code exchange or token check")
             return refuse("Sign-in failed", "The sign-in provider's answer could not be checked.")
-        email = claims.get("email") if claims.get("email_verified", True) is not False else None
+        verified = str(claims.get("email_verified", True)).lower() != "false"  # some send "false"
+        email = claims.get("email") if verified else None
         name = claims.get("name") or claims.get("preferred_username") or email or subject
         person = auth.directory.from_oidc(
             claims["iss"],

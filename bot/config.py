@@ -199,6 +199,7 @@ class Settings(BaseSettings):
     )
     session_secret: str | None = Field(
         None,
+        min_length=32,
         description="Key that signs session cookies. Unset: a random key kept in <data_dir>/session.key "
         "(mode 0600), so sessions survive a restart.",
     )
@@ -252,6 +253,13 @@ class Settings(BaseSettings):
         if "*" in names or (not names and not is_loopback_name(self.host)):
             return None
         return names
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url starts with https:// (or http://)")
+        return value.rstrip("/") if value else value
 
     @property
     def conversations_path(self) -> Path:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi import Depends, Request
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from bot.app import AppDeps, create_app
 from bot.auth import (
@@ -243,11 +244,15 @@ def test_after_sign_in_only_a_local_path_is_followed(client: TestClient) -> None
     ]  # fmt: skip
 
 
-def test_repeated_wrong_passwords_are_refused_for_a_while(client: TestClient) -> None:
+def test_repeated_wrong_passwords_are_refused_for_a_while_from_that_address(client: TestClient) -> None:
     for _ in range(10):
         assert sign_in(client, "ada", "guess").status_code == 401
     assert sign_in(client, "ada", PASSWORD).status_code == 429  # even the right one, for now
     assert me(client)["signed_in"] is False
+    elsewhere = TestClient(
+        client.app, base_url="http://localhost", client=("192.0.2.7", 50000), follow_redirects=False
+    )
+    assert sign_in(elsewhere).status_code == 303  # the guesser did not lock Ada herself out
 
 
 def test_a_removed_person_is_signed_out(client: TestClient, people: PeopleBook) -> None:
@@ -263,6 +268,8 @@ def test_without_anonymous_read_pages_ask_for_sign_in_first(
         page = c.get("/", headers={"Accept": "text/html"})
         assert page.status_code == 303 and page.headers["location"] == "/auth/login?next=%2F"
         assert c.get("/test/whoami").status_code == 401
+        with pytest.raises(WebSocketDisconnect), c.websocket_connect("/test/socket"):
+            pass
         assert c.get("/healthz").status_code == 200  # doors with their own credentials are not asked
         assert c.get("/auth/login").status_code == 200
         sign_in(c)
@@ -274,7 +281,10 @@ def test_the_session_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
     key = session_secret(s)
     assert len(key) >= 40 and session_secret(s) == key
     assert stat.S_IMODE((tmp_path / "data" / "session.key").stat().st_mode) == 0o600
-    assert session_secret(Settings(data_dir=tmp_path, session_secret="from-env")) == "from-env"
+    chosen = "k" * 32
+    assert session_secret(Settings(data_dir=tmp_path, session_secret=chosen)) == chosen
+    with pytest.raises(ValueError):
+        Settings(data_dir=tmp_path, session_secret="short")  # a guessable key would let anyone sign cookies
 
 
 def test_without_a_directory_there_is_no_sign_in_and_everyone_is_anonymous(
