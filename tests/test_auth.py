@@ -301,3 +301,17 @@ def test_without_a_directory_there_is_no_sign_in_and_everyone_is_anonymous(
         assert c.get("/auth/login").status_code == 404
         assert c.get("/test/whoami").json() == {"kind": "anonymous"}
     assert Principal.anonymous() == Principal("anonymous", "")
+
+
+def test_with_the_web_chat_mounted_sign_in_comes_first(
+    service: ChatService, people: PeopleBook, tmp_path: Path
+) -> None:
+    s = Settings(data_dir=tmp_path, anonymous_read=False)
+    deps = AppDeps(s, service, ConversationStore(s.conversations_path), dict, directory=people)
+    with TestClient(create_app(deps), base_url="http://localhost", follow_redirects=False) as c:
+        assert c.get("/", headers={"Accept": "text/html"}).status_code == 303
+        assert c.get("/gradio_api/info").status_code == 401
+        assert sign_in(c).status_code == 303  # /auth is served ahead of the chat mounted at /
+        page = c.get("/", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "gradio" in page.text.lower()
+        assert "form-action 'self'" in page.headers["content-security-policy"]
