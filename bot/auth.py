@@ -426,14 +426,16 @@ class WebAuth:
         if session is None or not given:
             return False
         origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc.lower() != self._own_host(request):
+        if origin and origin != "null" and urlsplit(origin).netloc.lower() not in self._own_hosts(request):
             return False
         return hmac.compare_digest(given.encode(), session.csrf.encode())
 
-    def _own_host(self, request: Request) -> str:
+    def _own_hosts(self, request: Request) -> set[str]:
+        """This site as a browser names it: the public address, and the one this request reached."""
+        hosts = {request.headers.get("host", "").lower()}
         if self.settings.public_url:
-            return urlsplit(self.settings.public_url).netloc.lower()
-        return request.headers.get("host", "").lower()
+            hosts.add(urlsplit(self.settings.public_url).netloc.lower())
+        return hosts
 
     def callback_url(self, request: Request) -> str:
         if self.settings.public_url:

@@ -315,3 +315,18 @@ def test_with_the_web_chat_mounted_sign_in_comes_first(
         page = c.get("/", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "gradio" in page.text.lower()
         assert "form-action 'self'" in page.headers["content-security-policy"]
+
+
+def test_behind_a_proxy_the_public_address_counts_as_this_site(
+    service: ChatService, people: PeopleBook, tmp_path: Path
+) -> None:
+    proxied = make_client(
+        service, people, tmp_path, base_url="https://localhost", public_url="https://bot.example.org"
+    )
+    with proxied as c:
+        csrf = form_csrf(c.get("/auth/login").text)
+        form = {"username": "ada", "password": PASSWORD, "csrf": csrf}
+        assert c.post("/auth/login", data=form, headers={"Origin": "https://evil.example"}).status_code == 403
+        assert (
+            c.post("/auth/login", data=form, headers={"Origin": "https://bot.example.org"}).status_code == 303
+        )
