@@ -18,8 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from joserfc.jwk import RSAKey
 
 from bot.app import AppDeps, create_app
+from bot.auth import AuthContext, WebAuth
 from bot.chat import ChatService
 from bot.config import Settings
 from bot.conversations import ConversationStore
@@ -39,6 +41,7 @@ class Site:
     url: str  # ragbot
     issuer: str  # the OpenID provider
     people: PeopleBook
+    auth: WebAuth  # the app's sign-in, for the test that changes which keys it trusts
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -92,15 +95,15 @@ def site(embedder: MultiHeadEmbedder, tmp_path_factory: pytest.TempPathFactory) 
         people = PeopleBook()
         service = ChatService(Retriever(embedder, store), ScriptedGenerator([]), RetrievalSettings(k=2))
         deps = AppDeps(s, service, ConversationStore(s.conversations_path), dict, directory=people)
-        config = uvicorn.Config(
-            create_app(deps, with_ui=False), host="127.0.0.1", port=app_port, log_level="warning"
-        )
+        app = create_app(deps, with_ui=False)
+        auth = next(m.kwargs["auth"] for m in app.user_middleware if m.cls is AuthContext)
+        config = uvicorn.Config(app, host="127.0.0.1", port=app_port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
             time.sleep(0.02)
-        yield Site(url, issuer, people)
+        yield Site(url, issuer, people, auth)
         server.should_exit = True
         thread.join(10)
     finally:
@@ -211,3 +214,33 @@ def test_a_tampered_session_cookie_after_openid_sign_in_is_anonymous(site: Site)
         with httpx.Client(timeout=30) as other:
             answer = other.get(f"{site.url}/auth/me", headers={"Cookie": f"ragbot_session={tampered}"})
             assert answer.json()["signed_in"] is False
+
+
+def test_an_id_token_not_signed_by_the_providers_keys_is_refused(site: Site) -> None:
+    assert site.auth.oidc is not None
+    client = site.auth.oidc.app
+    published = client.fetch_jwk_set()
+    # The same key ids with other keys: what a token forged without the provider's private key meets.
+    forged = [
+        RSAKey.generate_key(2048, parameters={"kid": k["kid"]}).as_dict(private=False)
+        for k in published["keys"]
+    ]
+    client.server_metadata["jwks"] = {"keys": forged}
+    try:
+        with httpx.Client(timeout=30) as browser:
+            assert browser.get(sign_in_at_provider(browser, site)).status_code == 400
+            assert me(browser, site)["signed_in"] is False
+    finally:
+        client.server_metadata["jwks"] = published
+
+
+def test_a_discovery_document_naming_another_issuer_is_not_trusted(site: Site, tmp_path: Path) -> None:
+    """The same provider reached by another name: its discovery names 127.0.0.1, not localhost."""
+    other_name = site.issuer.replace("127.0.0.1", "localhost")
+    s = Settings(
+        data_dir=tmp_path, oidc_issuer=other_name, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET
+    )
+    auth = WebAuth(s, site.people)
+    assert auth.oidc is not None
+    with pytest.raises(ValueError, match="names issuer"):
+        auth.oidc.start("http://localhost/auth/oidc/callback")
