@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.admission import Busy, Hangup
+from bot.auth import AuthContext, Directory, WebAuth, auth_router
 from bot.chat import ChatService, InputError
 from bot.config import Settings
 from bot.conversations import ConversationStore
@@ -62,6 +63,7 @@ class AppDeps:
     conversations: ConversationStore
     health: HealthCheck
     library: Library | None = None  # the web documents panel; None hides upload and delete
+    directory: Directory | None = None  # the people web sign-in checks; None: no /auth, everyone anonymous
 
 
 class WidgetMessage(BaseModel):
@@ -298,6 +300,9 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     app.include_router(widget_router(deps, RecentTurns()))
     app.include_router(openai_router(deps))
     app.include_router(webhook_router(deps, webhook_turns))
+    auth = WebAuth(s, deps.directory) if deps.directory is not None else None
+    if auth is not None:
+        app.include_router(auth_router(auth))
     if with_ui:
         import gradio as gr
 
@@ -318,6 +323,8 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
             i18n=texts,
         )
         app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
+    if auth is not None:
+        app.add_middleware(AuthContext, auth=auth)  # around Gradio too: its handlers can ask who signed in
     # No cross-origin reads anywhere (the widget calls its own origin); configuring it here also
     # turns off Gradio's own CORS middleware, which reflects any origin with credentials.
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)

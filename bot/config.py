@@ -188,6 +188,37 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(20, gt=0, le=50, description="Largest file the web upload accepts.")
 
+    # Web sign-in (bot/auth.py): local accounts, one-time links, and an OpenID Connect provider.
+    public_url: str | None = Field(
+        None,
+        description="The address people open, e.g. https://bot.example.org: the OpenID redirect URI is "
+        "built from it, and https here makes the session cookie Secure. Unset: each request's own address.",
+    )
+    oidc_issuer: str | None = Field(
+        None,
+        description="OpenID Connect issuer URL (its discovery document is read); unset: no OIDC sign-in.",
+    )
+    oidc_client_id: str | None = Field(None, description="This server's client id at the OpenID provider.")
+    oidc_client_secret: str | None = Field(None, description="Its client secret (confidential client).")
+    oidc_scopes: str = Field("openid email profile", description="Scopes asked of the OpenID provider.")
+    oidc_groups_claim: str = Field(
+        "groups", description="The ID token or userinfo claim listing the person's groups."
+    )
+    session_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Key that signs session cookies. Unset: a random key kept in <data_dir>/session.key "
+        "(mode 0600), so sessions survive a restart.",
+    )
+    session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="A sign-in lasts this long, counted from the sign-in."
+    )
+    anonymous_read: bool = Field(
+        True,
+        description="People who have not signed in may use the web chat (public knowledge bases only); "
+        "off: the web pages ask for sign-in first.",
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
     allowed_hosts: str = Field(
@@ -229,6 +260,13 @@ class Settings(BaseSettings):
         if "*" in names or (not names and not is_loopback_name(self.host)):
             return None
         return names
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url starts with https:// (or http://)")
+        return value.rstrip("/") if value else value
 
     @property
     def conversations_path(self) -> Path:
