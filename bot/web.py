@@ -385,7 +385,7 @@ def build_ui(
                         placeholder=t("ask"),
                         show_label=False,
                         submit_btn=True,
-                        max_length=service.max_message_chars,
+                        max_length=service.settings.max_message_chars,
                         elem_id="rb-input",
                     )
                     examples = gr.Dataset(
