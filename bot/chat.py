@@ -262,7 +262,7 @@ class ChatService:
         return self._admitted(ticket, turn)
 
     def _admitted(self, ticket: int, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
-        inner = self._turn(turn)  # nothing runs before it is read
+        inner = self._stages(turn)  # nothing runs before it is read
         try:
             if not (yield from self._wait(ticket, turn.hangup, turn.language)):
                 return  # the asker left while waiting
@@ -301,7 +301,7 @@ class ChatService:
                 yield Queued(ahead, language)
         return not hangup.is_set
 
-    def _turn(self, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
+    def _stages(self, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
         """The turn once it has its place in line, stage by stage. Between stages, and for every
         streamed piece, it asks whether the asker is still there: one who left costs no more work."""
         self._condense(turn)
@@ -316,8 +316,9 @@ class ChatService:
             return
         if not (yield from self._answerability_gate(turn)):
             return
-        prompt = self._answer_prompt(turn)
-        answer = yield from self._checked_stream(turn, prompt, links := self._link_filter(turn))
+        prompt, links = self._answer_prompt(turn), self._link_filter(turn)
+        drafted = self._generate(prompt, links)
+        answer = yield from self._checked_stream(turn, prompt, drafted)
         if answer is not None:
             yield self._cite(turn, answer, links)
 
@@ -392,6 +393,11 @@ class ChatService:
         seen = [turn.question, turn.standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in turn.chunks)]
         return LinkFilter("\n".join(seen))
 
+    def _generate(self, prompt: list[ChatMessage], links: LinkFilter) -> Iterator[str]:
+        """The model's answer as it streams, without the links the sources and the asker did not give."""
+        drafted = self.generator.stream(prompt, max_tokens=self.settings.max_answer_tokens, stop=ANSWER_STOP)
+        return links.stream(drafted)
+
     def _evidence(self, turn: _Turn) -> Evidence | None:
         """What the answer's numbers (and names) must be found in, when grounding is on. A source's
         title is in the prompt too ("[1] Title"): an answer may name it."""
@@ -401,16 +407,15 @@ class ChatService:
         return Evidence(shown, (turn.standalone, turn.question), self.settings.grounding_scope)
 
     def _checked_stream(
-        self, turn: _Turn, prompt: list[ChatMessage], links: LinkFilter
+        self, turn: _Turn, prompt: list[ChatMessage], drafted: Iterator[str]
     ) -> collections.abc.Generator[TurnEvent, None, str | None]:
-        """Generate, and show each piece only once the guard has checked it: a flag ends the turn
+        """Show each drafted piece only once the guard has checked it: a flag ends the turn
         (`Refused`, withdrawing what was shown), an unsupported claim or first sentence ends the
         answer before it. The answer text; None when the turn ended here (refused, or the asker left)."""
         s = self.settings
-        drafted = self.generator.stream(prompt, max_tokens=s.max_answer_tokens, stop=ANSWER_STOP)
         pieces = self.guard.checked_stream(
             turn.standalone,
-            links.stream(drafted),
+            drafted,
             evidence=self._evidence(turn),
             names=s.grounding is Grounding.NAMES,
             sentences=bool(s.check_below),
