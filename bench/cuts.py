@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -61,12 +61,12 @@ class Record:
 
 def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
     service = parts.chat_service()
-    service.abstain_below, service.grounding = 0.0, Grounding.OFF
+    service.settings = replace(service.settings, abstain_below=0.0, grounding=Grounding.OFF)
     history: list[ChatMessage] = []
     for n, turn in enumerate(conversation["turns"]):
         start = time.perf_counter()
-        standalone = service.retriever.standalone(turn["question"], history, service.settings)
-        result = service.retriever.search(turn["question"], standalone, service.settings)
+        standalone = service.retriever.standalone(turn["question"], history, service.settings.retrieval)
+        result = service.retriever.search(turn["question"], standalone, service.settings.retrieval)
         shown = service.prompt_chunks(standalone, result.chunks)
         from bot.chat import build_prompt
 

@@ -132,7 +132,7 @@ def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: arg
     parts.ingestor.progress = False
     parts.ingestor.ingest_paths([sample_corpus()])
     service = parts.chat_service()
-    gate = service.abstain_below
+    gate = service.settings.abstain_below
     parts.guard.warm()
     policy = parts.guard.policy
     recorder = Recorder(parts)
@@ -157,7 +157,7 @@ def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: arg
                 for name, below in (("gate", gate), ("no gate", 0.0)):
                     if name not in args.configs or name in row["ends"]:
                         continue
-                    service.abstain_below = below
+                    service.settings = replace(service.settings, abstain_below=below)
                     recorder.outputs = []
                     end = service.answer(item.text)
                     row["checks"][name] = list(recorder.outputs)

@@ -76,10 +76,12 @@ def run_turn(service: ChatService, question: str) -> TurnRun:
 
 def bare_call(generator: OpenAICompatibleGenerator, service: ChatService, question: str) -> CallStats:
     """The same final prompt the turn generated from, streamed once with no moderation or retrieval."""
-    result = service.retriever.search(question, question, service.settings)
+    result = service.retriever.search(question, question, service.settings.retrieval)
     chunks = service.prompt_chunks(question, result.chunks)
-    prompt = build_prompt(question, chunks, [], service.guard.operator_prompt, spotlight=service.spotlight)
-    for _ in generator.stream(prompt, max_tokens=service.max_answer_tokens, stop=ANSWER_STOP):
+    prompt = build_prompt(
+        question, chunks, [], service.guard.operator_prompt, spotlight=service.settings.spotlight
+    )
+    for _ in generator.stream(prompt, max_tokens=service.settings.max_answer_tokens, stop=ANSWER_STOP):
         pass
     stats = generator.last_stats()
     assert stats is not None

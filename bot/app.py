@@ -284,7 +284,7 @@ class UploadGate:
 
 
 def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
-    s = deps.settings
+    """One router per door, the web chat at / over them, then the protections around everything."""
     # Slack and Discord questions are answered after the acknowledgement, on threads of their own: a
     # burst of them waiting in the turn queue must not hold the server's worker threads, which the
     # streaming doors (/v1, the widget) need.
@@ -300,31 +300,45 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     app.include_router(widget_router(deps, RecentTurns()))
     app.include_router(openai_router(deps))
     app.include_router(webhook_router(deps, webhook_turns))
-    auth = WebAuth(s, deps.directory) if deps.directory is not None else None
+    auth = WebAuth(deps.settings, deps.directory) if deps.directory is not None else None
     if auth is not None:
         app.include_router(auth_router(auth))
     if with_ui:
-        import gradio as gr
-
-        from bot.ui_texts import ui_texts
-        from bot.web import CSS, HEAD, build_ui
-
-        texts = ui_texts(s.max_upload_mb, bool(s.admin_token))
-        ui = build_ui(
-            deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host, texts=texts
-        )
-        app = gr.mount_gradio_app(
-            app,
-            ui.queue(),
-            path="/",
-            css=CSS,
-            head=HEAD,
-            max_file_size=int(s.max_upload_mb * 1_000_000),
-            i18n=texts,
-        )
-        app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
+        app = mount_web_chat(app, deps)
     if auth is not None:
         app.add_middleware(AuthContext, auth=auth)  # around Gradio too: its handlers can ask who signed in
+    add_protections(app, deps.settings)
+    return app
+
+
+def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
+    """The Gradio page at /, with its upload route gated to editors (UploadGate)."""
+    import gradio as gr
+
+    from bot.ui_texts import ui_texts
+    from bot.web import CSS, HEAD, build_ui
+
+    s = deps.settings
+    texts = ui_texts(s.max_upload_mb, bool(s.admin_token))
+    ui = build_ui(
+        deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host, texts=texts
+    )
+    app = gr.mount_gradio_app(
+        app,
+        ui.queue(),
+        path="/",
+        css=CSS,
+        head=HEAD,
+        max_file_size=int(s.max_upload_mb * 1_000_000),
+        i18n=texts,
+    )
+    app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
+    return app
+
+
+def add_protections(app: FastAPI, s: Settings) -> None:
+    """What every request passes first: no cross-origin reads, the served host names only, bounded
+    bodies (bot/httpsafe.py Guard)."""
     # No cross-origin reads anywhere (the widget calls its own origin); configuring it here also
     # turns off Gradio's own CORS middleware, which reflects any origin with credentials.
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
@@ -335,7 +349,6 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         max_body=s.max_body_kb * 1024,
         body_limits={path: upload_bytes for path in UPLOAD_PATHS},
     )
-    return app
 
 
 def _api_error(exc: ApiError) -> JSONResponse:

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from bot.admission import Busy, Hangup, TurnQueue
 from bot.events import (
@@ -126,6 +126,51 @@ def last_end(events: Iterable[TurnEvent]) -> TurnEnd:
     return end
 
 
+@dataclass(frozen=True)
+class TurnSettings:
+    """How every turn runs: built once from Settings (bot/factory.py); the benchmarks vary it."""
+
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    max_answer_tokens: int = 256
+    max_message_chars: int = 4000
+    prompt_chars: int = 0  # source text in the prompt; 0: the whole chunks
+    abstain_below: float = 0.0  # P(the sources answer) under which the bot abstains
+    grounding: Grounding = Grounding.OFF  # what an answer may state only if the sources do
+    grounding_scope: Scope = Scope.CITED  # ... the documents it cites, or any source
+    check_below: float = 0.0  # P(the sources state the first sentence) under which it abstains
+    quarantine: bool = False  # cut instruction-like sentences out of sources
+    spotlight: bool = False  # datamark source text
+
+
+@dataclass
+class _Turn:
+    """What one admitted turn has learnt so far: each stage reads it and adds its part."""
+
+    question: str  # the validated message
+    history: Sequence[ChatMessage]
+    language: str
+    start: float  # when the message arrived, so timings include the wait in line
+    hangup: Hangup
+    standalone: str = ""  # the question condensed with the conversation
+    review: bool = False  # the question was in doubt: the answer is checked strictly
+    moderation_s: float = 0.0
+    checks: int = 0
+    retrieval_s: float = 0.0
+    sources: list[Source] = field(default_factory=list)  # as retrieved and numbered for the user
+    chunks: list[ScoredChunk] = field(default_factory=list)  # as the prompt shows them
+    answerable: float | None = None
+    supported: float | None = None
+    first_text_s: float | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def timings(self) -> TurnTimings:
+        return TurnTimings(
+            self.retrieval_s, self.moderation_s, self.checks, self.first_text_s, self.elapsed()
+        )
+
+
 class ChatService:
     """Validate, condense, check the question, retrieve, generate under the guard, cite.
 
@@ -137,42 +182,24 @@ class ChatService:
         self,
         retriever: Retriever,
         generator: Generator,
-        settings: RetrievalSettings,
+        settings: TurnSettings | None = None,
         guard: Guard | None = None,
-        max_answer_tokens: int = 256,
-        max_message_chars: int = 4000,
-        prompt_chars: int = 0,
-        abstain_below: float = 0.0,
-        grounding: Grounding = Grounding.OFF,
-        grounding_scope: Scope = Scope.CITED,
-        check_below: float = 0.0,
-        quarantine: bool = False,
-        spotlight: bool = False,
         queue: TurnQueue | None = None,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
-        self.settings = settings
+        self.settings = settings or TurnSettings()
         self.guard = guard or Guard(None)
-        self.max_answer_tokens = max_answer_tokens
-        self.max_message_chars = max_message_chars
-        self.prompt_chars = prompt_chars  # source text in the prompt; 0: the whole chunks
-        self.abstain_below = abstain_below  # P(the sources answer) under which the bot abstains
-        self.grounding = grounding  # what an answer may state only if the sources do
-        self.grounding_scope = grounding_scope  # ... the documents it cites, or any source
-        self.check_below = check_below  # P(the sources state the first sentence) under which it abstains
-        self.quarantine = quarantine  # cut instruction-like sentences out of sources
-        self.spotlight = spotlight  # datamark source text
         self.queue = queue or TurnQueue()  # how many turns run at once; the rest wait in order
 
     def prompt_chunks(self, question: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
         """The chunks as the prompt shows them: instruction-like text quarantined, focused on the
         question when a budget is set."""
         out = list(chunks)
-        if self.quarantine:
+        if self.settings.quarantine:
             out = [_quarantined(sc) for sc in out]
-        if self.prompt_chars:
-            out = focus(question, out, self.retriever.embedder, self.prompt_chars)
+        if self.settings.prompt_chars:
+            out = focus(question, out, self.retriever.embedder, self.settings.prompt_chars)
         return out
 
     def answer(
@@ -224,29 +251,22 @@ class ChatService:
         The place is given up when the events end or `hangup` is hung up, whichever comes first: a
         door must do one of the two."""
         start = time.perf_counter()
-        question = validate_message(message, self.max_message_chars)
+        question = validate_message(message, self.settings.max_message_chars)
         ticket = self.queue.join(client)
         hangup = hangup or Hangup()
         hangup.on_hangup(lambda: self.queue.leave(ticket))
-        history = clip_history(history, self.max_message_chars)
+        history = clip_history(history, self.settings.max_message_chars)
         asked = [m.content for m in history if m.role == "user"]
         language = detect(question, default=detect(asked[-1]) if asked else ENGLISH)  # "ok?" follows on
-        return self._admitted(ticket, question, history, hangup, start, language)
+        turn = _Turn(question, history, language, start, hangup)
+        return self._admitted(ticket, turn)
 
-    def _admitted(
-        self,
-        ticket: int,
-        question: str,
-        history: Sequence[ChatMessage],
-        hangup: Hangup,
-        start: float,
-        language: str,
-    ) -> collections.abc.Generator[TurnEvent]:
-        inner = self._turn(question, history, start, hangup, language)  # nothing runs before it is read
+    def _admitted(self, ticket: int, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
+        inner = self._stages(turn)  # nothing runs before it is read
         try:
-            if not (yield from self._wait(ticket, hangup, language)):
+            if not (yield from self._wait(ticket, turn.hangup, turn.language)):
                 return  # the asker left while waiting
-            queued_s = time.perf_counter() - start
+            queued_s = time.perf_counter() - turn.start
             for event in inner:
                 if isinstance(event, Answered | Refused):
                     event = replace(event, timings=replace(event.timings, queued_s=queued_s))
@@ -281,103 +301,175 @@ class ChatService:
                 yield Queued(ahead, language)
         return not hangup.is_set
 
-    def _turn(
-        self, question: str, history: Sequence[ChatMessage], start: float, hangup: Hangup, language: str
-    ) -> collections.abc.Generator[TurnEvent]:
-        """The turn once it has its place in line; `question` is the validated message. Each stage
-        first asks whether the asker is still there, and so does every streamed piece."""
-        standalone = self.retriever.standalone(question, history, self.settings)
-        if hangup.is_set:
+    def _stages(self, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
+        """The turn once it has its place in line, stage by stage. Between stages, and for every
+        streamed piece, it asks whether the asker is still there: one who left costs no more work."""
+        self._condense(turn)
+        if turn.hangup.is_set:
             return
+        if not (yield from self._check_input(turn)):
+            return
+        if turn.hangup.is_set:
+            return
+        yield from self._retrieve(turn)
+        if turn.hangup.is_set:
+            return
+        if not (yield from self._answerability_gate(turn)):
+            return
+        prompt, links = self._answer_prompt(turn), self._link_filter(turn)
+        drafted = self._generate(prompt, links)
+        answer = yield from self._checked_stream(turn, prompt, drafted)
+        if answer is not None:
+            yield self._cite(turn, answer, links)
+
+    def _condense(self, turn: _Turn) -> None:
+        """A follow-up ("and when was it built?") names its subject only together with the
+        conversation: retrieval and the checks need it as one standalone question."""
+        turn.standalone = self.retriever.standalone(turn.question, turn.history, self.settings.retrieval)
+
+    def _check_input(self, turn: _Turn) -> collections.abc.Generator[TurnEvent, None, bool]:
+        """Moderate the question before any document is read; False when it ends the turn (`Refused`).
+
+        Intent is judged on the standalone question: a follow-up ("how do I make it at home?") only
+        shows what it asks for together with the conversation."""
         t = time.perf_counter()
-        # Intent is judged on the standalone question: a follow-up ("how do I make it at home?") only
-        # shows what it asks for together with the conversation.
-        verdict = self.guard.check_input(standalone)
-        moderation_s = time.perf_counter() - t
-        checks = int(self.guard.enabled)
+        verdict = self.guard.check_input(turn.standalone)
+        turn.moderation_s = time.perf_counter() - t
+        turn.checks = int(self.guard.enabled)
+        turn.review = verdict.review
         if verdict.flagged:
-            timings = TurnTimings(0.0, moderation_s, checks, None, time.perf_counter() - start)
-            yield Refused(verdict, standalone, timings=timings, language=language)
-            return
-        if hangup.is_set:
-            return
+            yield Refused(verdict, turn.standalone, timings=turn.timings(), language=turn.language)
+            return False
+        return True
+
+    def _retrieve(self, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
+        """Search the documents and show the user what was found (`Started`) before generation
+        begins; then prepare the chunks as the prompt will show them."""
         t = time.perf_counter()
-        result = self.retriever.search(question, standalone, self.settings)
-        retrieval_s = time.perf_counter() - t
-        sources = numbered_sources(result.chunks)
-        yield Started(standalone, sources)
-        chunks = self.prompt_chunks(standalone, result.chunks)
-        op = self.guard.operator_prompt
-        if hangup.is_set:
-            return
-        abstention = texts(language).abstention
-        if self.abstain_below and chunks:
-            gate = build_prompt(standalone, chunks, history, op, ANSWERABLE_INSTRUCTION, self.spotlight)
-            answerable = self._p_yes(gate)
-            log.info("answerable p=%.3f", answerable)  # no message text in logs
-            if answerable < self.abstain_below:
-                yield Delta(abstention)
-                timings = TurnTimings(retrieval_s, moderation_s, checks, time.perf_counter() - start,
-                                      time.perf_counter() - start)  # fmt: skip
-                yield Answered(abstention, sources, standalone, timings, answerable)
-                return
-        else:
-            answerable = None
-        instruction = f"{ANSWER_INSTRUCTION} {texts(language).answer_in}".strip()
-        prompt = build_prompt(standalone, chunks, history, op, instruction, spotlight=self.spotlight)
-        drafted = self.generator.stream(prompt, max_tokens=self.max_answer_tokens, stop=ANSWER_STOP)
-        # Links only where the sources the model saw, or the asker, gave them (guardrails/links.py).
-        seen = [question, standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in chunks)]
-        links = LinkFilter("\n".join(seen))
-        pieces = links.stream(drafted)
-        text, first_text_s = "", None
-        evidence = None
-        if self.grounding is not Grounding.OFF:
-            # A source's title is in the prompt too ("[1] Title"): an answer may name it.
-            shown = [(c.chunk.source, f"{c.chunk.title}\n{c.chunk.text}") for c in chunks]
-            evidence = Evidence(shown, (standalone, question), self.grounding_scope)
-        names = self.grounding is Grounding.NAMES
-        supported: float | None = None
-        sentences = bool(self.check_below)
-        for piece in self.guard.checked_stream(
-            standalone, pieces, evidence=evidence, names=names, sentences=sentences, review=verdict.review
-        ):
-            if hangup.is_set:
+        result = self.retriever.search(turn.question, turn.standalone, self.settings.retrieval)
+        turn.retrieval_s = time.perf_counter() - t
+        turn.sources = numbered_sources(result.chunks)
+        yield Started(turn.standalone, turn.sources)
+        turn.chunks = self.prompt_chunks(turn.standalone, result.chunks)
+
+    def _answerability_gate(self, turn: _Turn) -> collections.abc.Generator[TurnEvent, None, bool]:
+        """With a gate set, ask the model whether the sources answer the question at all; below the
+        gate the turn ends with the abstention instead of an answer the sources cannot back. False
+        when it ended the turn."""
+        if not (self.settings.abstain_below and turn.chunks):
+            return True
+        gate = build_prompt(
+            turn.standalone,
+            turn.chunks,
+            turn.history,
+            self.guard.operator_prompt,
+            ANSWERABLE_INSTRUCTION,
+            self.settings.spotlight,
+        )
+        turn.answerable = self._p_yes(gate)
+        log.info("answerable p=%.3f", turn.answerable)  # no message text in logs
+        if turn.answerable >= self.settings.abstain_below:
+            return True
+        abstention = texts(turn.language).abstention
+        yield Delta(abstention)
+        turn.first_text_s = turn.elapsed()
+        yield Answered(abstention, turn.sources, turn.standalone, turn.timings(), turn.answerable)
+        return False
+
+    def _answer_prompt(self, turn: _Turn) -> list[ChatMessage]:
+        """The grounded prompt, asking for the answer in the asker's language."""
+        instruction = f"{ANSWER_INSTRUCTION} {texts(turn.language).answer_in}".strip()
+        return build_prompt(
+            turn.standalone,
+            turn.chunks,
+            turn.history,
+            self.guard.operator_prompt,
+            instruction,
+            spotlight=self.settings.spotlight,
+        )
+
+    def _link_filter(self, turn: _Turn) -> LinkFilter:
+        """Links only where the sources the model saw, or the asker, gave them (guardrails/links.py)."""
+        seen = [turn.question, turn.standalone, *(f"{c.chunk.source} {c.chunk.text}" for c in turn.chunks)]
+        return LinkFilter("\n".join(seen))
+
+    def _generate(self, prompt: list[ChatMessage], links: LinkFilter) -> Iterator[str]:
+        """The model's answer as it streams, without the links the sources and the asker did not give."""
+        drafted = self.generator.stream(prompt, max_tokens=self.settings.max_answer_tokens, stop=ANSWER_STOP)
+        return links.stream(drafted)
+
+    def _evidence(self, turn: _Turn) -> Evidence | None:
+        """What the answer's numbers (and names) must be found in, when grounding is on. A source's
+        title is in the prompt too ("[1] Title"): an answer may name it."""
+        if self.settings.grounding is Grounding.OFF:
+            return None
+        shown = [(c.chunk.source, f"{c.chunk.title}\n{c.chunk.text}") for c in turn.chunks]
+        return Evidence(shown, (turn.standalone, turn.question), self.settings.grounding_scope)
+
+    def _checked_stream(
+        self, turn: _Turn, prompt: list[ChatMessage], drafted: Iterator[str]
+    ) -> collections.abc.Generator[TurnEvent, None, str | None]:
+        """Show each drafted piece only once the guard has checked it: a flag ends the turn
+        (`Refused`, withdrawing what was shown), an unsupported claim or first sentence ends the
+        answer before it. The answer text; None when the turn ended here (refused, or the asker left)."""
+        s = self.settings
+        pieces = self.guard.checked_stream(
+            turn.standalone,
+            drafted,
+            evidence=self._evidence(turn),
+            names=s.grounding is Grounding.NAMES,
+            sentences=bool(s.check_below),
+            review=turn.review,
+        )
+        text = ""
+        for piece in pieces:
+            if turn.hangup.is_set:
                 log.info("the asker left; generation stopped")
-                return
-            moderation_s += piece.check_seconds
-            checks += piece.checks
+                return None
+            turn.moderation_s += piece.check_seconds
+            turn.checks += piece.checks
             if piece.verdict:
-                timings = TurnTimings(
-                    retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start
-                )
                 yield Refused(
-                    piece.verdict, standalone, retracted=bool(text), timings=timings, language=language
+                    piece.verdict,
+                    turn.standalone,
+                    retracted=bool(text),
+                    timings=turn.timings(),
+                    language=turn.language,
                 )
-                return
-            if piece.text and not text and self.check_below:
-                supported = self.supported(prompt, piece.text)
-                log.info("first sentence supported p=%.3f", supported)
-            if piece.unsupported or (supported is not None and supported < self.check_below):
+                return None
+            if piece.text and not text and s.check_below:
+                turn.supported = self.supported(prompt, piece.text)
+                log.info("first sentence supported p=%.3f", turn.supported)
+            if piece.unsupported or (turn.supported is not None and turn.supported < s.check_below):
                 # The answer states something its sources do not: it ends before that piece.
                 log.info(
                     "answer cut before an unsupported %s", "claim" if piece.unsupported else "first sentence"
                 )
                 if not text.strip():
-                    text = abstention
-                    first_text_s = time.perf_counter() - start
-                    yield Delta(abstention)
+                    text = texts(turn.language).abstention
+                    turn.first_text_s = turn.elapsed()
+                    yield Delta(text)
                 break
             if piece.text:
-                if first_text_s is None:
-                    first_text_s = time.perf_counter() - start
+                if turn.first_text_s is None:
+                    turn.first_text_s = turn.elapsed()
                 text += piece.text
                 yield Delta(piece.text)
+        return text
+
+    def _cite(self, turn: _Turn, text: str, links: LinkFilter) -> Answered:
+        """The turn's end: the answer with the sources it cites ([n]) marked."""
         if links.removed:
             log.warning("removed %d link(s) the sources do not give from an answer", len(links.removed))
         answer = text.strip()
-        timings = TurnTimings(retrieval_s, moderation_s, checks, first_text_s, time.perf_counter() - start)
-        yield Answered(answer, mark_cited(answer, sources), standalone, timings, answerable, supported)
+        return Answered(
+            answer,
+            mark_cited(answer, turn.sources),
+            turn.standalone,
+            turn.timings(),
+            turn.answerable,
+            turn.supported,
+        )
 
     def supported(self, prompt: Sequence[ChatMessage], sentence: str) -> float:
         """P(the sources state `sentence`), asked on the answer prompt (guardrails/answer_check.py)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.admission import TurnQueue
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from generation.llamacpp import LlamaCppEngine
 from generation.models import SHIPPED, cache_dir, model_file
@@ -135,12 +135,14 @@ class Components:
         return TurnQueue(limit, max_waiting=s.max_waiting_turns, per_client=s.turns_per_client)
 
     def chat_service(self) -> ChatService:
-        s = self.settings
         return ChatService(
-            self.retriever,
-            self.generator,
-            self.retrieval_settings(),
-            guard=self.guard,
+            self.retriever, self.generator, self.turn_settings(), guard=self.guard, queue=self.turn_queue
+        )
+
+    def turn_settings(self) -> TurnSettings:
+        s = self.settings
+        return TurnSettings(
+            retrieval=self.retrieval_settings(),
             max_answer_tokens=s.max_answer_tokens,
             max_message_chars=s.max_message_chars,
             prompt_chars=s.prompt_chars,
@@ -150,7 +152,6 @@ class Components:
             check_below=s.check_below,
             quarantine=s.quarantine,
             spotlight=s.spotlight,
-            queue=self.turn_queue,
         )
 
     def retrieval_settings(self) -> RetrievalSettings:

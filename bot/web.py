@@ -31,7 +31,7 @@ from bot.conversations import ConversationStore
 from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEnd
 from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
-from bot.httpsafe import OPERATOR_COOKIE, edit_access
+from bot.httpsafe import OPERATOR_COOKIE, Access, edit_access
 from bot.library import DocumentInfo, Library, UploadOutcome
 from bot.ui_texts import ui_texts
 from generation.protocol import ChatMessage
@@ -255,38 +255,34 @@ document.addEventListener("click", (e) => {
 _PROGRESS = gr.Progress(track_tqdm=True)  # the Ingestor's tqdm bars become the upload's progress bar
 
 
-def build_ui(
-    service: ChatService,
-    conversations: ConversationStore | None = None,
-    library: Library | None = None,
-    admin_token: str | None = None,
-    chat_concurrency: int = 4,
-    bound_host: str = "127.0.0.1",
-    texts: gr.I18n | None = None,
-) -> gr.Blocks:
-    """The page; `texts` are its words per browser language (bot/ui_texts.py), which the mount must
-    be given too."""
-    conversations = conversations or ConversationStore()
-    suffixes = sorted(SUPPORTED_SUFFIXES)
-    hangups: dict[str, Hangup] = {}  # browser session -> its turn in progress, hung up when it leaves
+@dataclass
+class PageActions:
+    """What the page's events do, for one built page; each browser tab's own state is its `Session`."""
 
-    def refresh() -> tuple[Any, ...]:
+    service: ChatService
+    conversations: ConversationStore
+    library: Library | None
+    admin_token: str | None
+    bound_host: str
+    hangups: dict[str, Hangup] = field(default_factory=dict)  # browser session -> its turn in progress
+
+    def refresh(self) -> tuple[Any, ...]:
         """Everything that depends on the library: status, list, delete choices, example questions."""
-        docs = library.documents() if library else []
+        docs = self.library.documents() if self.library else []
         # The page names a document by its file name and an opaque key, never by the server's path.
         choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", document_key(d.source)) for d in docs]
         # What was uploaded last is likely what people want to ask about next.
         recent = sorted((d for d in docs if d.uploaded_at), key=lambda d: -(d.uploaded_at or 0))
         questions = example_questions([d.title for d in [*recent, *docs]])
         return (
-            status_line(service),
+            status_line(self.service),
             documents_table(docs),
             gr.update(choices=choices, value=None),
             gr.update(samples=[[q] for q in questions], visible=bool(questions)),
         )
 
     def respond(
-        message: str, history: list[Any], session: Session, request: gr.Request
+        self, message: str, history: list[Any], session: Session, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
         """Stream one turn into the chat and the evidence panel; the input is locked meanwhile. The
         turn is hung up when the tab goes (Gradio's unload), so a closed tab holds no place in line."""
@@ -303,68 +299,220 @@ def build_ui(
         hangup = Hangup()
         key = getattr(request, "session_hash", None) or ""
         if key:
-            hangups[key] = hangup
+            self.hangups[key] = hangup
         try:
-            yield from turn_updates(service, message, prior, history, session, hangup, _host(request) or "")
+            client = _host(request) or ""
+            yield from turn_updates(self.service, message, prior, history, session, hangup, client)
         finally:
             hangup.hang_up()
-            if hangups.get(key) is hangup:
-                del hangups[key]
+            if self.hangups.get(key) is hangup:
+                del self.hangups[key]
 
-    def on_like(session: Session, data: gr.LikeData) -> tuple[Any, ...]:
+    def on_leave(self, request: gr.Request) -> None:
+        """The tab is gone: its turn, waiting or answering, gives its place up."""
+        if (hangup := self.hangups.pop(getattr(request, "session_hash", None) or "", None)) is not None:
+            hangup.hang_up()
+
+    def on_like(self, session: Session, data: gr.LikeData) -> tuple[Any, ...]:
+        """Save 👍/👎 with the answer's turn and offer the comment box."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         record = session.records.get(index)
         if record is None:
             return gr.update(visible=False), None, ""
         rating = Rating.UP if data.liked is True else Rating.DOWN if data.liked is False else None
-        conversations.rate(record, rating)
+        self.conversations.rate(record, rating)
         note = "Thanks: feedback saved." if rating else "Feedback taken back."
         return gr.update(visible=rating is not None), index, _message(note)
 
-    def on_comment(text: str, target: int | None, session: Session) -> tuple[Any, ...]:
+    def on_comment(self, text: str, target: int | None, session: Session) -> tuple[Any, ...]:
         record = session.records.get(target) if target is not None else None
         if record is None or not text.strip():
             return gr.update(), text, _message("Nothing to send.", "error")
-        conversations.comment(record, text)
+        self.conversations.comment(record, text)
         return gr.update(visible=False), "", _message("Thanks: comment saved with your rating.")
 
     def on_upload(
+        self,
         files: list[str] | None,
         token: str,
         request: gr.Request,
         progress: gr.Progress = _PROGRESS,
     ) -> tuple[Any, ...]:
-        if library is None or not files:
-            return (gr.skip(), None, *refresh())
+        if self.library is None or not files:
+            return (gr.skip(), None, *self.refresh())
         try:
-            access = edit_access(admin_token, token or "", _host(request), dict(request.headers), bound_host)
+            access = self._access(token, request)
             if not access.allowed:
-                return (_message(access.reason, "error"), None, *refresh())
+                return (_message(access.reason, "error"), None, *self.refresh())
             progress(0, desc=f"Ingesting {len(files)} file(s)…")
-            outcomes = library.upload([(Path(f).name, Path(f)) for f in files])
-            return (upload_table(outcomes), None, *refresh())
+            outcomes = self.library.upload([(Path(f).name, Path(f)) for f in files])
+            return (upload_table(outcomes), None, *self.refresh())
         finally:  # Gradio's cached copy would stay fetchable (and outlive a deleted document)
             for f in files:
                 Path(f).unlink(missing_ok=True)
 
-    def on_delete(key: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
-        if library is None or not key:
-            return (_message("Choose a document to delete.", "error"), *refresh())
-        access = edit_access(admin_token, token or "", _host(request), dict(request.headers), bound_host)
+    def on_delete(self, key: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
+        if self.library is None or not key:
+            return (_message("Choose a document to delete.", "error"), *self.refresh())
+        access = self._access(token, request)
         if not access.allowed:
-            return (_message(access.reason, "error"), *refresh())
-        source = next((d.source for d in library.documents() if document_key(d.source) == key), None)
+            return (_message(access.reason, "error"), *self.refresh())
+        source = next((d.source for d in self.library.documents() if document_key(d.source) == key), None)
         if source is None:
-            return (_message("That document is no longer in the library.", "error"), *refresh())
-        removed = library.delete(source)
+            return (_message("That document is no longer in the library.", "error"), *self.refresh())
+        removed = self.library.delete(source)
         name = source.rsplit("/", 1)[-1]
         note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
-        return (_message(note), *refresh())
+        return (_message(note), *self.refresh())
 
-    def on_leave(request: gr.Request) -> None:
-        if (hangup := hangups.pop(getattr(request, "session_hash", None) or "", None)) is not None:
-            hangup.hang_up()
+    def _access(self, token: str, request: gr.Request) -> Access:
+        """May this request change the library (bot/httpsafe.py)."""
+        return edit_access(
+            self.admin_token, token or "", _host(request), dict(request.headers), self.bound_host
+        )
 
+
+@dataclass
+class ChatTab:
+    """The chat tab's components that events read or write."""
+
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    examples: gr.Dataset
+    comment_row: gr.Row
+    comment: gr.Textbox
+    send_comment: gr.Button
+    feedback_note: gr.HTML
+    evidence_panel: gr.HTML
+
+
+@dataclass
+class DocumentsTab:
+    """The documents tab's components that events read or write."""
+
+    token: gr.Textbox
+    uploader: gr.File
+    upload_result: gr.HTML
+    docs_list: gr.HTML
+    to_delete: gr.Dropdown
+    delete: gr.Button
+    delete_result: gr.HTML
+
+
+def chat_tab(t: gr.I18n, max_message_chars: int) -> ChatTab:
+    """The chat with its examples and feedback comment, beside the evidence panel."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(
+                elem_id="rb-chat",
+                height=520,
+                show_label=False,
+                feedback_options=("Like", "Dislike"),
+                placeholder=cast(str, t("empty")),  # Gradio translates it in the page
+            )
+            box = gr.Textbox(
+                placeholder=t("ask"),
+                show_label=False,
+                submit_btn=True,
+                max_length=max_message_chars,
+                elem_id="rb-input",
+            )
+            examples = gr.Dataset(
+                components=[box],
+                samples=[[""]],
+                label=t("try"),
+                elem_id="rb-examples",
+                visible=False,
+            )
+            with gr.Row(visible=False, elem_id="rb-comment-row") as comment_row:
+                comment = gr.Textbox(label=t("comment"), scale=4, elem_id="rb-comment")
+                send_comment = gr.Button(t("send_comment"), scale=1, elem_id="rb-send-comment")
+            feedback_note = gr.HTML(elem_id="rb-feedback-note")
+        with gr.Column(scale=2):
+            gr.Markdown(t("evidence"))
+            evidence_panel = gr.HTML(panel({}), elem_id="rb-evidence")
+    return ChatTab(chatbot, box, examples, comment_row, comment, send_comment, feedback_note, evidence_panel)
+
+
+def documents_tab(t: gr.I18n, admin_token: str | None) -> DocumentsTab:
+    """Upload (with the operator token field when one is set), the list, and delete."""
+    gr.Markdown(t("docs_rule"))
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            token = gr.Textbox(
+                label=t("token"),
+                type="password",
+                visible=bool(admin_token),
+                elem_id="rb-token",
+            )
+            uploader = gr.File(
+                label=t("add"),
+                file_count="multiple",
+                file_types=sorted(SUPPORTED_SUFFIXES),
+                type="filepath",
+                height=160,
+                elem_id="rb-upload",
+            )
+            upload_result = gr.HTML(elem_id="rb-upload-result-box")
+        with gr.Column(scale=3):
+            docs_list = gr.HTML(elem_id="rb-docs-box")
+            with gr.Row():
+                to_delete = gr.Dropdown(label=t("to_delete"), choices=[], scale=4, elem_id="rb-delete-choice")
+                delete = gr.Button(t("delete"), variant="stop", scale=1, elem_id="rb-delete")
+            delete_result = gr.HTML(elem_id="rb-delete-result")
+    return DocumentsTab(token, uploader, upload_result, docs_list, to_delete, delete, delete_result)
+
+
+def wire_chat(actions: PageActions, chat: ChatTab, session: gr.State, concurrency: int) -> None:
+    """A question, typed or picked from the examples, streams its turn; clearing starts afresh."""
+    respond = actions.respond  # one object for both events: Gradio limits concurrency per function id
+    chat_io = dict(
+        inputs=[chat.box, chat.chatbot, session],
+        outputs=[chat.chatbot, chat.box, chat.evidence_panel, session],
+    )
+    chat.box.submit(respond, **chat_io, concurrency_limit=concurrency)  # type: ignore[arg-type]
+    chat.examples.click(lambda sample: sample[0], chat.examples, chat.box).then(
+        respond,
+        **chat_io,
+        concurrency_limit=concurrency,
+    )
+    chat.chatbot.clear(lambda: (Session(), panel({})), None, [session, chat.evidence_panel])
+
+
+def wire_feedback(actions: PageActions, chat: ChatTab, session: gr.State) -> None:
+    """👍/👎 on an answer opens the comment box for that answer; sending saves the comment."""
+    target = gr.State()  # the message index the comment is about
+    chat.chatbot.like(actions.on_like, [session], [chat.comment_row, target, chat.feedback_note])
+    chat.send_comment.click(
+        actions.on_comment,
+        [chat.comment, target, session],
+        [chat.comment_row, chat.comment, chat.feedback_note],
+    )
+
+
+def wire_documents(actions: PageActions, docs: DocumentsTab, library_outputs: list[Any]) -> None:
+    """Upload and delete, each refreshing what depends on the library."""
+    # The documents panel's uploads go to Gradio's upload route, which sees no event inputs: the
+    # token travels as a same-site cookie for this tab's session (bot/app.py UploadGate).
+    docs.token.change(None, [docs.token], None, js=TOKEN_COOKIE_JS)
+    docs.uploader.upload(
+        actions.on_upload, [docs.uploader, docs.token], [docs.upload_result, docs.uploader, *library_outputs]
+    )
+    docs.delete.click(actions.on_delete, [docs.to_delete, docs.token], [docs.delete_result, *library_outputs])
+
+
+def build_ui(
+    service: ChatService,
+    conversations: ConversationStore | None = None,
+    library: Library | None = None,
+    admin_token: str | None = None,
+    chat_concurrency: int = 4,
+    bound_host: str = "127.0.0.1",
+    texts: gr.I18n | None = None,
+) -> gr.Blocks:
+    """The page; `texts` are its words per browser language (bot/ui_texts.py), which the mount must
+    be given too."""
+    actions = PageActions(service, conversations or ConversationStore(), library, admin_token, bound_host)
     t = texts or ui_texts(library.max_bytes / 1e6 if library else 0, bool(admin_token))
     # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
     with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
@@ -372,83 +520,16 @@ def build_ui(
         status = gr.Markdown(elem_id="rb-status")
         session = gr.State(Session())
         with gr.Tabs():
-            with gr.Tab(t("chat"), id="chat"), gr.Row(equal_height=False):
-                with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(
-                        elem_id="rb-chat",
-                        height=520,
-                        show_label=False,
-                        feedback_options=("Like", "Dislike"),
-                        placeholder=cast(str, t("empty")),  # Gradio translates it in the page
-                    )
-                    box = gr.Textbox(
-                        placeholder=t("ask"),
-                        show_label=False,
-                        submit_btn=True,
-                        max_length=service.max_message_chars,
-                        elem_id="rb-input",
-                    )
-                    examples = gr.Dataset(
-                        components=[box],
-                        samples=[[""]],
-                        label=t("try"),
-                        elem_id="rb-examples",
-                        visible=False,
-                    )
-                    with gr.Row(visible=False, elem_id="rb-comment-row") as comment_row:
-                        comment = gr.Textbox(label=t("comment"), scale=4, elem_id="rb-comment")
-                        send_comment = gr.Button(t("send_comment"), scale=1, elem_id="rb-send-comment")
-                    feedback_note = gr.HTML(elem_id="rb-feedback-note")
-                with gr.Column(scale=2):
-                    gr.Markdown(t("evidence"))
-                    evidence_panel = gr.HTML(panel({}), elem_id="rb-evidence")
+            with gr.Tab(t("chat"), id="chat"):
+                chat = chat_tab(t, service.settings.max_message_chars)
             with gr.Tab(t("docs"), id="docs"):
-                gr.Markdown(t("docs_rule"))
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2):
-                        token = gr.Textbox(
-                            label=t("token"),
-                            type="password",
-                            visible=bool(admin_token),
-                            elem_id="rb-token",
-                        )
-                        uploader = gr.File(
-                            label=t("add"),
-                            file_count="multiple",
-                            file_types=suffixes,
-                            type="filepath",
-                            height=160,
-                            elem_id="rb-upload",
-                        )
-                        upload_result = gr.HTML(elem_id="rb-upload-result-box")
-                    with gr.Column(scale=3):
-                        docs_list = gr.HTML(elem_id="rb-docs-box")
-                        with gr.Row():
-                            to_delete = gr.Dropdown(
-                                label=t("to_delete"), choices=[], scale=4, elem_id="rb-delete-choice"
-                            )
-                            delete = gr.Button(t("delete"), variant="stop", scale=1, elem_id="rb-delete")
-                        delete_result = gr.HTML(elem_id="rb-delete-result")
-
-        library_outputs = [status, docs_list, to_delete, examples]
-        chat_io = dict(inputs=[box, chatbot, session], outputs=[chatbot, box, evidence_panel, session])
-        box.submit(respond, **chat_io, concurrency_limit=chat_concurrency)  # type: ignore[arg-type]
-        examples.click(lambda sample: sample[0], examples, box).then(
-            respond,
-            **chat_io,
-            concurrency_limit=chat_concurrency,
-        )
-        target = gr.State()  # the message index the comment is about
-        chatbot.like(on_like, [session], [comment_row, target, feedback_note])
-        chatbot.clear(lambda: (Session(), panel({})), None, [session, evidence_panel])
-        demo.load(refresh, None, library_outputs)
-        demo.unload(on_leave)
-        # The documents panel's uploads go to Gradio's upload route, which sees no event inputs: the
-        # token travels as a same-site cookie for this tab's session (bot/app.py UploadGate).
-        token.change(None, [token], None, js=TOKEN_COOKIE_JS)
-        uploader.upload(on_upload, [uploader, token], [upload_result, uploader, *library_outputs])
-        delete.click(on_delete, [to_delete, token], [delete_result, *library_outputs])
-        send_comment.click(on_comment, [comment, target, session], [comment_row, comment, feedback_note])
+                docs = documents_tab(t, admin_token)
+        library_outputs = [status, docs.docs_list, docs.to_delete, chat.examples]
+        wire_chat(actions, chat, session, chat_concurrency)
+        wire_feedback(actions, chat, session)
+        demo.load(actions.refresh, None, library_outputs)
+        demo.unload(actions.on_leave)
+        wire_documents(actions, docs, library_outputs)
     return demo
 
 

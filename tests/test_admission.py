@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.admission import TurnQueue
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.events import Answered, ErrorKind, Failed, Queued, Started, TurnEvent
 from bot.factory import EMBEDDED_TURNS, Components
@@ -66,7 +66,10 @@ def one_at_a_time(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatS
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]."])
     return ChatService(
-        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), queue=TurnQueue(limit=1)
+        Retriever(ingestor.embedder, store),
+        gen,
+        TurnSettings(RetrievalSettings(k=2)),
+        queue=TurnQueue(limit=1),
     )
 
 

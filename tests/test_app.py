@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from nacl.signing import SigningKey
 
 from bot.app import AppDeps, component_health, create_app
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.factory import Components
@@ -48,7 +48,7 @@ def service(
     ingestor: Ingestor, store: VectorStore, corpus: Path, generator: ScriptedGenerator
 ) -> ChatService:
     ingestor.ingest_paths([corpus])
-    return ChatService(Retriever(ingestor.embedder, store), generator, RetrievalSettings(k=2))
+    return ChatService(Retriever(ingestor.embedder, store), generator, TurnSettings(RetrievalSettings(k=2)))
 
 
 @pytest.fixture
@@ -270,7 +270,9 @@ def withdrawn(ingestor: Ingestor, store: VectorStore, corpus: Path) -> Iterator[
             [ANSWER + " Then something hateful."], labels=["safe", "safe", "unsafe", "violent"]
         )
         guard = Guard(SelfReflectionClassifier(gen), chunk_chars=10, first_chars=10)
-        return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
+        return ChatService(
+            Retriever(ingestor.embedder, store), gen, TurnSettings(RetrievalSettings(k=2)), guard=guard
+        )
 
     yield make  # type: ignore[misc]
 

@@ -28,7 +28,7 @@ from bot.auth import (
     safe_next,
     session_secret,
 )
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from retrieval.ingest import Ingestor
@@ -49,7 +49,9 @@ def people() -> PeopleBook:
 
 @pytest.fixture
 def service(ingestor: Ingestor, store: VectorStore) -> ChatService:
-    return ChatService(Retriever(ingestor.embedder, store), ScriptedGenerator([]), RetrievalSettings(k=2))
+    return ChatService(
+        Retriever(ingestor.embedder, store), ScriptedGenerator([]), TurnSettings(RetrievalSettings(k=2))
+    )
 
 
 def make_client(

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bot.app import AppDeps, create_app
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.library import Library
@@ -133,14 +133,15 @@ def site(
     real = ChatService(
         retriever,
         smol,
-        RetrievalSettings(k=2),
+        TurnSettings(RetrievalSettings(k=2), max_answer_tokens=48),
         guard=Guard(moderation, chunk_chars=40),
-        max_answer_tokens=48,
     )
-    scripted = ChatService(retriever, ScriptedGenerator([SCRIPTED] * 50), RetrievalSettings(k=2))
+    scripted = ChatService(
+        retriever, ScriptedGenerator([SCRIPTED] * 50), TurnSettings(RetrievalSettings(k=2))
+    )
     capture = CaptureServer().__enter__()
     hostile = ChatService(
-        retriever, ScriptedGenerator([hostile_answer(capture.url)] * 10), RetrievalSettings(k=2)
+        retriever, ScriptedGenerator([hostile_answer(capture.url)] * 10), TurnSettings(RetrievalSettings(k=2))
     )
     real_url, stop_real = _serve(AppDeps(settings, real, conversations, lambda: {}, library))
     scripted_url, stop_scripted = _serve(AppDeps(settings, scripted, conversations, lambda: {}, library))

@@ -6,6 +6,7 @@ from bot.chat import (
     TOO_LONG_FOR_MODEL,
     ChatService,
     InputError,
+    TurnSettings,
     build_prompt,
     mark_cited,
     numbered_sources,
@@ -25,7 +26,7 @@ def service(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatService
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]."])
     return ChatService(
-        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), max_message_chars=500
+        Retriever(ingestor.embedder, store), gen, TurnSettings(RetrievalSettings(k=2), max_message_chars=500)
     )
 
 
@@ -125,7 +126,7 @@ def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor
     with pytest.raises(StoreUnavailable, match="Lost the connection to Qdrant"):
         store.count()
     service = ChatService(
-        Retriever(ingestor.embedder, store), ScriptedGenerator(["x"]), RetrievalSettings(k=2)
+        Retriever(ingestor.embedder, store), ScriptedGenerator(["x"]), TurnSettings(RetrievalSettings(k=2))
     )
     [end] = list(service.turn("What buried Pompeii?"))
     assert isinstance(end, Failed) and end.kind is ErrorKind.STORE
@@ -138,7 +139,9 @@ def test_a_turn_too_long_for_the_model_context_says_so(
     """The real engine (4096 tokens) refuses the prompt: the user hears why, not "unavailable"."""
     ingestor.ingest_paths([corpus])
     service = ChatService(
-        Retriever(ingestor.embedder, store), smol, RetrievalSettings(k=2), max_message_chars=50_000
+        Retriever(ingestor.embedder, store),
+        smol,
+        TurnSettings(RetrievalSettings(k=2), max_message_chars=50_000),
     )
     [*_, end] = run(service, "What buried Pompeii? " + "Please be precise. " * 1500)
     assert isinstance(end, Failed)
@@ -154,7 +157,9 @@ def guarded_service(ingestor: Ingestor, store: VectorStore, corpus: Path, labels
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator(["Mount Vesuvius buried Pompeii in 79 [1]."], labels=labels)
     guard = Guard(SelfReflectionClassifier(gen), chunk_chars=0)
-    return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
+    return ChatService(
+        Retriever(ingestor.embedder, store), gen, TurnSettings(RetrievalSettings(k=2)), guard=guard
+    )
 
 
 def test_flagged_message_is_refused_before_retrieval(
@@ -194,7 +199,9 @@ def test_refusal_after_shown_text_is_reported_as_a_withdrawal(
     answer = "Mount Vesuvius buried Pompeii in 79 [1]. Then something bad was said here."
     gen = ScriptedGenerator([answer], labels=["safe", "safe", "unsafe", "violent"])
     guard = Guard(SelfReflectionClassifier(gen), chunk_chars=20, first_chars=20)
-    service = ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), guard=guard)
+    service = ChatService(
+        Retriever(ingestor.embedder, store), gen, TurnSettings(RetrievalSettings(k=2)), guard=guard
+    )
     events = run(service, "What buried Pompeii?")
     shown = "".join(e.text for e in events if isinstance(e, Delta))
     assert shown == "Mount Vesuvius buried Pompeii in 79 [1]."  # the first sentence, checked
@@ -216,7 +223,9 @@ def test_an_answer_with_an_invented_number_becomes_an_abstention(
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator(["Pompeii had about 11,000 inhabitants [1]."])
     service = ChatService(
-        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), grounding=Grounding.NUMBERS
+        Retriever(ingestor.embedder, store),
+        gen,
+        TurnSettings(RetrievalSettings(k=2), grounding=Grounding.NUMBERS),
     )
     events = run(service, "How many people lived in Pompeii?")
     assert [e.text for e in events if isinstance(e, Delta)] == ["The documents I have do not say."]
@@ -235,9 +244,7 @@ def test_numbers_must_be_in_the_document_the_answer_cites(
     service = ChatService(
         Retriever(ingestor.embedder, store),
         gen,
-        RetrievalSettings(k=2),
-        grounding=Grounding.NUMBERS,
-        grounding_scope=scope,
+        TurnSettings(RetrievalSettings(k=2), grounding=Grounding.NUMBERS, grounding_scope=scope),
     )
     events = run(service, "When was Pompeii buried and when was the Eiffel Tower completed?")
     started = next(e for e in events if isinstance(e, Started))
@@ -253,7 +260,9 @@ def checked_service(
     """A service that checks its answer's first sentence; the check's label call favours `label`."""
     ingestor.ingest_paths([corpus])
     gen = ScriptedGenerator([reply], labels=[label])
-    return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), check_below=0.5), gen
+    return ChatService(
+        Retriever(ingestor.embedder, store), gen, TurnSettings(RetrievalSettings(k=2), check_below=0.5)
+    ), gen
 
 
 def test_an_answer_the_check_finds_unsupported_becomes_an_abstention(
@@ -298,7 +307,9 @@ def test_an_answer_may_name_its_source_by_the_title_the_prompt_shows(
     )
     gen = ScriptedGenerator(["Under the Constitution of Freedonia, laws take effect after 20 days [1]."])
     service = ChatService(
-        Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=1), grounding=Grounding.NAMES
+        Retriever(ingestor.embedder, store),
+        gen,
+        TurnSettings(RetrievalSettings(k=1), grounding=Grounding.NAMES),
     )
     end = run(service, "When do laws take effect?")[-1]
     assert isinstance(end, Answered)

@@ -1,9 +1,12 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from bot.chat import TurnSettings
 from bot.config import Settings
 from bot.factory import Components
+from guardrails.grounding import Grounding, Scope
 from retrieval.store import StoreUnavailable
 from retrieval.types import Method
 
@@ -24,6 +27,29 @@ def test_environment_switches_to_a_server(monkeypatch: pytest.MonkeyPatch) -> No
     assert (s.qdrant_url, s.top_k, s.method) == ("http://127.0.0.1:9", 7, Method.BM25)
     with pytest.raises(StoreUnavailable, match=r"Cannot reach Qdrant at http://127\.0\.0\.1:9"):
         _ = Components(s).store
+
+
+def test_every_turn_setting_is_the_operators_setting_of_the_same_name(tmp_path: Path) -> None:
+    s = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        top_k=7,
+        method=Method.BM25,
+        max_answer_tokens=99,
+        max_message_chars=123,
+        prompt_chars=500,
+        abstain_below=0.3,
+        grounding=Grounding.NUMBERS,
+        grounding_scope=Scope.ALL,
+        check_below=0.4,
+        quarantine=True,
+        spotlight=True,
+    )
+    turn = Components(s).turn_settings()  # each value above differs from TurnSettings' default
+    assert (turn.retrieval.k, turn.retrieval.method) == (7, Method.BM25)
+    for f in fields(TurnSettings):
+        if f.name != "retrieval":
+            assert getattr(turn, f.name) == getattr(s, f.name), f.name
 
 
 def test_chunker_signature_follows_chunk_settings() -> None:

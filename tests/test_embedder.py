@@ -6,8 +6,8 @@ import pytest
 from bot.config import Settings
 from bot.factory import Components
 from retrieval.embedder import MINILM, MULTILINGUAL, MultiHeadEmbedder, for_store
-from retrieval.store import SchemaMismatch, VectorStore
 from retrieval.importance import unit
+from retrieval.store import SchemaMismatch, VectorStore
 
 TEXTS = [
     "The cat sat on the warm windowsill and purred.",

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from bot.admission import Busy, Hangup, TurnQueue
 from bot.app import AppDeps, create_app, exposure_problems
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.httpsafe import edit_access, timely_h11
@@ -56,7 +56,7 @@ def service(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatService
     ingestor.ingest_paths([corpus])
     retriever = Retriever(ingestor.embedder, store)
     queue = TurnQueue(limit=1, max_waiting=50, per_client=0)
-    return ChatService(retriever, SlowGenerator(), RetrievalSettings(k=2), queue=queue)
+    return ChatService(retriever, SlowGenerator(), TurnSettings(RetrievalSettings(k=2)), queue=queue)
 
 
 def app_for(service: ChatService, tmp_path: Path, **settings: object) -> tuple[AppDeps, Settings]:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import AppDeps, create_app
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.cli import main
 from bot.config import Settings
 from bot.conversations import ConversationStore
@@ -99,7 +99,9 @@ def widget(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path)
     ingestor.ingest_paths([corpus])
     settings = Settings(data_dir=tmp_path, widget_tokens="docs.example=site-token-1,other.example=t2")
     service = ChatService(
-        Retriever(ingestor.embedder, store), ScriptedGenerator([ANSWER] * 5), RetrievalSettings(k=2)
+        Retriever(ingestor.embedder, store),
+        ScriptedGenerator([ANSWER] * 5),
+        TurnSettings(RetrievalSettings(k=2)),
     )
     conversations = ConversationStore(settings.conversations_path)
     with TestClient(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.admission import TurnQueue
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.events import Answered, Queued, Refused, TurnEvent
-from generation.protocol import ChatMessage
+from generation.protocol import ChatMessage, Generator
 from guardrails import Guard, SelfReflectionClassifier
 from guardrails.language import ENGLISH, KOREAN, TEXTS, detect, texts
 from retrieval.ingest import Ingestor
@@ -45,10 +45,19 @@ def test_every_language_has_every_text() -> None:
         assert t.titles.keys() == english.titles.keys()
 
 
-def service_with(ingestor: Ingestor, store: VectorStore, corpus: Path, **kw: object) -> ChatService:
+def service_with(
+    ingestor: Ingestor,
+    store: VectorStore,
+    corpus: Path,
+    generator: Generator | None = None,
+    guard: Guard | None = None,
+    queue: TurnQueue | None = None,
+    abstain_below: float = 0.0,
+) -> ChatService:
     ingestor.ingest_paths([corpus])
-    gen = kw.pop("generator", None) or ScriptedGenerator(["베수비오 화산입니다 [1]."])
-    return ChatService(Retriever(ingestor.embedder, store), gen, RetrievalSettings(k=2), **kw)  # type: ignore[arg-type]
+    gen = generator or ScriptedGenerator(["베수비오 화산입니다 [1]."])
+    settings = TurnSettings(RetrievalSettings(k=2), abstain_below=abstain_below)
+    return ChatService(Retriever(ingestor.embedder, store), gen, settings, guard=guard, queue=queue)
 
 
 def run(service: ChatService, message: str, history: list[ChatMessage] | None = None) -> list[TurnEvent]:

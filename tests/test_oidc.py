@@ -22,7 +22,7 @@ from joserfc.jwk import RSAKey
 
 from bot.app import AppDeps, create_app
 from bot.auth import AuthContext, WebAuth
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from generation.vllm_server import free_port
@@ -93,7 +93,9 @@ def site(embedder: MultiHeadEmbedder, tmp_path_factory: pytest.TempPathFactory) 
             oidc_scopes="openid email profile groups",
         )
         people = PeopleBook()
-        service = ChatService(Retriever(embedder, store), ScriptedGenerator([]), RetrievalSettings(k=2))
+        service = ChatService(
+            Retriever(embedder, store), ScriptedGenerator([]), TurnSettings(RetrievalSettings(k=2))
+        )
         deps = AppDeps(s, service, ConversationStore(s.conversations_path), dict, directory=people)
         app = create_app(deps, with_ui=False)
         auth = next(m.kwargs["auth"] for m in app.user_middleware if m.cls is AuthContext)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.events import Answered, ErrorKind, Failed, Refused, Source
 from bot.library import DocumentInfo, UploadOutcome
 from bot.web import (
@@ -21,7 +21,6 @@ from bot.web import (
 )
 from guardrails.categories import Category
 from guardrails.policy import Verdict
-from retrieval.retriever import RetrievalSettings
 from retrieval.types import FileStatus
 
 SOURCES = [
@@ -93,5 +92,5 @@ def test_lists_escape_names_and_show_results() -> None:
 
 
 def test_ui_builds_as_blocks_without_a_library(tmp_path: Path) -> None:
-    service = ChatService(retriever=None, generator=None, settings=RetrievalSettings())  # type: ignore[arg-type]
+    service = ChatService(retriever=None, generator=None, settings=TurnSettings())  # type: ignore[arg-type]
     assert isinstance(build_ui(service), gr.Blocks)

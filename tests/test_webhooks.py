@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import AppDeps, create_app
-from bot.chat import ChatService
+from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from generation.protocol import ChatMessage
@@ -56,7 +56,9 @@ class Bot:
 def bot(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path) -> Iterator[Bot]:
     ingestor.ingest_paths([corpus])
     service = ChatService(
-        Retriever(ingestor.embedder, store), ScriptedGenerator([ANSWER] * 5), RetrievalSettings(k=2)
+        Retriever(ingestor.embedder, store),
+        ScriptedGenerator([ANSWER] * 5),
+        TurnSettings(RetrievalSettings(k=2)),
     )
     with CaptureServer() as capture:
         settings = Settings(

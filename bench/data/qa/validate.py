@@ -29,7 +29,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from make_split import KINDS, assign  # this folder is on the path: run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/data: the checks all sets share
+from _validate import Outcome, Row, Rules, check_questions, read_questions, report
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,7 +38,6 @@ EVALDATA = Path(os.environ.get("RAGBOT_EVALDATA", HERE.parents[3] / "shared" / "
 SOURCE = "mrag/wikipedia_articles_v2.json.bz2"
 V1 = "mrag/wikipedia_articles_v1.json.bz2"
 COUNTS = {"single": 100, "followup": 50, "unanswerable": 50}
-PREFIX = {"single": "s", "followup": "f", "unanswerable": "u"}
 # Title words too generic to count as "naming the subject" in a follow-up turn.
 _GENERIC_WORDS = """
     falls waterfall waterfalls prison tree film festival international mount pope language programming
@@ -48,18 +48,19 @@ _GENERIC_WORDS = """
 GENERIC = set(_GENERIC_WORDS.split())
 
 
-def fail(errors: list[str], msg: str) -> None:
-    errors.append(msg)
-
-
 def name_words(title: str) -> set[str]:
     base = re.sub(r"\(.*?\)", " ", title)
     return {w.lower() for w in re.findall(r"[^\W\d_]{4,}", base)} - GENERIC
 
 
+def follow_up_hits(turns: list[Row]) -> set[str]:
+    subject = turns[0]["gold_titles"][0]
+    return name_words(subject) & {w.lower() for w in re.findall(r"[^\W\d_]+", turns[1]["question"])}
+
+
 def main() -> int:
-    errors: list[str] = []
-    warnings: list[str] = []
+    out = Outcome()
+    errors = out.errors
     with bz2.open(EVALDATA / SOURCE) as f:
         docs = json.load(f)
     title_count = Counter(d["title"] for d in docs)
@@ -69,132 +70,45 @@ def main() -> int:
 
     corpus = json.loads((HERE / "corpus.json").read_text(encoding="utf-8"))
     if corpus.get("source") != SOURCE:
-        fail(errors, f"corpus source is {corpus.get('source')!r}, expected {SOURCE!r}")
+        errors.append(f"corpus source is {corpus.get('source')!r}, expected {SOURCE!r}")
     titles = corpus["titles"]
     if len(titles) != 300 or len(set(titles)) != 300:
-        fail(errors, f"corpus has {len(titles)} titles ({len(set(titles))} unique), expected 300 unique")
+        errors.append(f"corpus has {len(titles)} titles ({len(set(titles))} unique), expected 300 unique")
     for t in titles:
         if title_count[t] != 1:
-            fail(errors, f"corpus title {t!r} occurs {title_count[t]} times in v2 (must be exactly 1)")
+            errors.append(f"corpus title {t!r} occurs {title_count[t]} times in v2 (must be exactly 1)")
         if t in v1_titles:
-            fail(errors, f"corpus title {t!r} is also a v1 article (the set uses v2-only articles)")
-    in_corpus = set(titles)
+            errors.append(f"corpus title {t!r} is also a v1 article (the set uses v2-only articles)")
     texts = {t: by_title[t]["text"] for t in titles if t in by_title}
     low = {t: x.lower() for t, x in texts.items()}
 
-    rows = [
-        json.loads(line)
-        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    checks = json.loads((HERE / "unanswerable_checks.json").read_text(encoding="utf-8"))
-    ids = [r["id"] for r in rows]
-    if len(ids) != len(set(ids)):
-        fail(errors, "duplicate ids")
-    kinds = Counter(r["kind"] for r in rows)
-    if dict(kinds) != COUNTS:
-        fail(errors, f"kind counts {dict(kinds)} != {COUNTS}")
-    expected_split = assign(rows)
-
-    per_article: Counter[str] = Counter()
-    categories: set[str] = set()
-    conflicts = 0
-    for r in rows:
-        rid, kind, turns = r["id"], r["kind"], r["turns"]
-        if set(r) != {"id", "kind", "turns", "split"}:
-            fail(errors, f"{rid}: keys {sorted(r)}")
-        if kind not in COUNTS or not re.fullmatch(PREFIX.get(kind, "?") + r"-\d{3}", rid):
-            fail(errors, f"{rid}: bad id or kind {kind!r}")
-            continue
-        if r["split"] != expected_split[rid]:
-            fail(errors, f"{rid}: split {r['split']!r} != {expected_split[rid]!r} (run make_split.py)")
-        if len(turns) != (2 if kind == "followup" else 1):
-            fail(errors, f"{rid}: {len(turns)} turns")
-            continue
-        golds = {g for t in turns for g in t["gold_titles"]}
-        for g in golds:
-            per_article[g] += 1
-            if g in by_title:
-                categories.add(by_title[g]["label"])
-        for n, turn in enumerate(turns):
-            q, answers, gold = turn["question"], turn["answers"], turn["gold_titles"]
-            if set(turn) != {"question", "answers", "gold_titles"}:
-                fail(errors, f"{rid} turn {n}: keys {sorted(turn)}")
-            if not gold or any(g not in in_corpus for g in gold):
-                fail(errors, f"{rid} turn {n}: gold titles {gold} not all in corpus")
-                continue
-            gtext = " ".join(low[g] for g in gold)
-            if kind == "unanswerable":
-                if answers:
-                    fail(errors, f"{rid}: unanswerable question has answers")
-                continue
-            if not 1 <= len(answers) <= 4:
-                fail(errors, f"{rid} turn {n}: {len(answers)} aliases (1-4 allowed)")
-            for a in answers:
-                if len(a.strip()) < 2 or not 1 <= len(a.split()) <= 5:
-                    fail(errors, f"{rid} turn {n}: alias {a!r} is not 1-5 words")
-                if any(a.lower() in g.lower() for g in gold):
-                    fail(errors, f"{rid} turn {n}: alias {a!r} is contained in the gold title")
-                if a.lower() in q.lower():
-                    fail(errors, f"{rid} turn {n}: alias {a!r} is contained in the question")
-            if not any(a.lower() in gtext for a in answers):
-                fail(errors, f"{rid} turn {n}: no alias of {answers} occurs in the gold text")
-            others = sorted(t for t in in_corpus - set(gold) if any(a.lower() in low[t] for a in answers))
-            if others:
-                conflicts += 1
-                warnings.append(
-                    f"{rid} turn {n}: {answers} also in {others[:4]}{'...' if len(others) > 4 else ''}"
-                )
-        if kind == "followup":
-            subject = turns[0]["gold_titles"][0]
-            hits = name_words(subject) & {w.lower() for w in re.findall(r"[^\W\d_]+", turns[1]["question"])}
-            if hits:
-                fail(errors, f"{rid}: follow-up turn names its subject ({sorted(hits)})")
-        if kind == "unanswerable":
-            c = checks.get(rid)
-            if not c:
-                fail(errors, f"{rid}: no entry in unanswerable_checks.json")
-                continue
-            gold = turns[0]["gold_titles"][0]
-            subj = [s.lower() for s in c["subject"]]
-            if not any(s in low.get(gold, "") for s in subj):
-                fail(errors, f"{rid}: no subject term {c['subject']} in the gold text")
-            if not c["absent"] and not c["absent_regex"]:
-                fail(errors, f"{rid}: no absent terms to check")
-            for t, text in low.items():
-                if not any(s in text for s in subj):
-                    continue
-                for a in c["absent"]:
-                    if a.lower() in text:
-                        fail(errors, f"{rid}: corpus article {t!r} mentions the subject and contains {a!r}")
-                for rx in c["absent_regex"]:
-                    if re.search(rx, texts[t]):
-                        fail(errors, f"{rid}: corpus article {t!r} mentions the subject and matches {rx!r}")
-    if set(checks) != {r["id"] for r in rows if r["kind"] == "unanswerable"}:
-        fail(errors, "unanswerable_checks.json ids do not match the unanswerable questions")
-    for g, n in per_article.items():
+    rows, checks = read_questions(HERE)
+    rules = Rules(
+        counts=COUNTS,
+        make_split="bench/data/qa/make_split.py",
+        corpus=set(titles),
+        answer_texts=low,
+        answer_key=str.lower,
+        subject_texts=low,
+        subject_key=str.lower,
+        regex_texts=texts,
+        follow_up_hits=follow_up_hits,
+    )
+    check_questions(rows, checks, rules, out)
+    for g, n in out.per_gold.items():
         if n > 2:
-            fail(errors, f"article {g!r} is gold for {n} questions (max 2)")
+            errors.append(f"article {g!r} is gold for {n} questions (max 2)")
+    categories = {by_title[g]["label"] for g in out.per_gold if g in by_title}
     if len(categories) < 20:
-        fail(errors, f"questions cover only {len(categories)} categories (need >= 20)")
+        errors.append(f"questions cover only {len(categories)} categories (need >= 20)")
 
-    split_counts = Counter((r["kind"], r["split"]) for r in rows)
     print(
         f"corpus: {len(titles)} titles, {len(set(by_title[t]['label'] for t in titles if t in by_title))} categories"
     )
     print(
-        f"questions: {len(rows)}; gold articles: {len(per_article)}; question categories: {len(categories)}"
+        f"questions: {len(rows)}; gold articles: {len(out.per_gold)}; question categories: {len(categories)}"
     )
-    for kind in KINDS:
-        print(f"  {kind:13s} dev={split_counts[kind, 'dev']:3d} test={split_counts[kind, 'test']:3d}")
-    print(f"answer turns whose alias also occurs in another corpus article (review list): {conflicts}")
-    if "-v" in sys.argv:
-        for w in warnings:
-            print("  warn:", w)
-    for e in errors:
-        print("FAIL:", e)
-    print("OK" if not errors else f"{len(errors)} failure(s)")
-    return 1 if errors else 0
+    return report(rows, out)
 
 
 if __name__ == "__main__":

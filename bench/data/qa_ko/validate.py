@@ -31,26 +31,18 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import importlib.util as _util  # the split rule lives beside the first set
 import json
 import re
 import sys
-from collections import Counter
 from pathlib import Path
 
-_spec = _util.spec_from_file_location(
-    "make_split", Path(__file__).resolve().parents[1] / "qa" / "make_split.py"
-)
-assert _spec and _spec.loader
-make_split = _util.module_from_spec(_spec)
-_spec.loader.exec_module(make_split)
-KINDS, assign = make_split.KINDS, make_split.assign
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/data: the checks all sets share
+from _validate import Outcome, Row, Rules, check_questions, read_questions, report
 
 HERE = Path(__file__).resolve().parent
 
 N_FILES = 11
 COUNTS = {"single": 40, "followup": 12, "unanswerable": 20}
-PREFIX = {"single": "s", "followup": "f", "unanswerable": "u"}
 # Title words too generic to count as "naming the subject" in a follow-up turn.
 GENERIC = {"일부개정법률안", "관한", "법률", "동의안", "등에", "지원", "파견", "해역", "파견연장", "교육훈련"}
 _DOTS = str.maketrans({"ㆍ": "·", "․": "·", "⋅": "·", "∙": "·", "・": "·"})
@@ -72,6 +64,11 @@ def name_words(title: str) -> set[str]:
     return {w.lower() for w in words if len(w) >= 2} - GENERIC
 
 
+def follow_up_hits(turns: list[Row]) -> set[str]:
+    second = squash(turns[1]["question"])
+    return {w for g in turns[0]["gold_titles"] for w in name_words(g) if w in second}
+
+
 def konlpy_corpus() -> Path | None:
     spec = importlib.util.find_spec("konlpy")
     if spec is None or not spec.submodule_search_locations:
@@ -80,8 +77,8 @@ def konlpy_corpus() -> Path | None:
 
 
 def main() -> int:
-    errors: list[str] = []
-    warnings: list[str] = []
+    out = Outcome()
+    errors, warnings = out.errors, out.warnings
     root = konlpy_corpus()
     if root is None:
         print("FAIL: konlpy is not installed (pip install konlpy; --no-deps is enough to read its corpora)")
@@ -111,122 +108,31 @@ def main() -> int:
         if not squash(text).startswith(squash(e["title"])):
             errors.append(f"{e['file']}: title {e['title']!r} is not the start of the document")
         texts[e["title"]] = text
-    in_corpus = set(texts)
-    squashed = {t: squash(x) for t, x in texts.items()}
-    spaced = {t: re.sub(r"\s+", " ", x) for t, x in texts.items()}
 
-    rows = [
-        json.loads(line)
-        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    checks = json.loads((HERE / "unanswerable_checks.json").read_text(encoding="utf-8"))
-    ids = [r.get("id") for r in rows]
-    if len(ids) != len(set(ids)):
-        errors.append(f"duplicate ids: {sorted(i for i, n in Counter(ids).items() if n > 1)}")
-    kinds = Counter(r.get("kind") for r in rows)
-    if dict(kinds) != COUNTS:
-        errors.append(f"kind counts {dict(kinds)} != {COUNTS}")
-    expected_split = assign(rows)
-
-    per_doc: Counter[str] = Counter()
-    conflicts = 0
-    for r in rows:
-        rid, kind, turns = r.get("id"), r.get("kind"), r.get("turns", [])
-        if set(r) != {"id", "kind", "turns", "split"}:
-            errors.append(f"{rid}: keys {sorted(r)}")
-        if kind not in COUNTS or not re.fullmatch(PREFIX.get(kind, "?") + r"-\d{3}", str(rid)):
-            errors.append(f"{rid}: bad id or kind {kind!r}")
-            continue
-        if r.get("split") not in ("dev", "test"):
-            errors.append(f"{rid}: no split assigned (run bench/data/qa/make_split.py qa_ko)")
-        elif r["split"] != expected_split[rid]:
-            errors.append(
-                f"{rid}: split {r['split']!r} != {expected_split[rid]!r} (run bench/data/qa/make_split.py qa_ko)"
-            )
-        if len(turns) != (2 if kind == "followup" else 1):
-            errors.append(f"{rid}: {len(turns)} turns")
-            continue
-        for g in {g for t in turns for g in t["gold_titles"]}:
-            per_doc[g] += 1
-        for n, turn in enumerate(turns):
-            q, answers, gold = turn["question"], turn["answers"], turn["gold_titles"]
-            if set(turn) != {"question", "answers", "gold_titles"}:
-                errors.append(f"{rid} turn {n}: keys {sorted(turn)}")
-            if not gold or any(g not in in_corpus for g in gold):
-                errors.append(f"{rid} turn {n}: gold titles {gold} not all in corpus")
-                continue
-            if kind == "unanswerable":
-                if answers:
-                    errors.append(f"{rid}: unanswerable question has answers")
-                continue
-            gtext = "\n".join(squashed[g] for g in gold)
-            if not 1 <= len(answers) <= 4:
-                errors.append(f"{rid} turn {n}: {len(answers)} aliases (1-4 allowed)")
-            for a in answers:
-                if len(a.strip()) < 2 or not 1 <= len(a.split()) <= 5:
-                    errors.append(f"{rid} turn {n}: alias {a!r} is not 1-5 words of 2+ characters")
-                if any(squash(a) in squash(g) for g in gold):
-                    errors.append(f"{rid} turn {n}: alias {a!r} is contained in the gold title")
-                if squash(a) in squash(q):
-                    errors.append(f"{rid} turn {n}: alias {a!r} is contained in the question")
-            if not any(squash(a) in gtext for a in answers):
-                errors.append(f"{rid} turn {n}: no alias of {answers} occurs in the gold text")
-            others = sorted(
-                t for t in in_corpus - set(gold) if any(squash(a) in squashed[t] for a in answers)
-            )
-            if others:
-                conflicts += 1
-                warnings.append(
-                    f"{rid} turn {n}: {answers} also in {others[:3]}{'...' if len(others) > 3 else ''}"
-                )
-        if kind == "followup":
-            second = squash(turns[1]["question"])
-            hits = {w for g in turns[0]["gold_titles"] for w in name_words(g) if w in second}
-            if hits:
-                errors.append(f"{rid}: follow-up turn names its subject ({sorted(hits)})")
-        if kind == "unanswerable":
-            c = checks.get(rid)
-            if not c:
-                errors.append(f"{rid}: no entry in unanswerable_checks.json")
-                continue
-            gold = turns[0]["gold_titles"][0]
-            subj = [squash(s) for s in c["subject"]]
-            if not any(s in squashed.get(gold, "") for s in subj):
-                errors.append(f"{rid}: no subject term {c['subject']} in the gold text")
-            if not c["absent"] and not c["absent_regex"]:
-                errors.append(f"{rid}: no absent terms to check")
-            for t, text in squashed.items():
-                if not any(s in text for s in subj):
-                    continue
-                for a in c["absent"]:
-                    if squash(a) in text:
-                        errors.append(f"{rid}: corpus document {t!r} mentions the subject and contains {a!r}")
-                for rx in c["absent_regex"]:
-                    if re.search(rx, spaced[t]):
-                        errors.append(f"{rid}: corpus document {t!r} mentions the subject and matches {rx!r}")
-    if set(checks) != {r.get("id") for r in rows if r.get("kind") == "unanswerable"}:
-        errors.append("unanswerable_checks.json ids do not match the unanswerable questions")
-    for t in sorted(in_corpus - set(per_doc)):
+    rows, checks = read_questions(HERE)
+    rules = Rules(
+        counts=COUNTS,
+        make_split="bench/data/qa/make_split.py qa_ko",
+        corpus=set(texts),
+        answer_texts=(squashed := {t: squash(x) for t, x in texts.items()}),
+        answer_key=squash,
+        subject_texts=squashed,
+        subject_key=squash,
+        regex_texts={t: re.sub(r"\s+", " ", x) for t, x in texts.items()},
+        follow_up_hits=follow_up_hits,
+        alias_rule="is not 1-5 words of 2+ characters",
+        shown_others=3,
+        word="document",
+    )
+    check_questions(rows, checks, rules, out)
+    for t in sorted(rules.corpus - set(out.per_gold)):
         errors.append(f"corpus document {t!r} is gold for no question")
 
-    split_counts = Counter((r.get("kind"), r.get("split")) for r in rows)
     print(f"corpus: {len(texts)} documents from konlpy {installed} ({root})")
     print(f"questions: {len(rows)}; conversations per gold document:")
     for e in entries:
-        print(f"  {per_doc[e['title']]:3d}  {e['file']:24s} {e['title']}")
-    for kind in KINDS:
-        print(f"  {kind:13s} dev={split_counts[kind, 'dev']:3d} test={split_counts[kind, 'test']:3d}")
-    print(f"answer turns whose alias also occurs in another corpus document (review list): {conflicts}")
-    if "-v" in sys.argv:
-        for w in warnings:
-            print("  warn:", w)
-    elif len(warnings) > conflicts:
-        print("  warn:", warnings[0])
-    for e in errors:
-        print("FAIL:", e)
-    print("OK" if not errors else f"{len(errors)} failure(s)")
-    return 1 if errors else 0
+        print(f"  {out.per_gold[e['title']]:3d}  {e['file']:24s} {e['title']}")
+    return report(rows, out, word="document", first_warning=True)
 
 
 if __name__ == "__main__":

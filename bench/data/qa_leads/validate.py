@@ -25,7 +25,6 @@ Warnings (printed, not failures): aliases that also occur in other corpus articl
 from __future__ import annotations
 
 import bz2
-import importlib.util as _util  # the split rule lives beside the first set
 import json
 import os
 import re
@@ -33,13 +32,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-_spec = _util.spec_from_file_location(
-    "make_split", Path(__file__).resolve().parents[1] / "qa" / "make_split.py"
-)
-assert _spec and _spec.loader
-make_split = _util.module_from_spec(_spec)
-_spec.loader.exec_module(make_split)
-KINDS, assign = make_split.KINDS, make_split.assign
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/data: the checks all sets share
+from _validate import Outcome, Row, Rules, check_questions, read_questions, report
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,7 +43,6 @@ V1 = "mrag/wikipedia_articles_v1.json.bz2"
 OTHER_SET = HERE.parent / "qa" / "corpus.json"
 N_TITLES = 160
 COUNTS = {"single": 60, "followup": 20, "unanswerable": 30}
-PREFIX = {"single": "s", "followup": "f", "unanswerable": "u"}
 # Title words too generic to count as "naming the subject" in a follow-up turn.
 _GENERIC_WORDS = """
     station railway research battle language film shark dance calendar search engine mozart violin
@@ -69,9 +62,15 @@ def name_words(title: str) -> set[str]:
     return {w.lower() for w in re.findall(r"[^\W\d_]{4,}", base)} - GENERIC
 
 
+def follow_up_hits(turns: list[Row]) -> set[str]:
+    subject = turns[0]["gold_titles"][0]
+    second = {w.lower() for w in re.findall(r"[^\W\d_]+", turns[1]["question"])}
+    return name_words(subject) & second
+
+
 def main() -> int:
-    errors: list[str] = []
-    warnings: list[str] = []
+    out = Outcome()
+    errors = out.errors
     with bz2.open(EVALDATA / SOURCE) as f:
         docs = json.load(f)
     title_count = Counter(d["title"] for d in docs)
@@ -95,128 +94,34 @@ def main() -> int:
             errors.append(f"corpus title {t!r} is also a v1 article (the set uses v2-only articles)")
         if t in other_titles:
             errors.append(f"corpus title {t!r} is also in {OTHER_SET.parent.name}/corpus.json")
-    in_corpus = set(titles)
     texts = {t: by_title[t]["text"] for t in titles if t in by_title}
-    low = {t: x.lower() for t, x in texts.items()}
-    normed = {t: norm(x) for t, x in texts.items()}
 
-    rows = [
-        json.loads(line)
-        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    checks = json.loads((HERE / "unanswerable_checks.json").read_text(encoding="utf-8"))
-    ids = [r.get("id") for r in rows]
-    if len(ids) != len(set(ids)):
-        errors.append(f"duplicate ids: {sorted(i for i, n in Counter(ids).items() if n > 1)}")
-    kinds = Counter(r.get("kind") for r in rows)
-    if dict(kinds) != COUNTS:
-        errors.append(f"kind counts {dict(kinds)} != {COUNTS}")
-    expected_split = assign(rows)
-
-    per_article: Counter[str] = Counter()
-    categories: set[str] = set()
-    conflicts = 0
-    for r in rows:
-        rid, kind, turns = r.get("id"), r.get("kind"), r.get("turns", [])
-        if set(r) != {"id", "kind", "turns", "split"}:
-            errors.append(f"{rid}: keys {sorted(r)}")
-        if kind not in COUNTS or not re.fullmatch(PREFIX.get(kind, "?") + r"-\d{3}", str(rid)):
-            errors.append(f"{rid}: bad id or kind {kind!r}")
-            continue
-        if r.get("split") not in ("dev", "test"):
-            errors.append(f"{rid}: no split assigned (run bench/data/qa/make_split.py qa_leads)")
-        elif r["split"] != expected_split[rid]:
-            errors.append(
-                f"{rid}: split {r['split']!r} != {expected_split[rid]!r} (run bench/data/qa/make_split.py qa_leads)"
-            )
-        if len(turns) != (2 if kind == "followup" else 1):
-            errors.append(f"{rid}: {len(turns)} turns")
-            continue
-        golds = {g for t in turns for g in t["gold_titles"]}
-        for g in golds:
-            per_article[g] += 1
-            if g in by_title:
-                categories.add(by_title[g]["label"])
-        for n, turn in enumerate(turns):
-            q, answers, gold = turn["question"], turn["answers"], turn["gold_titles"]
-            if set(turn) != {"question", "answers", "gold_titles"}:
-                errors.append(f"{rid} turn {n}: keys {sorted(turn)}")
-            if not gold or any(g not in in_corpus for g in gold):
-                errors.append(f"{rid} turn {n}: gold titles {gold} not all in corpus")
-                continue
-            if kind == "unanswerable":
-                if answers:
-                    errors.append(f"{rid}: unanswerable question has answers")
-                continue
-            gtext = " ".join(normed[g] for g in gold)
-            if not 1 <= len(answers) <= 4:
-                errors.append(f"{rid} turn {n}: {len(answers)} aliases (1-4 allowed)")
-            for a in answers:
-                if len(a.strip()) < 2 or not 1 <= len(a.split()) <= 5:
-                    errors.append(f"{rid} turn {n}: alias {a!r} is not 1-5 words")
-                if any(norm(a) in norm(g) for g in gold):
-                    errors.append(f"{rid} turn {n}: alias {a!r} is contained in the gold title")
-                if norm(a) in norm(q):
-                    errors.append(f"{rid} turn {n}: alias {a!r} is contained in the question")
-            if not any(norm(a) in gtext for a in answers):
-                errors.append(f"{rid} turn {n}: no alias of {answers} occurs in the gold text")
-            others = sorted(t for t in in_corpus - set(gold) if any(norm(a) in normed[t] for a in answers))
-            if others:
-                conflicts += 1
-                warnings.append(
-                    f"{rid} turn {n}: {answers} also in {others[:4]}{'...' if len(others) > 4 else ''}"
-                )
-        if kind == "followup":
-            subject = turns[0]["gold_titles"][0]
-            second = {w.lower() for w in re.findall(r"[^\W\d_]+", turns[1]["question"])}
-            hits = name_words(subject) & second
-            if hits:
-                errors.append(f"{rid}: follow-up turn names its subject ({sorted(hits)})")
-        if kind == "unanswerable":
-            c = checks.get(rid)
-            if not c:
-                errors.append(f"{rid}: no entry in unanswerable_checks.json")
-                continue
-            gold = turns[0]["gold_titles"][0]
-            subj = [s.lower() for s in c["subject"]]
-            if not any(s in low.get(gold, "") for s in subj):
-                errors.append(f"{rid}: no subject term {c['subject']} in the gold text")
-            if not c["absent"] and not c["absent_regex"]:
-                errors.append(f"{rid}: no absent terms to check")
-            for t, text in low.items():
-                if not any(s in text for s in subj):
-                    continue
-                for a in c["absent"]:
-                    if a.lower() in text:
-                        errors.append(f"{rid}: corpus article {t!r} mentions the subject and contains {a!r}")
-                for rx in c["absent_regex"]:
-                    if re.search(rx, texts[t]):
-                        errors.append(f"{rid}: corpus article {t!r} mentions the subject and matches {rx!r}")
-    if set(checks) != {r.get("id") for r in rows if r.get("kind") == "unanswerable"}:
-        errors.append("unanswerable_checks.json ids do not match the unanswerable questions")
-    for g, n in per_article.items():
+    rows, checks = read_questions(HERE)
+    rules = Rules(
+        counts=COUNTS,
+        make_split="bench/data/qa/make_split.py qa_leads",
+        corpus=set(titles),
+        answer_texts={t: norm(x) for t, x in texts.items()},
+        answer_key=norm,
+        subject_texts={t: x.lower() for t, x in texts.items()},
+        subject_key=str.lower,
+        regex_texts=texts,
+        follow_up_hits=follow_up_hits,
+    )
+    check_questions(rows, checks, rules, out)
+    for g, n in out.per_gold.items():
         if n > 2:
             errors.append(f"article {g!r} is gold for {n} questions (max 2)")
+    categories = {by_title[g]["label"] for g in out.per_gold if g in by_title}
     if len(categories) < 20:
         errors.append(f"questions cover only {len(categories)} categories (need >= 20)")
 
-    split_counts = Counter((r.get("kind"), r.get("split")) for r in rows)
     n_labels = len({by_title[t]["label"] for t in titles if t in by_title})
     print(f"corpus: {len(titles)} titles, {n_labels} categories")
     print(
-        f"questions: {len(rows)}; gold articles: {len(per_article)}; question categories: {len(categories)}"
+        f"questions: {len(rows)}; gold articles: {len(out.per_gold)}; question categories: {len(categories)}"
     )
-    for kind in KINDS:
-        print(f"  {kind:13s} dev={split_counts[kind, 'dev']:3d} test={split_counts[kind, 'test']:3d}")
-    print(f"answer turns whose alias also occurs in another corpus article (review list): {conflicts}")
-    if "-v" in sys.argv:
-        for w in warnings:
-            print("  warn:", w)
-    for e in errors:
-        print("FAIL:", e)
-    print("OK" if not errors else f"{len(errors)} failure(s)")
-    return 1 if errors else 0
+    return report(rows, out)
 
 
 if __name__ == "__main__":
