@@ -1,0 +1,74 @@
+"""The database connection and its schema: an engine per URL, migrated to the newest revision on open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from state.models import AuditRow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration, built here: the migrations ship inside the package, no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url`; an SQLite file gets its folder, foreign keys and write-ahead logging."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # SQLite enforces foreign keys (and their ON DELETE CASCADE) only when asked, per connection.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if parsed.database and parsed.database != ":memory:":
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+        cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a database already there is left as it is."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every part of the state shares: its sessions and its clock (tests move the clock)."""
+
+    sessions: sessionmaker[Session]
+    clock: Clock
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def log(self, session: Session, actor: str, action: str, target: str, detail: str = "") -> None:
+        """Write an audit entry in the caller's transaction: the change and its record commit together."""
+        session.add(AuditRow(at=self.now(), actor=actor, action=action, target=target, detail=detail))
