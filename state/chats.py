@@ -131,4 +131,4 @@ class Chats:
             .order_by(ChatRow.updated_at.desc(), ChatRow.id.desc())
         )
         with self._ctx.sessions() as s:
-            return [_info(row, n) for row, n in s.execute(query).tuples()]
+            return [_info(row, n) for row, n in s.execute(query)]
