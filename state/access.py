@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from state.db import Context
+from state.db import Context, get_row
 from state.models import ApiKeyRow, GrantRow, KbRow, PersonRow
 from state.types import (
     GRANTEE_KINDS,
@@ -70,9 +70,9 @@ class Access:
             raise Invalid(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         with self._ctx.sessions.begin() as s:
             kb_row = self._kb(s, kb)
-            if grantee_kind == "user" and s.get(PersonRow, int(grantee_id)) is None:
+            if grantee_kind == "user" and get_row(s, PersonRow, int(grantee_id)) is None:
                 raise NotFound(f"no person {grantee_id}")
-            if grantee_kind == "api_key" and s.get(ApiKeyRow, int(grantee_id)) is None:
+            if grantee_kind == "api_key" and get_row(s, ApiKeyRow, int(grantee_id)) is None:
                 raise NotFound(f"no API key {grantee_id}")
             row = self._find(s, kb_row, grantee_kind, grantee_id)
             if row is None:
@@ -145,7 +145,7 @@ class Access:
                     )
                 return or_(*clauses)
             case "api_key":
-                key = s.get(ApiKeyRow, int(principal.id)) if principal.id.isdigit() else None
+                key = get_row(s, ApiKeyRow, int(principal.id)) if principal.id.isdigit() else None
                 now = self._ctx.now()
                 if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
                     return false()

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from state.db import Context
+from state.db import Context, get_row, valid_id
 from state.models import ChatRow, PersonRow, TurnRow
 from state.types import Chat, ChatInfo, Invalid, NotFound, SourceRef, TurnRecord
 
@@ -49,11 +49,13 @@ class Chats:
 
     @staticmethod
     def _owned(s: Session, person_id: int, chat_id: int) -> ChatRow | None:
+        if not (valid_id(person_id) and valid_id(chat_id)):
+            return None
         return s.scalar(select(ChatRow).where(ChatRow.id == chat_id, ChatRow.owner_id == person_id))
 
     def create(self, person_id: int, title: str) -> ChatInfo:
         with self._ctx.sessions.begin() as s:
-            if s.get(PersonRow, person_id) is None:
+            if get_row(s, PersonRow, person_id) is None:
                 raise NotFound(f"no person {person_id}")
             now = self._ctx.now()
             row = ChatRow(owner_id=person_id, title=_title(title), created_at=now, updated_at=now)
@@ -130,5 +132,7 @@ class Chats:
             .where(ChatRow.owner_id == person_id)
             .order_by(ChatRow.updated_at.desc(), ChatRow.id.desc())
         )
+        if not valid_id(person_id):
+            return []
         with self._ctx.sessions() as s:
             return [_info(row, n) for row, n in s.execute(query)]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +17,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from state.models import AuditRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MAX_ID = 2**31 - 1  # the integer keys' range on every database (PostgreSQL's INTEGER)
+
+T = TypeVar("T")
+
+
+def valid_id(key: int) -> bool:
+    return 0 < key <= MAX_ID
+
+
+def get_row(s: Session, model: type[T], key: int) -> T | None:
+    """`s.get`, where an id no row can have (from a cookie, a URL or a key) is absent, not a
+    database error: PostgreSQL refuses to compare an INTEGER column with a larger number."""
+    return s.get(model, key) if valid_id(key) else None
 
 
 def alembic_config(url: str) -> Config:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from state.db import Context
+from state.db import Context, get_row
 from state.models import ApiKeyRow, GrantRow, KbRow
 from state.people import token_hash
 from state.types import ApiKeyInfo, Invalid, NotFound, Principal
@@ -103,7 +103,7 @@ class ApiKeys:
             return None
         key_id, random_part = parsed
         with self._ctx.sessions() as s:
-            row = s.get(ApiKeyRow, key_id)
+            row = get_row(s, ApiKeyRow, key_id)
             if row is None or not hmac.compare_digest(row.secret_hash, token_hash(random_part)):
                 return None
             if row.revoked_at is not None or (
@@ -114,7 +114,7 @@ class ApiKeys:
 
     def revoke(self, key_id: int, *, actor: str = "system") -> ApiKeyInfo:
         with self._ctx.sessions.begin() as s:
-            row = s.get(ApiKeyRow, key_id)
+            row = get_row(s, ApiKeyRow, key_id)
             if row is None:
                 raise NotFound(f"no API key {key_id}")
             if row.revoked_at is None:
@@ -124,7 +124,7 @@ class ApiKeys:
 
     def get(self, key_id: int) -> ApiKeyInfo | None:
         with self._ctx.sessions() as s:
-            row = s.get(ApiKeyRow, key_id)
+            row = get_row(s, ApiKeyRow, key_id)
             return None if row is None else _info(s, row)
 
     def list(self) -> list[ApiKeyInfo]:

@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from state.db import Context
+from state.db import Context, get_row
 from state.models import GroupMemberRow, LocalLoginRow, OidcIdentityRow, PersonRow, SignInLinkRow
 from state.types import AlreadyExists, Invalid, NotFound, Person
 
@@ -91,7 +91,7 @@ class People:
     def set_password(self, person_id: int, password: str | None, *, actor: str = "system") -> None:
         hashed = None if password is None else self._new_hash(password)
         with self._ctx.sessions.begin() as s:
-            login = s.get(LocalLoginRow, person_id)
+            login = get_row(s, LocalLoginRow, person_id)
             if login is None:
                 raise NotFound(f"person {person_id} has no local account")
             login.password_hash = hashed
@@ -161,7 +161,7 @@ class People:
     def set_groups(self, person_id: int, groups: Iterable[str], *, actor: str = "system") -> Person:
         """Replace a person's groups (for local accounts; an OIDC sign-in replaces them from its claims)."""
         with self._ctx.sessions.begin() as s:
-            row = s.get(PersonRow, person_id)
+            row = get_row(s, PersonRow, person_id)
             if row is None:
                 raise NotFound(f"no person {person_id}")
             self._replace_groups(s, row, groups)
@@ -171,7 +171,7 @@ class People:
 
     def set_admin(self, person_id: int, admin: bool, *, actor: str = "system") -> Person:
         with self._ctx.sessions.begin() as s:
-            row = s.get(PersonRow, person_id)
+            row = get_row(s, PersonRow, person_id)
             if row is None:
                 raise NotFound(f"no person {person_id}")
             row.admin = admin
@@ -183,7 +183,7 @@ class People:
         Only its hash is stored: the token exists in this return value alone."""
         token = secrets.token_urlsafe(32)
         with self._ctx.sessions.begin() as s:
-            if s.get(PersonRow, person_id) is None:
+            if get_row(s, PersonRow, person_id) is None:
                 raise NotFound(f"no person {person_id}")
             expires = self._ctx.now() + timedelta(seconds=ttl_s)
             s.add(SignInLinkRow(token_hash=token_hash(token), person_id=person_id, expires_at=expires))
@@ -212,7 +212,7 @@ class People:
 
     def get(self, person_id: int) -> Person | None:
         with self._ctx.sessions() as s:
-            row = s.get(PersonRow, person_id)
+            row = get_row(s, PersonRow, person_id)
             return None if row is None else to_person(row)
 
     def by_username(self, username: str) -> Person | None:

@@ -29,7 +29,7 @@ from state import (
 )
 from state.db import alembic_config
 from state.models import Base
-from tests.postgres import database_urls
+from tests.postgres import PostgresServer, fresh_database, start
 
 
 class Clock:
@@ -45,10 +45,20 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-@pytest.fixture(params=database_urls())
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | str]:
+    server = start()
+    yield server
+    if isinstance(server, PostgresServer):
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    make = request.param
-    return make(tmp_path)
+    """Each state test runs on an SQLite file and on PostgreSQL: the same behaviour on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return fresh_database(request.getfixturevalue("postgres"))
 
 
 @pytest.fixture
@@ -63,7 +73,8 @@ def state(url: str, clock: Clock) -> Iterator[State]:
 
 
 def local(state: State, username: str, **kw: bool) -> Person:
-    return state.people.create_local(username, f"{username}-password", **kw)
+    """An account without a password (argon2 hashing is slow on purpose; these tests need none)."""
+    return state.people.create_local(username, None, **kw)
 
 
 # Migrations
@@ -419,6 +430,20 @@ def test_no_one_reaches_another_persons_chat(state: State) -> None:
         state.chats.append_turn(bob.id, chat.id, turn(2))
     kept = state.chats.get(ada.id, chat.id)
     assert kept is not None and kept.info.title == "Private" and kept.turns == [turn(1)]
+
+
+def test_ids_no_row_can_have_are_simply_absent(state: State) -> None:
+    """Ids arrive from cookies, URLs and keys; one beyond the database's integer range finds nothing."""
+    ada = local(state, "ada")
+    huge = 2**40
+    assert state.people.get(huge) is None
+    assert state.chats.get(ada.id, huge) is None and state.chats.get(huge, 1) is None
+    assert state.chats.list(huge) == []
+    assert state.keys.verify(f"rk_{huge}_secret") is None and state.keys.get(huge) is None
+    assert state.access.readable(Principal.api_key(huge)) == frozenset()
+    state.kbs.create("x")
+    with pytest.raises(NotFound):
+        state.access.grant("x", "user", str(huge), "read")
 
 
 def test_a_chat_needs_an_owner_and_a_title(state: State) -> None:
