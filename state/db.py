@@ -19,6 +19,8 @@ from state.models import AuditRow
 MIGRATIONS = Path(__file__).parent / "migrations"
 MAX_ID = 2**31 - 1  # the integer keys' range on every database (PostgreSQL's INTEGER)
 
+MIGRATION_LOCK = 0x7261_6762  # PostgreSQL advisory lock key held while migrating ("ragb")
+
 T = TypeVar("T")
 
 
@@ -65,6 +67,11 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; a database already there is left as it is."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        # One process migrates at a time, in one transaction; the others then find the schema at head.
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # takes the write lock, waits out the others
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

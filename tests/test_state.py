@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -27,7 +29,7 @@ from state import (
     allows,
     open_state,
 )
-from state.db import alembic_config
+from state.db import alembic_config, connect
 from state.models import Base
 from tests.postgres import PostgresServer, fresh_database, start
 
@@ -96,6 +98,26 @@ def test_migrations_build_the_models_schema_on_an_empty_database_and_reopening_c
         with again.engine.connect() as conn:
             assert MigrationContext.configure(conn).get_current_revision() == head
         assert [kb.name for kb in again.kbs.list()] == ["kept"]
+
+
+def test_processes_starting_together_on_a_new_database_migrate_it_once(url: str) -> None:
+    def opened(_: int) -> str | None:
+        with open_state(url) as s, s.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    with ThreadPoolExecutor(4) as pool:
+        revisions = list(pool.map(opened, range(4)))
+    assert revisions == [ScriptDirectory.from_config(alembic_config(url)).get_current_head()] * 4
+
+
+def test_migrations_go_down_and_up_again(url: str) -> None:
+    config = alembic_config(url)
+    open_state(url).close()
+    command.downgrade(config, "base")
+    with connect(url).connect() as conn:
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+    with open_state(url) as again:
+        assert again.kbs.list() == []
 
 
 def test_the_default_sqlite_file_and_its_folder_are_created(tmp_path: Path) -> None:
