@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from state.db import Context, get_row
+from state.db import Context, get_row, once_more
 from state.models import ApiKeyRow, GrantRow, KbRow, PersonRow
 from state.types import (
     GRANTEE_KINDS,
@@ -68,7 +68,10 @@ class Access:
         check_grantee(grantee_kind, grantee_id)
         if role not in ROLES:
             raise Invalid(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        with self._ctx.sessions.begin() as s:
+        return once_more(lambda: self._grant(kb, grantee_kind, grantee_id, role, actor))
+
+    def _grant(self, kb: str, grantee_kind: GranteeKind, grantee_id: str, role: Role, actor: str) -> Grant:
+        with self._ctx.write() as s:
             kb_row = self._kb(s, kb)
             if grantee_kind == "user" and get_row(s, PersonRow, int(grantee_id)) is None:
                 raise NotFound(f"no person {grantee_id}")
@@ -92,7 +95,7 @@ class Access:
     def revoke(self, kb: str, grantee_kind: GranteeKind, grantee_id: str, *, actor: str = "system") -> bool:
         """Take the grantee's role on `kb` away; False when it had none."""
         check_grantee(grantee_kind, grantee_id)
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = self._find(s, self._kb(s, kb), grantee_kind, grantee_id)
             if row is None:
                 return False

@@ -20,7 +20,7 @@ class Audit:
         self._ctx = ctx
 
     def record(self, actor: str, action: str, target: str, detail: str = "") -> None:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             self._ctx.log(s, actor, action, target, detail)
 
     def export(self, *, since: datetime | None = None) -> list[AuditEvent]:

@@ -54,7 +54,7 @@ class Chats:
         return s.scalar(select(ChatRow).where(ChatRow.id == chat_id, ChatRow.owner_id == person_id))
 
     def create(self, person_id: int, title: str) -> ChatInfo:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             if get_row(s, PersonRow, person_id) is None:
                 raise NotFound(f"no person {person_id}")
             now = self._ctx.now()
@@ -71,7 +71,7 @@ class Chats:
             return Chat(info=_info(row, len(row.turns)), turns=[_turn(t) for t in row.turns])
 
     def rename(self, person_id: int, chat_id: int, title: str) -> bool:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = self._owned(s, person_id, chat_id)
             if row is None:
                 return False
@@ -79,7 +79,7 @@ class Chats:
             return True
 
     def delete(self, person_id: int, chat_id: int) -> bool:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = self._owned(s, person_id, chat_id)
             if row is None:
                 return False
@@ -87,7 +87,7 @@ class Chats:
             return True
 
     def append_turn(self, person_id: int, chat_id: int, turn: TurnRecord) -> ChatInfo:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = self._owned(s, person_id, chat_id)
             if row is None:
                 raise NotFound(f"no chat {chat_id}")

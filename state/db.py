@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from state.models import AuditRow
+from state.types import AlreadyExists
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MAX_ID = 2**31 - 1  # the integer keys' range on every database (PostgreSQL's INTEGER)
@@ -24,14 +27,34 @@ MIGRATION_LOCK = 0x7261_6762  # PostgreSQL advisory lock key held while migratin
 T = TypeVar("T")
 
 
+def once_more(work: Callable[[], T]) -> T:
+    """Run `work` (one transaction) a second time when a unique constraint fired: a concurrent request
+    made the same row first, and the second run finds it instead of making it."""
+    try:
+        return work()
+    except IntegrityError:
+        return work()
+
+
+@contextmanager
+def unique(message: str) -> Iterator[None]:
+    """A unique constraint that fires because a concurrent request got there first reads as
+    AlreadyExists, like the check that ran before it would have."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise AlreadyExists(message) from exc
+
+
 def valid_id(key: int) -> bool:
     return 0 < key <= MAX_ID
 
 
-def get_row(s: Session, model: type[T], key: int) -> T | None:
+def get_row(s: Session, model: type[T], key: int, *, lock: bool = False) -> T | None:
     """`s.get`, where an id no row can have (from a cookie, a URL or a key) is absent, not a
-    database error: PostgreSQL refuses to compare an INTEGER column with a larger number."""
-    return s.get(model, key) if valid_id(key) else None
+    database error: PostgreSQL refuses to compare an INTEGER column with a larger number.
+    `lock`: the row stays locked until the transaction ends (SELECT ... FOR UPDATE where supported)."""
+    return s.get(model, key, with_for_update=lock) if valid_id(key) else None
 
 
 def alembic_config(url: str) -> Config:
@@ -88,6 +111,16 @@ class Context:
 
     def now(self) -> datetime:
         return self.clock()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that changes something. On SQLite it takes the write lock before it reads
+        (BEGIN IMMEDIATE; by default SQLite would read outside any transaction until the first
+        write), so what it checks is still true when it writes; other writers wait their turn."""
+        with self.sessions.begin() as s:
+            if s.get_bind().dialect.name == "sqlite":
+                s.execute(text("BEGIN IMMEDIATE"))
+            yield s
 
     def log(self, session: Session, actor: str, action: str, target: str, detail: str = "") -> None:
         """Write an audit entry in the caller's transaction: the change and its record commit together."""

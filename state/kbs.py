@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from state.db import Context
+from state.db import Context, unique
 from state.models import KbRow
 from state.types import AlreadyExists, Invalid, KnowledgeBase, NotFound
 
@@ -29,9 +29,10 @@ class KnowledgeBases:
 
     def create(self, name: str, *, public: bool = False, actor: str = "system") -> KnowledgeBase:
         check_name(name)
-        with self._ctx.sessions.begin() as s:
+        taken = f"knowledge base {name!r} already exists"
+        with unique(taken), self._ctx.write() as s:
             if s.scalar(select(KbRow).where(KbRow.name == name)):
-                raise AlreadyExists(f"knowledge base {name!r} already exists")
+                raise AlreadyExists(taken)
             row = KbRow(name=name, public=public, created_at=self._ctx.now())
             s.add(row)
             self._ctx.log(s, actor, "kb.create", f"kb:{name}", "public" if public else "")
@@ -45,18 +46,19 @@ class KnowledgeBases:
     def rename(self, old: str, new: str, *, actor: str = "system") -> KnowledgeBase:
         """Grants follow the knowledge base: they point at it, not at its name."""
         check_name(new)
-        with self._ctx.sessions.begin() as s:
+        taken = f"knowledge base {new!r} already exists"
+        with unique(taken), self._ctx.write() as s:
             row = s.scalar(select(KbRow).where(KbRow.name == old))
             if row is None:
                 raise NotFound(f"no knowledge base {old!r}")
             if old != new and s.scalar(select(KbRow).where(KbRow.name == new)):
-                raise AlreadyExists(f"knowledge base {new!r} already exists")
+                raise AlreadyExists(taken)
             row.name = new
             self._ctx.log(s, actor, "kb.rename", f"kb:{old}", f"to {new}")
             return to_kb(row)
 
     def set_public(self, name: str, public: bool, *, actor: str = "system") -> KnowledgeBase:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = s.scalar(select(KbRow).where(KbRow.name == name))
             if row is None:
                 raise NotFound(f"no knowledge base {name!r}")
@@ -66,7 +68,7 @@ class KnowledgeBases:
 
     def delete(self, name: str, *, actor: str = "system") -> None:
         """Deletes its grants with it (an API key bound only to it then reads nothing but public ones)."""
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = s.scalar(select(KbRow).where(KbRow.name == name))
             if row is None:
                 raise NotFound(f"no knowledge base {name!r}")

@@ -67,7 +67,7 @@ class ApiKeys:
             raise Invalid("expires_at must be an aware datetime")
         random_part = secrets.token_urlsafe(32)
         now = self._ctx.now()
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             kb_rows = []
             for kb in sorted(set(kbs)):
                 kb_row = s.scalar(select(KbRow).where(KbRow.name == kb))
@@ -113,7 +113,7 @@ class ApiKeys:
             return Principal.api_key(row.id)
 
     def revoke(self, key_id: int, *, actor: str = "system") -> ApiKeyInfo:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = get_row(s, ApiKeyRow, key_id)
             if row is None:
                 raise NotFound(f"no API key {key_id}")

@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from state.db import Context, get_row
+from state.db import Context, get_row, once_more, unique
 from state.models import GroupMemberRow, LocalLoginRow, OidcIdentityRow, PersonRow, SignInLinkRow
 from state.types import AlreadyExists, Invalid, NotFound, Person
 
@@ -76,9 +76,10 @@ class People:
         if not username or len(username) > 200:
             raise Invalid("a username needs 1 to 200 characters")
         hashed = None if password is None else self._new_hash(password)
-        with self._ctx.sessions.begin() as s:
+        taken = f"user {username!r} already exists"
+        with unique(taken), self._ctx.write() as s:
             if s.scalar(select(LocalLoginRow).where(LocalLoginRow.username == username)):
-                raise AlreadyExists(f"user {username!r} already exists")
+                raise AlreadyExists(taken)
             row = PersonRow(name=name or username, email=None, admin=admin, created_at=self._ctx.now())
             s.add(row)
             s.flush()
@@ -90,7 +91,7 @@ class People:
 
     def set_password(self, person_id: int, password: str | None, *, actor: str = "system") -> None:
         hashed = None if password is None else self._new_hash(password)
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             login = get_row(s, LocalLoginRow, person_id)
             if login is None:
                 raise NotFound(f"person {person_id} has no local account")
@@ -101,20 +102,25 @@ class People:
 
     def check_password(self, username: str, password: str) -> Person | None:
         username = username.strip().lower()
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.sessions() as s:
             login = s.scalar(select(LocalLoginRow).where(LocalLoginRow.username == username))
-            stored = login.password_hash if login else None
-            try:
-                self._hasher.verify(stored or self._dummy_hash, password)
-                ok = stored is not None
-            except (VerificationError, InvalidHashError):
-                ok = False
-            if not ok or login is None or stored is None:
+            person_id, stored = (login.person_id, login.password_hash) if login else (None, None)
+        # Hashing is slow on purpose: done outside the write transaction, it holds no lock.
+        try:
+            self._hasher.verify(stored or self._dummy_hash, password)
+            ok = stored is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+        rehashed = (
+            self._hasher.hash(password) if ok and self._hasher.check_needs_rehash(stored or "") else None
+        )
+        with self._ctx.write() as s:
+            person = get_row(s, PersonRow, person_id) if ok and person_id is not None else None
+            if person is None:
                 self._ctx.log(s, "anonymous", "sign_in_failed", f"username:{username}", "password")
                 return None
-            if self._hasher.check_needs_rehash(stored):
-                login.password_hash = self._hasher.hash(password)
-            person = s.get_one(PersonRow, login.person_id)
+            if rehashed:
+                s.get_one(LocalLoginRow, person.id).password_hash = rehashed
             self._ctx.log(s, f"user:{person.id}", "sign_in", f"person:{person.id}", "password")
             return to_person(person)
 
@@ -129,7 +135,12 @@ class People:
     ) -> Person:
         """The person behind an identity provider's (issuer, subject), created on first sign-in.
         Email, name and groups come from the claims each time: groups removed there are removed here."""
-        with self._ctx.sessions.begin() as s:
+        return once_more(lambda: self._from_oidc(issuer, subject, email, name, list(groups)))
+
+    def _from_oidc(
+        self, issuer: str, subject: str, email: str | None, name: str | None, groups: list[str]
+    ) -> Person:
+        with self._ctx.write() as s:
             ident = s.scalar(
                 select(OidcIdentityRow).where(
                     OidcIdentityRow.issuer == issuer, OidcIdentityRow.subject == subject
@@ -143,8 +154,8 @@ class People:
                 s.flush()
                 s.add(OidcIdentityRow(issuer=issuer, subject=subject, person_id=row.id))
                 self._ctx.log(s, "system", "person.create", f"person:{row.id}", f"oidc {issuer} {subject}")
-            else:
-                row = s.get_one(PersonRow, ident.person_id)
+            else:  # locked, so sign-ins of one person at once replace groups one after another
+                row = s.get_one(PersonRow, ident.person_id, with_for_update=True)
                 row.name = name or row.name
                 row.email = email
             self._replace_groups(s, row, groups)
@@ -160,8 +171,8 @@ class People:
 
     def set_groups(self, person_id: int, groups: Iterable[str], *, actor: str = "system") -> Person:
         """Replace a person's groups (for local accounts; an OIDC sign-in replaces them from its claims)."""
-        with self._ctx.sessions.begin() as s:
-            row = get_row(s, PersonRow, person_id)
+        with self._ctx.write() as s:
+            row = get_row(s, PersonRow, person_id, lock=True)
             if row is None:
                 raise NotFound(f"no person {person_id}")
             self._replace_groups(s, row, groups)
@@ -170,7 +181,7 @@ class People:
             return to_person(row)
 
     def set_admin(self, person_id: int, admin: bool, *, actor: str = "system") -> Person:
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             row = get_row(s, PersonRow, person_id)
             if row is None:
                 raise NotFound(f"no person {person_id}")
@@ -182,7 +193,7 @@ class People:
         """A one-time token that signs `person_id` in until it is used or `ttl_s` seconds pass.
         Only its hash is stored: the token exists in this return value alone."""
         token = secrets.token_urlsafe(32)
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             if get_row(s, PersonRow, person_id) is None:
                 raise NotFound(f"no person {person_id}")
             expires = self._ctx.now() + timedelta(seconds=ttl_s)
@@ -194,7 +205,7 @@ class People:
         """The link's person, once: a used, expired or unknown token gives None."""
         digest = token_hash(token)
         now = self._ctx.now()
-        with self._ctx.sessions.begin() as s:
+        with self._ctx.write() as s:
             link = s.scalar(select(SignInLinkRow).where(SignInLinkRow.token_hash == digest))
             if link is None or not hmac.compare_digest(link.token_hash, digest) or link.expires_at <= now:
                 return None

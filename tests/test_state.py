@@ -5,19 +5,22 @@ tests/postgres.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from threading import Barrier
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
 
 from state import (
+    ROLES,
     AlreadyExists,
     Invalid,
     NotFound,
@@ -145,6 +148,18 @@ def test_passwords_are_stored_as_argon2_hashes(state: State) -> None:
     with state.engine.connect() as conn:
         stored = conn.execute(text("SELECT password_hash FROM local_logins")).scalar_one()
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
+
+
+def test_a_hash_made_with_weaker_settings_is_upgraded_at_sign_in(state: State) -> None:
+    ada = state.people.create_local("ada", "correct horse")
+    weak = PasswordHasher(time_cost=1, memory_cost=8192).hash("correct horse")
+    with state.engine.begin() as conn:
+        conn.execute(text("UPDATE local_logins SET password_hash = :h"), {"h": weak})
+    assert state.people.check_password("ada", "correct horse") == ada
+    with state.engine.connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM local_logins")).scalar_one()
+    assert stored != weak and not PasswordHasher().check_needs_rehash(stored)
+    assert state.people.check_password("ada", "correct horse") == ada
 
 
 def test_account_rules(state: State) -> None:
@@ -473,6 +488,42 @@ def test_a_chat_needs_an_owner_and_a_title(state: State) -> None:
         state.chats.create(999, "t")
     with pytest.raises(Invalid):
         state.chats.create(local(state, "ada").id, "   ")
+
+
+# Requests at the same time
+
+
+def together(n: int, work: Callable[[int], object]) -> list[object]:
+    """Run `work` in n threads released at once; each result, or the exception it raised."""
+    start = Barrier(n)
+
+    def one(i: int) -> object:
+        start.wait()
+        try:
+            return work(i)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_first_sign_ins_at_the_same_time_make_one_person(state: State) -> None:
+    results = together(
+        6, lambda i: state.people.from_oidc("https://idp", "new", email=None, name="N", groups=[f"g{i % 2}"])
+    )
+    assert all(isinstance(r, Person) for r in results), results
+    assert len({r.id for r in results if isinstance(r, Person)}) == 1
+    assert len(state.people.list()) == 1
+
+
+def test_one_of_several_creating_the_same_name_wins(state: State) -> None:
+    results = together(6, lambda i: state.kbs.create("shared"))
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, Exception)), results
+    results = together(6, lambda i: state.access.grant("shared", "group", "g", ROLES[i % 3]))
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len(state.access.grants("shared")) == 1
 
 
 # Audit
