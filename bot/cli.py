@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot import state_cli
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Queued, Refused
 from generation.protocol import GeneratorUnavailable
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--to-store-engine", choices=["edge", "local"], help="target embedded engine")
     p.add_argument("--to-collection", help="target collection name (default: the same)")
     _common(p)
+
+    state_cli.add_parsers(sub, _common)  # users, groups, grant, revoke, keys, audit
     return parser
 
 
@@ -272,6 +275,8 @@ def _feedback(settings: Settings, export: Path | None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "feedback":
         return _feedback(settings, args.export)
+    if args.command in state_cli.COMMANDS:
+        return state_cli.run(args, settings)
     from bot.factory import Components
 
     parts = Components(settings)

@@ -218,6 +218,17 @@ class Settings(BaseSettings):
         description="People who have not signed in may use the web chat (public knowledge bases only); "
         "off: the web pages ask for sign-in first.",
     )
+    state_url: str | None = Field(
+        None,
+        description="Database of accounts, knowledge bases, permissions, API keys, the audit log and "
+        "kept chats (an SQLAlchemy URL, e.g. postgresql+psycopg://user@host/ragbot). Unset: the "
+        "SQLite file DATA_DIR/state.db. Its schema is migrated on start.",
+    )
+    chat_retention_audit: bool = Field(
+        False,
+        description="Tell people that their kept chats may be read for audit (the chat page says "
+        "so). Only the notice: chats are kept and readable by their owner either way.",
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
@@ -276,6 +287,11 @@ class Settings(BaseSettings):
         """token -> site name, from 'site=token,...'."""
         pairs = [p.split("=", 1) for p in self.widget_tokens.split(",") if "=" in p]
         return {token.strip(): site.strip() for site, token in pairs if token.strip()}
+
+    @property
+    def state_db_url(self) -> str:
+        """`state_url`, or the SQLite file under the data directory."""
+        return self.state_url or f"sqlite:///{(self.data_dir / 'state.db').as_posix()}"
 
     @property
     def uploads_dir(self) -> Path:

@@ -30,6 +30,7 @@ SECTIONS = {
     "moderation": "Moderation",
     "top_k": "Retrieval and answers",
     "api_key": "Front doors",
+    "state_url": "People and access",
     "host": "Server and limits",
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-PACKAGES = ("bot", "generation", "guardrails", "retrieval")
+PACKAGES = ("bot", "generation", "guardrails", "retrieval", "state")
 
 
 def module_name(path: Path) -> str:
