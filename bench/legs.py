@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import evalsets
-from bench._common import CACHE, DiskCachedEmbedder
+from bench._common import CACHE, SCOPE, DiskCachedEmbedder
 from retrieval.chunking import Chunker, QuerySplitter
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.importance import unit
@@ -110,7 +110,7 @@ def compute(name: str, embedder: DiskCachedEmbedder, variants: list[str], old: S
             for piece in pieces:
                 i = row[piece]
                 hits = store.search_batch(
-                    searches_for(emb.full[i], emb.heads[i], bm25.encode_query(piece), embedder.n_heads)
+                    searches_for(emb.full[i], emb.heads[i], bm25.encode_query(piece), embedder.n_heads), SCOPE
                 )
                 piece_legs.append(
                     {

@@ -27,6 +27,7 @@ from bot.events import (
     TurnEvent,
     TurnTimings,
 )
+from bot.scopes import reading_scope
 from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable, p_word
 from guardrails.answer_check import check_messages
 from guardrails.grounding import Evidence, Grounding, Scope
@@ -302,7 +303,7 @@ class ChatService:
         if hangup.is_set:
             return
         t = time.perf_counter()
-        result = self.retriever.search(question, standalone, self.settings)
+        result = self.retriever.search(question, standalone, self.settings, reading_scope())
         retrieval_s = time.perf_counter() - t
         sources = numbered_sources(result.chunks)
         yield Started(standalone, sources)

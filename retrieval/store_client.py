@@ -4,6 +4,11 @@ Pending chunks are left out of searches by a payload filter on a server (indexed
 evaluates a filter in Python for every point of every search (20x slower at 5k points), so there the
 engine keeps the set of pending ids instead (seeded by one scroll, then kept up to date by its own
 writes: local mode admits one process) and drops them from over-fetched results.
+
+The knowledge base filter is a payload filter on a server (a keyword index marked as the tenant
+key). In local mode it is applied only when the scope leaves out a knowledge base the collection
+holds: a search over all of them (the usual case with one) needs no filter, and local mode has one
+process, so the collection's knowledge bases (from the metadata) cannot change under the search.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from retrieval.sparse import SparseVec
 from retrieval.store_types import (
     DOC_HASH,
+    KB,
+    KB_META_PREFIX,
     PENDING,
     SPARSE,
     Engine,
@@ -29,12 +36,29 @@ from retrieval.store_types import (
     Schema,
     Search,
     StoreUnavailable,
+    Where,
 )
 
 INDEXED = ("source", DOC_HASH)  # keyword payload indexes on a server: listing by source, searching committed
-_COMMITTED = models.Filter(
-    must_not=[models.FieldCondition(key=DOC_HASH, match=models.MatchValue(value=PENDING))]
-)
+TENANT_INDEX = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+_NOT_PENDING = models.FieldCondition(key=DOC_HASH, match=models.MatchValue(value=PENDING))
+
+
+def _in_kbs(kbs: frozenset[str]) -> models.FieldCondition:
+    return models.FieldCondition(key=KB, match=models.MatchAny(any=sorted(kbs)))
+
+
+def _filter(where: Where | None) -> models.Filter | None:
+    if where is None:
+        return None
+    must: list[Any] = []
+    if where.kbs is not None:
+        must.append(_in_kbs(where.kbs))
+    if where.sources is not None:
+        must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(where.sources))))
+    if where.kb_missing:
+        must.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=KB)))
+    return models.Filter(must=must)
 
 
 class _GuardedClient:
@@ -127,6 +151,8 @@ class ClientEngine(Engine):
         for key in INDEXED:
             if key not in have:
                 self.client.create_payload_index(self.collection, key, models.PayloadSchemaType.KEYWORD)
+        if KB not in have:
+            self.client.create_payload_index(self.collection, KB, TENANT_INDEX)
 
     def vector_sizes(self) -> dict[str, int]:
         vectors = self.client.get_collection(self.collection).config.params.vectors
@@ -143,8 +169,8 @@ class ClientEngine(Engine):
     def update_metadata(self, values: dict[str, Any]) -> None:
         self.client.update_collection(self.collection, metadata=values)
 
-    def count(self) -> int:
-        return self.client.count(self.collection, exact=True).count
+    def count(self, where: Where | None = None) -> int:
+        return self.client.count(self.collection, count_filter=_filter(where), exact=True).count
 
     # ---- points -------------------------------------------------------------------------------
     def upsert(
@@ -166,9 +192,23 @@ class ClientEngine(Engine):
             now_pending = payload[DOC_HASH] == PENDING
             self._track(added=set(ids) if now_pending else set(), removed=set() if now_pending else set(ids))
 
+    def set_payload_where(self, where: Where, payload: dict[str, Any]) -> None:
+        self.client.set_payload(self.collection, payload=payload, points=_filter(where), wait=True)  # type: ignore[arg-type]
+
     def delete(self, ids: list[str]) -> None:
         self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)  # type: ignore[arg-type]
         self._track(added=set(), removed=set(ids))
+
+    def delete_where(self, where: Where) -> None:
+        if self.indexed_filters:
+            flt = _filter(where)
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)  # type: ignore[arg-type]
+            return
+        while True:  # local mode: by id, so the pending set stays in step
+            records, _ = self.scroll(where, False, False, None, 2048)
+            if not records:
+                return
+            self.delete([r.id for r in records])
 
     def _track(self, added: set[str], removed: set[str]) -> None:
         """After a write: keep the pending set (when seeded) in step with the store."""
@@ -201,20 +241,15 @@ class ClientEngine(Engine):
 
     def scroll(
         self,
-        sources: list[str] | None,
+        where: Where | None,
         fields: list[str] | bool,
         vectors: list[str] | bool,
         offset: str | None,
         limit: int,
     ) -> tuple[list[Record], str | None]:
-        flt = None
-        if sources is not None:
-            flt = models.Filter(
-                must=[models.FieldCondition(key="source", match=models.MatchAny(any=sources))]
-            )
         points, nxt = self.client.scroll(
             self.collection,
-            scroll_filter=flt,
+            scroll_filter=_filter(where),
             limit=limit,
             offset=offset,
             with_payload=fields,
@@ -226,9 +261,11 @@ class ClientEngine(Engine):
         records = self.client.retrieve(self.collection, ids=ids, with_payload=fields, with_vectors=vectors)
         return [_record(r) for r in records]
 
-    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+    def search(self, searches: Sequence[Search], kbs: frozenset[str] | None) -> list[list[Hit]]:
         hidden = set() if self.indexed_filters else self._pending_ids()
-        flt = _COMMITTED if self.indexed_filters else None
+        must: list[Any] | None = [_in_kbs(kbs)] if kbs is not None and self._filters_kbs(kbs) else None
+        must_not: list[Any] | None = [_NOT_PENDING] if self.indexed_filters else None
+        flt = models.Filter(must=must, must_not=must_not) if must or must_not else None
         requests, slots = [], []
         for i, s in enumerate(searches):
             if isinstance(s.vector, SparseVec):
@@ -250,6 +287,18 @@ class ClientEngine(Engine):
                 hits = [Hit(str(p.id), p.score) for p in answer.points]
                 results[slot] = [h for h in hits if h.id not in hidden][: searches[slot].limit]
         return results
+
+    def _filters_kbs(self, kbs: frozenset[str]) -> bool:
+        """Does a search over `kbs` need the knowledge base filter? Always on a server; in local mode
+        only when the collection holds a knowledge base outside `kbs` (see the module's docstring)."""
+        if self.indexed_filters:
+            return True
+        held = {
+            k.removeprefix(KB_META_PREFIX)
+            for k, v in self.metadata().items()
+            if k.startswith(KB_META_PREFIX) and v
+        }
+        return not held <= kbs
 
     def close(self) -> None:
         self.client.close()
