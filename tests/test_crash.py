@@ -396,3 +396,82 @@ def test_pending_chunks_are_never_searched(
     store.delete([c.id for c in chunks])
     assert searchable(embedder, store, ing, texts) == committed
     store.close()
+
+
+# ---- knowledge bases: a delete or rename killed part-way is finished when the store is next opened --
+KB_CHILD = """
+import sys, time
+from retrieval.store import VectorStore
+
+root, engine, action, stop_at = sys.argv[1:5]
+store = VectorStore("kbs", path=root, engine=engine)
+
+def halting(name):
+    real = getattr(store._engine, name)
+    def call(*args, **kwargs):
+        if stop_at == "before " + name:
+            print(stop_at, flush=True); time.sleep(600)
+        real(*args, **kwargs)
+        if stop_at == "after " + name:
+            print(stop_at, flush=True); time.sleep(600)
+    setattr(store._engine, name, call)
+
+halting("delete_where")
+halting("set_payload_where")
+if action == "delete":
+    store.delete_kb("a")
+else:
+    store.rename_kb("a", "c")
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+@pytest.mark.parametrize(
+    ("action", "stop_at"),
+    [
+        ("delete", "before delete_where"),  # marked as being deleted, no chunk gone yet
+        ("delete", "after delete_where"),  # chunks gone, the entry not yet
+        ("rename", "before set_payload_where"),  # the new entry written, no chunk moved yet
+        ("rename", "after set_payload_where"),  # chunks moved, the old entry not yet dropped
+    ],
+)
+def test_kill_9_mid_kb_delete_or_rename_is_finished_at_the_next_open(
+    embedder: MultiHeadEmbedder, tmp_path: Path, engine: EngineName, action: str, stop_at: str
+) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, version=1, files=8)
+    root = tmp_path / "store"
+    store = VectorStore("kbs", path=root, engine=engine)
+    files = sorted(docs.iterdir())
+    for kb, part in (("a", files[:5]), ("b", files[3:])):  # two files are in both
+        Ingestor(
+            embedder, Chunker(embedder.tokenizer, CHUNK, OVERLAP), store, batch_size=8, progress=False, kb=kb
+        ).ingest_paths(part)
+    a_ids, b_ids = set(store.ids(Scope.of("a"))), set(store.ids(Scope.of("b")))
+    b_meta = store.kb_info("b")
+    store.close()
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", KB_CHILD, str(root), engine, action, stop_at],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == stop_at
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    store = VectorStore("kbs", path=root, engine=engine)  # opening finishes what was cut off
+    assert set(store.ids(Scope.of("b"))) == b_ids and store.kb_info("b") == b_meta
+    assert store.ids(Scope.of("a")) == []
+    if action == "delete":
+        assert store.kb_names() == ["b"] and store.count() == len(b_ids)
+    else:
+        assert store.kb_names() == ["b", "c"] and set(store.ids(Scope.of("c"))) == a_ids
+        info = store.kb_info("c")
+        assert info is not None and info.renaming_from is None and info.key == "a"
+        assert store.kb_info("a") is None
+    assert store.delete_kb("a") == 0  # idempotent
+    store.close()
