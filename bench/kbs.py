@@ -160,7 +160,7 @@ def measure(path: Path, engine: str, names: list[str], n_queries: int) -> dict[s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--points", type=int, default=100_000, help="0 skips the edge engine")
     ap.add_argument("--kbs", type=int, default=10)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--local-points", type=int, default=5_000, help="0 skips local mode")
@@ -169,7 +169,7 @@ def main() -> None:
     args = ap.parse_args()
 
     names = [kb_name(i) for i in range(args.kbs)]
-    runs = [("edge", args.points, args.queries)]
+    runs = [("edge", args.points, args.queries)] if args.points else []
     if args.local_points:
         runs.append(("local", args.local_points, args.local_queries))
     rows = []
