@@ -278,3 +278,34 @@ def test_delete_and_rename_touch_exactly_one_knowledge_base(
     assert store.delete_kb("c") == 0  # again: nothing left to do
     assert store.count() == len(b_ids) + 2
     store.close()
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+def test_a_small_kb_far_from_the_query_still_fills_the_depth(tmp_path: Path, engine: str) -> None:
+    """Local mode over-fetches in proportion to the scope's share and asks again when that falls
+    short: here every point of the other knowledge base is nearer the query than any of this one's."""
+    from retrieval.embedder import MultiHeadEmbeddings
+    from retrieval.sparse import SparseVec
+    from retrieval.types import Chunk
+
+    rng = np.random.default_rng(3)
+    query = unit(rng.standard_normal(384)).astype(np.float32)
+    store = VectorStore("far", path=tmp_path, engine=engine)  # type: ignore[arg-type]
+    store.ensure_collection(384, 1, 32, "random")
+    for kb, n, sign in (("near", 60, 1.0), ("far", 12, -1.0)):
+        store.ensure_kb(kb)
+        full = unit(sign * query + 0.3 * rng.standard_normal((n, 384))).astype(np.float32)
+        chunks = [
+            Chunk(id=str(uuid.uuid4()), source=f"/{kb}/{i}", title="", text="x", position=0, kb=kb)
+            for i in range(n)
+        ]
+        heads = rng.standard_normal((n, 1, 32)).astype(np.float32)
+        store.upsert(chunks, MultiHeadEmbeddings(full, heads), [SparseVec([], [])] * n, ["stamped"] * n)
+    far = set(store.ids(Scope.of("far")))
+    hits = store.search(FULL, query, 3, Scope.of("far"))
+    assert len(hits) == 3 and {h.id for h in hits} <= far
+    every = sorted(
+        far, key=lambda i: -float(np.dot(query, store._engine.retrieve([i], False, [FULL])[0].vectors[FULL]))
+    )
+    assert [h.id for h in hits] == every[:3]
+    store.close()
