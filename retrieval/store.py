@@ -246,6 +246,7 @@ class VectorStore:
         """Bring an older store to the current layout, and finish a delete or rename a crash cut off."""
         meta = self.metadata()
         if int(meta.get("layout") or 1) < LAYOUT:
+            self._engine.ensure_indexes()  # the `kb` index, before the filter that uses it
             self._engine.set_payload_where(Where(kb_missing=True), {KB: DEFAULT_KB})
             legacy = meta.get("head_importance") is not None or meta.get("bm25_avg_len") is not None
             if KB_META_PREFIX + DEFAULT_KB not in meta and (legacy or self._engine.count()):

@@ -10,7 +10,7 @@ import pytest
 from bot.library import Library, Reconciled, UploadRejected, safe_filename
 from retrieval.ingest import Ingestor
 from retrieval.store import PENDING, VectorStore
-from retrieval.types import DEFAULT_KB, Document, FileStatus
+from retrieval.types import DEFAULT_KB, Document, FileStatus, Scope
 
 CATS = "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content."
 CATS_V2 = CATS + "\n\nCats sleep for most of the day, often twelve to sixteen hours."
@@ -216,3 +216,25 @@ def test_reconcile_makes_uploads_and_the_store_agree(
     assert sum(d.chunks for d in listed.values()) == store.count()  # nothing pending is left
     assert store.kb_info(DEFAULT_KB).importance_stale is False  # type: ignore[union-attr]
     assert not library.reconcile().changed
+
+
+def test_a_library_sees_and_changes_only_its_own_knowledge_base(
+    library: Library, ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path
+) -> None:
+    other = Ingestor(ingestor.embedder, ingestor.chunker, store, progress=False, kb="other")
+    other.ingest_paths([corpus])  # the same files, in another knowledge base
+    theirs = set(store.ids(Scope.of("other")))
+    stray = Document(source=str(corpus / "stray.md"), title="Stray", text="A kite caught in an oak tree.")
+    chunks = other.chunker.split(stray, "other", store.kb_info("other").key)  # type: ignore[union-attr]
+    texts = [c.text for c in chunks]
+    sparse = [other.bm25([]).encode_document(t) for t in texts]
+    store.upsert(
+        chunks, ingestor.embedder.embed(texts), sparse, [PENDING] * len(chunks)
+    )  # its ingest cut off
+
+    assert library.documents() == []
+    library.upload([("cats.md", incoming(tmp_path, "c", CATS))])
+    assert [d.name for d in library.documents()] == ["cats.md"]
+    assert library.delete(str(corpus.resolve() / "volcano.md")) == 0  # in 'other' only: not this library's
+    assert not library.reconcile().pending_removed  # another knowledge base's pending chunks are left alone
+    assert set(store.ids(Scope.of("other"))) == theirs | {c.id for c in chunks}
