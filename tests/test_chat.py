@@ -115,8 +115,9 @@ def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor
     from tests.capture_server import send_json
 
     class Handshake(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # only the start-up check; this is not a Qdrant replacement
-            send_json(self, {"result": {"collections": []}, "status": "ok", "time": 0})
+        def do_GET(self) -> None:  # only the start-up checks; this is not a Qdrant replacement
+            result = {"exists": False} if self.path.endswith("/exists") else {"collections": []}
+            send_json(self, {"result": result, "status": "ok", "time": 0})
 
         def log_message(self, *args: object) -> None:
             pass
