@@ -4,6 +4,10 @@ Layout: `<path>/edge/<collection>/shard/` is the edge shard, `<path>/edge/<colle
 the collection's schema and metadata (the shard keeps none). The shard is created first and the
 sidecar written last (atomically), so a collection exists exactly when its sidecar does.
 
+Payload indexes: `source` and the document hash (keyword), and `kb`, a keyword index marked as the
+tenant key; every search filters on `kb` inside the query (`_searchable`), so the index hands the
+engine the scope's points and only those are scored.
+
 The engine refuses a second open of a shard directory, in this process or another (its write-ahead
 log is locked). So every `VectorStore` on the same directory in this process shares one open shard
 through a reference-counted registry, and all calls on it are serialised by one lock: the web
