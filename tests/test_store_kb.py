@@ -217,6 +217,12 @@ def old_store(embedder: MultiHeadEmbedder, root: Path, engine: str, docs: list[D
     )
     imp = [float(i + 1) for i in range(embedder.n_heads)]
     store.update_metadata(layout=None, head_importance=imp, bm25_avg_len=30.0, importance_stale=False)
+    if engine == "edge":  # nor had it the `kb` index
+        import qdrant_edge as qe
+
+        shard = store._engine._shard()  # type: ignore[attr-defined]
+        shard.update(qe.UpdateOperation.delete_field_index(KB))
+        assert KB not in shard.info().payload_schema
     assert names and store._engine.count() == len(chunks)
     store.close()
     return {"ids": {c.id for c in chunks}, "importance": imp}
@@ -232,6 +238,8 @@ def test_a_store_from_before_knowledge_bases_opens_as_default(
     assert store.metadata()["layout"] == 2 and store.kb_names() == [DEFAULT_KB]
     assert set(store.ids(Scope.of(DEFAULT_KB))) == old["ids"]  # every chunk, its id unchanged
     assert {r.payload[KB] for r in store.scroll(fields=[KB])} == {DEFAULT_KB}
+    if engine == "edge":
+        assert KB in store._engine._shard().info().payload_schema  # type: ignore[attr-defined]
     info = store.kb_info(DEFAULT_KB)
     assert info is not None and info.key == "" and info.bm25_avg_len == 30.0
     assert list(info.head_importance or ()) == old["importance"] and info.chunks == len(old["ids"])
