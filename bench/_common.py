@@ -15,7 +15,7 @@ from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
 from retrieval.ingest import Ingestor
 from retrieval.store import VectorStore
-from retrieval.types import Document
+from retrieval.types import DEFAULT_KB, Document, Scope
 
 EVALDATA = Path(
     os.environ.get("RAGBOT_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata")
@@ -28,6 +28,8 @@ CACHE = Path(
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragbot" / "bench",
     )
 )
+
+SCOPE = Scope.of(DEFAULT_KB)  # benchmarks ingest into the default knowledge base and search it
 
 
 def build_index(

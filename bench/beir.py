@@ -17,7 +17,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from bench._common import EVALDATA, CachedEmbedder, build_index, table
+from bench._common import EVALDATA, SCOPE, CachedEmbedder, build_index, table
 from bench.metrics import ndcg_at
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
@@ -75,7 +75,7 @@ def main() -> None:
         ndcg, recall = [], []
         for qid in test_ids:
             settings = RetrievalSettings(k=100, method=method, full_vote=full_vote)
-            ranked = [doc_of[i] for i, _ in retriever.rank([queries[qid]], settings)]
+            ranked = [doc_of[i] for i, _ in retriever.rank([queries[qid]], settings, SCOPE)]
             ndcg.append(ndcg_at(ranked, qrels[qid], 10))
             recall.append(len(set(ranked) & set(qrels[qid])) / len(qrels[qid]))
         rows.append(
@@ -109,7 +109,9 @@ def multi_query_rows(
                 ndcg_at(
                     [
                         doc_of[i]
-                        for i, _ in retriever.rank(texts_of(q), RetrievalSettings(k=100, method=method))
+                        for i, _ in retriever.rank(
+                            texts_of(q), RetrievalSettings(k=100, method=method), SCOPE
+                        )
                     ],
                     qrels[q],
                     10,

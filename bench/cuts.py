@@ -32,6 +32,7 @@ from bench.qa import abstains, contains_alias, load_set
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused
 from bot.factory import Components
+from bot.scopes import reading_scope
 from generation.protocol import ChatMessage
 from guardrails import grounding
 from guardrails.grounding import Evidence, Grounding
@@ -66,7 +67,9 @@ def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
     for n, turn in enumerate(conversation["turns"]):
         start = time.perf_counter()
         standalone = service.retriever.standalone(turn["question"], history, service.settings.retrieval)
-        result = service.retriever.search(turn["question"], standalone, service.settings.retrieval)
+        result = service.retriever.search(
+            turn["question"], standalone, service.settings.retrieval, reading_scope()
+        )
         shown = service.prompt_chunks(standalone, result.chunks)
         from bot.chat import build_prompt
 

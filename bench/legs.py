@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from bench import evalsets
-from bench._common import CACHE, DiskCachedEmbedder
+from bench._common import CACHE, SCOPE, DiskCachedEmbedder
 from retrieval.chunking import Chunker, QuerySplitter
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.importance import unit
 from retrieval.ingest import Ingestor
 from retrieval.sparse import BM25Encoder
 from retrieval.store import FULL, SPARSE, Search, VectorStore, head_name
+from retrieval.types import DEFAULT_KB
 
 DEPTH = 100
 
@@ -81,15 +82,16 @@ def compute(name: str, embedder: DiskCachedEmbedder, variants: list[str], old: S
     records = list(store.scroll(fields=["source"]))
     chunk_ids = [r.id for r in records]
     position = {cid: i for i, cid in enumerate(chunk_ids)}
-    meta = store.metadata()
-    bm25 = BM25Encoder(avg_len=float(meta["bm25_avg_len"]))
+    info = store.kb_info(DEFAULT_KB)
+    assert info is not None and info.head_importance is not None
+    bm25 = BM25Encoder(avg_len=float(info.bm25_avg_len or 120.0))
     out = SetLegs(
         name,
         data.kind,
         embedder.model_name,
         chunk_ids,
         [r.payload["source"] for r in records],
-        list(meta["head_importance"]),
+        list(info.head_importance),
         data.queries,
     )
     splitters = {v: splitter(v, embedder.tokenizer) for v in variants}
@@ -110,7 +112,7 @@ def compute(name: str, embedder: DiskCachedEmbedder, variants: list[str], old: S
             for piece in pieces:
                 i = row[piece]
                 hits = store.search_batch(
-                    searches_for(emb.full[i], emb.heads[i], bm25.encode_query(piece), embedder.n_heads)
+                    searches_for(emb.full[i], emb.heads[i], bm25.encode_query(piece), embedder.n_heads), SCOPE
                 )
                 piece_legs.append(
                     {

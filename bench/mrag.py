@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench._common import EVALDATA, CachedEmbedder, build_index, table
+from bench._common import EVALDATA, SCOPE, CachedEmbedder, build_index, table
 from bot.config import Settings
 from bot.factory import Components
 from retrieval.embedder import MultiHeadEmbedder
@@ -147,7 +147,7 @@ def main() -> None:
         k = len(gold)
         for name, method, queries_of, full_vote in methods:
             texts = queries_of(q)
-            ranked = retriever.rank(texts, RetrievalSettings(k=k, method=method, full_vote=full_vote))
+            ranked = retriever.rank(texts, RetrievalSettings(k=k, method=method, full_vote=full_vote), SCOPE)
             found = {titles[i] for i, _ in ranked}
             success[name][k].append(len(gold & found) / k)
 

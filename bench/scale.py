@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import CACHE, EVALDATA, CachedEmbedder, table
+from bench._common import CACHE, EVALDATA, SCOPE, CachedEmbedder, table
 from bench.metrics import percentile
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder, MultiHeadEmbeddings
@@ -34,7 +34,7 @@ from retrieval.ingest import Ingestor, refresh_importance
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.sparse import BM25Encoder
 from retrieval.store import FULL, Search, VectorStore, head_name
-from retrieval.types import Chunk, Document, Method
+from retrieval.types import DEFAULT_KB, Chunk, Document, Method
 
 METHODS = (Method.DENSE, Method.BM25, Method.HYBRID, Method.MRAG, Method.MRAG_HYBRID, Method.FUSION)
 
@@ -97,7 +97,8 @@ def build(path: Path, engine: str, points: int, base: MultiHeadEmbeddings, texts
     n_heads, head_dim = base.heads.shape[1:]
     store.ensure_collection(base.full.shape[1], n_heads, head_dim, "scale")
     bm25 = BM25Encoder()
-    store.update_metadata(bm25_avg_len=bm25.avg_len)
+    store.ensure_kb(DEFAULT_KB)
+    store.update_kb(DEFAULT_KB, bm25_avg_len=bm25.avg_len)
     sparse_of = [bm25.encode_document(t) for t in texts]
     rng = np.random.default_rng(0)
     spent, written, batch = 0.0, 0, 1024
@@ -123,7 +124,7 @@ def build(path: Path, engine: str, points: int, base: MultiHeadEmbeddings, texts
         store.upsert(chunks, MultiHeadEmbeddings(full, heads), sparse, ["x"] * n, batch_size=256)
         spent += time.perf_counter() - t0
         written += n
-    refresh_importance(store)
+    refresh_importance(store, DEFAULT_KB)
     store.close()
     return points / spent
 
@@ -132,10 +133,11 @@ REOPEN = """
 import sys, time, json
 t0 = time.perf_counter()
 from retrieval.store import VectorStore, Search, FULL
+from retrieval.types import Scope
 import numpy as np
 t1 = time.perf_counter()
 store = VectorStore("scale", path={path!r}, engine={engine!r})
-store.search_batch([Search(FULL, np.ones({dim}, dtype=np.float32), 5)])
+store.search_batch([Search(FULL, np.ones({dim}, dtype=np.float32), 5)], Scope.of("default"))
 t2 = time.perf_counter()
 print(json.dumps({{"imports": t1 - t0, "open_and_first_query": t2 - t1, "count": store.count()}}))
 """
@@ -205,14 +207,14 @@ def main() -> None:
                 Search(head_name(h), uh[h], 10) for h in range(uh.shape[0])
             ]
             t0 = time.perf_counter()
-            store.search_batch(searches)
+            store.search_batch(searches, SCOPE)
             lat.append(time.perf_counter() - t0)
         row_lat["13 named vectors, one batch"] = (percentile(lat, 50), percentile(lat, 95))
         for method in METHODS:
             lat = []
             for q in queries[:n_q]:
                 t0 = time.perf_counter()
-                retriever.rank([q], RetrievalSettings(k=5, method=method))
+                retriever.rank([q], RetrievalSettings(k=5, method=method), SCOPE)
                 lat.append(time.perf_counter() - t0)
             row_lat[method.value] = (percentile(lat, 50), percentile(lat, 95))
         rss = rss_mb() - before

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._common import table
+from bench._common import SCOPE, table
 from bench.metrics import percentile
 from bot.chat import ChatService, build_prompt
 from bot.config import Settings
@@ -76,7 +76,7 @@ def run_turn(service: ChatService, question: str) -> TurnRun:
 
 def bare_call(generator: OpenAICompatibleGenerator, service: ChatService, question: str) -> CallStats:
     """The same final prompt the turn generated from, streamed once with no moderation or retrieval."""
-    result = service.retriever.search(question, question, service.settings.retrieval)
+    result = service.retriever.search(question, question, service.settings.retrieval, SCOPE)
     chunks = service.prompt_chunks(question, result.chunks)
     prompt = build_prompt(
         question, chunks, [], service.guard.operator_prompt, spotlight=service.settings.spotlight

@@ -14,7 +14,7 @@ import statistics
 import time
 
 from bench import evalsets
-from bench._common import DiskCachedEmbedder, table
+from bench._common import SCOPE, DiskCachedEmbedder, table
 from bench.legs import index_for
 from bench.metrics import ndcg_at
 from retrieval.embedder import MultiHeadEmbedder
@@ -39,7 +39,7 @@ def main() -> None:
         for method in methods:
             t0, scores, top = time.perf_counter(), [], []
             for q in data.queries:
-                ranked = retriever.rank([q.text], RetrievalSettings(k=100, method=method))
+                ranked = retriever.rank([q.text], RetrievalSettings(k=100, method=method), SCOPE)
                 docs = list(dict.fromkeys(source[i] for i, _ in ranked))
                 if data.kind == "beir":
                     scores.append(ndcg_at(docs, q.gold, 10))

@@ -27,6 +27,7 @@ from bot.events import (
     TurnEvent,
     TurnTimings,
 )
+from bot.scopes import reading_scope
 from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable, p_word
 from guardrails.answer_check import check_messages
 from guardrails.grounding import Evidence, Grounding, Scope
@@ -346,7 +347,9 @@ class ChatService:
         """Search the documents and show the user what was found (`Started`) before generation
         begins; then prepare the chunks as the prompt will show them."""
         t = time.perf_counter()
-        result = self.retriever.search(turn.question, turn.standalone, self.settings.retrieval)
+        result = self.retriever.search(
+            turn.question, turn.standalone, self.settings.retrieval, reading_scope()
+        )
         turn.retrieval_s = time.perf_counter() - t
         turn.sources = numbered_sources(result.chunks)
         yield Started(turn.standalone, turn.sources)

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Queued, Refused
 from generation.protocol import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
-from retrieval.types import Method
+from retrieval.types import DEFAULT_KB, Method
 
 if TYPE_CHECKING:  # imported when needed: only `--vllm` starts a server
     from bot.factory import Components
@@ -32,6 +32,8 @@ local mode under --data-dir, an in-process generator, the web chat on 127.0.0.1.
 Typical use:
   ragbot up                      ingest the bundled sample corpus and serve the chat
   ragbot ingest docs/            add or update documents (Markdown, text, HTML, PDF)
+  ragbot ingest --kb hr hr/      ... into the knowledge base 'hr' (default: 'default')
+  ragbot kb list                 knowledge bases, with their chunks and documents
   ragbot query "question"        show what retrieval finds, without generating
   ragbot ask "question"          answer in the terminal, with sources
   ragbot serve                   serve the web chat (upload documents and give feedback there)
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-ingesting an unchanged file adds nothing; a changed file replaces its old chunks.",
     )
     p.add_argument("paths", nargs="+", type=Path, help="files or directories")
+    p.add_argument("--kb", default=DEFAULT_KB, help=f"knowledge base to ingest into (default: {DEFAULT_KB})")
     p.add_argument("--chunk-size", type=int, help="chunk size in embedder tokens (default 200)")
     p.add_argument("--chunk-overlap", type=int, help="overlap in tokens (default 30)")
     _common(p)
@@ -182,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     state_cli.add_parsers(sub, _common)  # users, groups, grant, revoke, keys, audit
+    _kb_parser(sub)
     return parser
 
 
@@ -278,14 +282,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in state_cli.COMMANDS:
         return state_cli.run(args, settings)
     from bot.factory import Components
+    from bot.scopes import reading_scope
+    from retrieval.types import Scope
 
     parts = Components(settings)
+    if args.command == "kb":
+        return _kb_command(parts, args)
     if args.command in ("ingest", "up"):
         paths = args.paths if args.command == "ingest" else [sample_corpus()]
-        report = parts.ingestor.ingest_paths(paths)
+        kb = args.kb if args.command == "ingest" else DEFAULT_KB
+        try:
+            ingestor = parts.ingestor_for(kb)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report = ingestor.ingest_paths(paths)
         print(
             f"ingested {report.files_ok} file(s) ({report.files_unchanged} unchanged): "
-            f"+{report.chunks_added} / -{report.chunks_removed} chunks; {parts.store.count()} chunks in '{settings.collection}'"
+            f"+{report.chunks_added} / -{report.chunks_removed} chunks; "
+            f"{parts.store.count(Scope.of(kb))} chunks in knowledge base '{kb}' of '{settings.collection}'"
         )
         for err in report.errors:
             print(f"error: {err}", file=sys.stderr)
@@ -298,8 +313,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         meta = parts.store.metadata()
         print(f"collection '{settings.collection}' at {parts.store.location}: {parts.store.count()} chunks")
         print(f"embedder: {meta.get('embedder')}, heads: {meta.get('n_heads')}")
-        weights = meta.get("head_importance") or []
-        print("head importance: " + " ".join(f"{w:.2f}" for w in weights))
+        for info in parts.store.kbs().values():
+            weights = info.head_importance or ()
+            print(f"knowledge base '{info.name}' head importance: " + " ".join(f"{w:.2f}" for w in weights))
         return 0
     if args.command == "copy":
         return _copy(parts, args)
@@ -319,7 +335,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.command == "query":
         rs = parts.retrieval_settings()
-        ranked = parts.retriever.rank([args.question], rs)
+        ranked = parts.retriever.rank([args.question], rs, reading_scope())
         chunks = parts.store.chunks(i for i, _ in ranked)
         for n, (cid, score) in enumerate(ranked, start=1):
             c = chunks[cid]
@@ -354,6 +370,65 @@ def _copy(parts: Components, args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- knowledge bases: ragbot kb list|delete|rename ------------------------------------------------
+def _kb_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kb",
+        help="list, delete or rename knowledge bases",
+        description="Knowledge bases split the collection's documents: `ragbot ingest --kb NAME` writes into one, "
+        "and a search reads the ones it is given. Deleting removes exactly a knowledge base's chunks (and, for "
+        f"'{DEFAULT_KB}', the files uploaded in the web chat); renaming keeps every chunk, re-embedding nothing.",
+    )
+    actions = p.add_subparsers(dest="kb_action", metavar="ACTION", required=True)
+    a = actions.add_parser("list", help="knowledge bases with their chunk and document counts")
+    _common(a)
+    a = actions.add_parser("delete", help="delete a knowledge base and its chunks")
+    a.add_argument("name")
+    _common(a)
+    a = actions.add_parser("rename", help="rename a knowledge base (its chunks are kept)")
+    a.add_argument("old")
+    a.add_argument("new")
+    _common(a)
+
+
+def _kb_command(parts: Components, args: argparse.Namespace) -> int:
+    from retrieval.types import Scope
+
+    store = parts.store
+    if args.kb_action == "list":
+        names = store.kb_names()
+        if not names:
+            print(
+                f"collection '{parts.settings.collection}' holds no knowledge base yet: run `ragbot ingest`"
+            )
+            return 0
+        for name in names:
+            docs = store.sources(Scope.of(name))
+            chunks = sum(s.committed for s in docs)
+            print(f"{name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents")
+        return 0
+    if args.kb_action == "delete":
+        if args.name not in store.kb_names() and not store.count(Scope.of(args.name)):
+            print(f"error: no knowledge base '{args.name}'", file=sys.stderr)
+            return 1
+        if args.name == DEFAULT_KB:  # files first, as Library.delete does: a cut-off delete never comes back
+            uploads = parts.settings.uploads_dir
+            for path in sorted(uploads.iterdir()) if uploads.is_dir() else []:
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+        n = store.delete_kb(args.name)
+        print(f"deleted knowledge base '{args.name}' ({n} chunks)")
+        return 0
+    try:
+        store.rename_kb(args.old, args.new)
+    except (KeyError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    print(f"renamed knowledge base '{args.old}' to '{args.new}'")
+    return 0
+
+
+# ---- answering in the terminal --------------------------------------------------------------------
 def _ask(parts: Components, question: str) -> int:
     """Stream one answer to the terminal; the exit code says how the turn ended."""
     for event in parts.chat_service().turn(question):

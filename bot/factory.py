@@ -22,6 +22,7 @@ from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.rewrite import QueryRewriter
 from retrieval.store import VectorStore
+from retrieval.types import DEFAULT_KB
 
 if TYPE_CHECKING:  # loaded when first used: `ragbot info` and `reset` need no torch
     from retrieval.embedder import MultiHeadEmbedder
@@ -60,9 +61,14 @@ class Components:
 
     @cached_property
     def ingestor(self) -> Ingestor:
+        """The ingestor of the `default` knowledge base (web uploads, `ragbot up`)."""
+        return self.ingestor_for(DEFAULT_KB)
+
+    def ingestor_for(self, kb: str) -> Ingestor:
+        """An ingestor writing into knowledge base `kb`."""
         s = self.settings
         chunker = Chunker(self.embedder.tokenizer, s.chunk_size, s.chunk_overlap)
-        return Ingestor(self.embedder, chunker, self.store, chunker_signature=s.chunker_signature)
+        return Ingestor(self.embedder, chunker, self.store, chunker_signature=s.chunker_signature, kb=kb)
 
     @property
     def draft_model_path(self) -> Path | None:

@@ -15,6 +15,9 @@ what was cut off: a staged file whose version the store committed is moved into 
 dropped; then every uploaded document whose chunks do not match its file (pending chunks, two
 versions, no chunks, no file) is re-ingested from the file in `uploads/`, or removed when the file is
 gone. Deleting removes the file before the chunks, so a cut-off delete never comes back.
+
+A library is one knowledge base's: its ingestor's `kb`. It lists, changes and reconciles only that
+knowledge base's chunks, and `uploads_dir` holds only that knowledge base's files.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.ingest import Ingestor, refresh_importance
+from retrieval.ingest import Ingestor, refresh_importance, refresh_stale
 from retrieval.loaders import SUPPORTED_SUFFIXES, DocumentError, load_document
 from retrieval.store import PENDING, StoredSource, fsync_dir
-from retrieval.types import Document, FileStatus
+from retrieval.types import Document, FileStatus, Scope
 
 log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 120
@@ -127,6 +130,8 @@ class Library:
     ) -> None:
         self.ingestor = ingestor
         self.store = ingestor.store
+        self.kb = ingestor.kb
+        self.scope = Scope.of(self.kb)
         self.uploads_dir = uploads_dir.resolve()
         self.max_bytes = max_bytes
         self.on_change = on_change  # e.g. the retriever forgetting cached collection facts
@@ -152,7 +157,7 @@ class Library:
         Committed chunks only: a file being ingested shows once its new version is complete."""
         docs = [
             DocumentInfo(s.source, s.title, s.committed, self._uploaded_at(s.source))
-            for s in self.store.sources().values()
+            for s in self.store.sources(self.scope)
             if s.committed
         ]
         return sorted(docs, key=lambda d: (d.title.lower(), d.source))
@@ -200,16 +205,16 @@ class Library:
         chunks: a crash part-way leaves chunks without a file, which `reconcile` removes.
         """
         with self._lock:
-            ids = list(self.store.source_states([source])[source])
+            ids = list(self.store.source_states([source], self.kb)[source])
             if not ids:
                 return 0
-            self.store.update_metadata(importance_stale=True)
+            self.store.update_kb(self.kb, importance_stale=True)
             if (path := self._uploaded(source)) is not None:
                 path.unlink(missing_ok=True)
                 fsync_dir(self.uploads_dir)
             try:
                 self.store.delete(ids)
-                refresh_importance(self.store, self.ingestor.importance_sample)
+                refresh_importance(self.store, self.kb, self.ingestor.importance_sample)
             finally:
                 self._changed()
             return len(ids)
@@ -222,7 +227,7 @@ class Library:
         """
         with self._lock:
             temp_files = self._remove_temp_files()
-            stored = self.store.sources()
+            stored = {s.source: s for s in self.store.sources(self.scope)}
             completed, rolled_back = self._settle_staged(stored)
             suspects: set[Path] = set()
             leftovers: list[str] = []  # pending chunks of sources outside uploads/
@@ -316,7 +321,7 @@ class Library:
         file is gone or unreadable (then it is removed too). Returns (re-ingested, removed) file names."""
         if not paths:
             return [], []
-        states = self.store.source_states(str(p) for p in paths)
+        states = self.store.source_states((str(p) for p in paths), self.kb)
         docs: list[Document] = []
         removed: list[str] = []
         drop: list[str] = []
@@ -342,14 +347,11 @@ class Library:
 
     def _remove_chunks(self, ids: list[str]) -> None:
         if ids:
-            self.store.update_metadata(importance_stale=True)  # first: a crash part-way recomputes it
+            self.store.update_kb(self.kb, importance_stale=True)  # first: a crash part-way recomputes it
             self.store.delete(ids)
 
     def _refresh_if_stale(self) -> bool:
-        if self.store.exists() and self.store.metadata().get("importance_stale"):
-            refresh_importance(self.store, self.ingestor.importance_sample)
-            return True
-        return False
+        return bool(self.store.exists() and refresh_stale(self.store, self.ingestor.importance_sample))
 
     def _settle_staged(self, stored: Mapping[str, StoredSource]) -> tuple[list[str], list[str]]:
         """Staged files left by a crash: moved into place when the store committed their version

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from retrieval.types import Chunk, Document
+from retrieval.types import DEFAULT_KB, Chunk, Document
 
 if TYPE_CHECKING:  # a type only: importing retrieval needs no transformers
     from transformers import PreTrainedTokenizerBase
@@ -16,12 +16,16 @@ if TYPE_CHECKING:  # a type only: importing retrieval needs no transformers
 _NAMESPACE = uuid.UUID("5b1c6f0e-6d1e-4d1a-9a57-2f3f0c1b7a11")
 
 
-def chunk_id(source: str, text: str, occurrence: int) -> str:
+def chunk_id(source: str, text: str, occurrence: int, key: str = "") -> str:
     """UUID from the source and the chunk's own text: the same file yields the same ids on every ingest.
 
-    `occurrence` separates identical passages repeated inside one document.
+    `occurrence` separates identical passages repeated inside one document. `key` is the knowledge
+    base's id key (the store assigns it, and keeps it across renames): the same file in two knowledge
+    bases gets two sets of ids. The key of `default` is empty, so stores built before knowledge
+    bases keep their ids.
     """
-    digest = hashlib.sha256(f"{source}\x1f{occurrence}\x1f{text}".encode()).hexdigest()
+    scoped = f"{key}\x1e" if key else ""
+    digest = hashlib.sha256(f"{scoped}{source}\x1f{occurrence}\x1f{text}".encode()).hexdigest()
     return str(uuid.uuid5(_NAMESPACE, digest))
 
 
@@ -41,7 +45,8 @@ class Chunker:
             tokenizer, chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
 
-    def split(self, doc: Document) -> list[Chunk]:
+    def split(self, doc: Document, kb: str = DEFAULT_KB, key: str = "") -> list[Chunk]:
+        """The document's chunks, as stored in knowledge base `kb` whose id key is `key`."""
         chunks: list[Chunk] = []
         seen: dict[str, int] = {}
         for position, text in enumerate(self._splitter.split_text(doc.text)):
@@ -52,11 +57,12 @@ class Chunker:
             seen[text] = occurrence + 1
             chunks.append(
                 Chunk(
-                    id=chunk_id(doc.source, text, occurrence),
+                    id=chunk_id(doc.source, text, occurrence, key),
                     source=doc.source,
                     title=doc.title,
                     text=text,
                     position=position,
+                    kb=kb,
                 )
             )
         return chunks

@@ -12,6 +12,10 @@ Crash safety (a kill -9 at any point, then the same ingest again, ends with exac
   (the store filters them out), so a replacement becomes visible at once, complete, when stamped.
 - head importance is marked stale in the metadata before the first write and recomputed at the
   end; an ingest that finds it stale recomputes it even when no file changed.
+
+Knowledge bases: an Ingestor writes into one (`kb`). Files are matched by source within it, so the
+same file in two knowledge bases is two sets of chunks (their ids differ by the knowledge base's
+key), and its statistics (head importance, BM25 average length) are its own.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from retrieval.importance import head_importance
 from retrieval.loaders import DocumentError, discover, load_document
 from retrieval.sparse import BM25Encoder, terms
 from retrieval.store import PENDING, VectorStore
-from retrieval.types import Chunk, Document, FileOutcome, FileStatus, IngestReport
+from retrieval.types import (
+    DEFAULT_KB,
+    Chunk,
+    Document,
+    FileOutcome,
+    FileStatus,
+    IngestReport,
+    Scope,
+    check_kb_name,
+)
 
 if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
     from retrieval.embedder import Embedder
@@ -54,9 +67,11 @@ class Ingestor:
     importance_sample: int = 2000
     batch_size: int = 128
     progress: bool = True
+    kb: str = DEFAULT_KB  # the knowledge base this ingestor writes into
     _bm25: BM25Encoder | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        check_kb_name(self.kb)
         self.store.ensure_collection(
             self.embedder.dim, self.embedder.n_heads, self.embedder.head_dim, self.embedder.model_name
         )
@@ -83,7 +98,10 @@ class Ingestor:
     def ingest_documents(self, docs: list[Document], report: IngestReport | None = None) -> IngestReport:
         report = report or IngestReport()
         plans: list[_FilePlan] = []
-        states = self.store.source_states(d.source for d in docs)
+        if not docs and self.store.kb_info(self.kb) is None:
+            return report
+        key = self.store.ensure_kb(self.kb).key
+        states = self.store.source_states((d.source for d in docs), self.kb)
         for doc in docs:
             doc_hash = self.doc_hash(doc)
             existing = states[doc.source]
@@ -95,7 +113,7 @@ class Ingestor:
                     )
                 )
                 continue
-            chunks = self.chunker.split(doc)
+            chunks = self.chunker.split(doc, self.kb, key)
             new_ids = {c.id for c in chunks}
             plans.append(
                 _FilePlan(
@@ -111,12 +129,13 @@ class Ingestor:
                 FileOutcome(path=doc.source, source=doc.source, status=status, chunks=len(chunks))
             )
         if plans:
-            self.store.update_metadata(importance_stale=True)
+            self.store.update_kb(self.kb, importance_stale=True)
             self._write(plans)
             for plan in plans:
                 report.chunks_added += len(plan.new)
                 report.chunks_removed += len(plan.remove)
-        if plans or self.store.metadata().get("importance_stale"):
+        info = self.store.kb_info(self.kb)
+        if plans or (info is not None and info.importance_stale):
             self.refresh_importance()
         return report
 
@@ -125,13 +144,15 @@ class Ingestor:
         return content_hash(doc.text + "\x1f" + self.chunker_signature)
 
     def bm25(self, sample: list[Chunk]) -> BM25Encoder:
-        """The collection's BM25 encoder; its average length is fixed by the first ingest and stored."""
+        """The knowledge base's BM25 encoder; its average length is fixed by its first ingest and stored."""
         if self._bm25 is None:
-            avg = self.store.metadata().get("bm25_avg_len")
+            info = self.store.kb_info(self.kb)
+            avg = info.bm25_avg_len if info else None
             if avg is None:
                 lengths = [len(terms(c.text)) for c in sample[:5000]] or [1]
                 avg = max(1.0, sum(lengths) / len(lengths))
-                self.store.update_metadata(bm25_avg_len=avg)
+                if info is not None:
+                    self.store.update_kb(self.kb, bm25_avg_len=avg)
             self._bm25 = BM25Encoder(avg_len=float(avg))
         return self._bm25
 
@@ -167,12 +188,23 @@ class Ingestor:
         self.store.delete(plan.remove)
 
     def refresh_importance(self) -> list[float]:
-        return refresh_importance(self.store, self.importance_sample)
+        return refresh_importance(self.store, self.kb, self.importance_sample)
 
 
-def refresh_importance(store: VectorStore, sample: int = 2000) -> list[float]:
-    """Recompute head importance over (a sample of) the corpus and store it with the collection."""
-    norms, heads = store.sample_heads(sample)
+def refresh_importance(store: VectorStore, kb: str, sample: int = 2000) -> list[float]:
+    """Recompute a knowledge base's head importance over (a sample of) its chunks, and its chunk count."""
+    norms, heads = store.sample_heads(sample, kb)
     scores = head_importance(norms, heads).tolist() if len(norms) else [1.0] * store.n_heads
-    store.update_metadata(head_importance=scores, importance_sample=len(norms), importance_stale=False)
+    chunks = store.count(Scope.of(kb))
+    store.update_kb(
+        kb, head_importance=scores, importance_sample=len(norms), importance_stale=False, chunks=chunks
+    )
     return scores
+
+
+def refresh_stale(store: VectorStore, sample: int = 2000) -> list[str]:
+    """Recompute the statistics of every knowledge base marked stale (a write to it was cut off)."""
+    stale = [n for n, info in store.kbs().items() if info.importance_stale and not info.deleting]
+    for kb in stale:
+        refresh_importance(store, kb, sample)
+    return stale

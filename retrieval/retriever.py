@@ -3,6 +3,11 @@
 Every method is one batched call into the store per query (all its legs: BM25, `full`, the heads,
 for the whole query and for its pieces), then fusion in Python. Methods share one query embedding
 pass, so comparing them (see bench/) costs one forward per query text.
+
+Every entry point takes a `Scope` (no default): the knowledge bases the search may read. The store
+applies it inside each leg's query; head importance is the scope's (retrieval/store.py). BM25's
+average length shapes only the documents' vectors, fixed per knowledge base at ingest: a query sends
+each term once with weight 1, and Qdrant's IDF is over the whole collection.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from retrieval.importance import unit
 from retrieval.rewrite import QueryRewriter
 from retrieval.sparse import BM25Encoder
 from retrieval.store import FULL, SPARSE, Hit, Search, VectorStore, head_name
-from retrieval.types import Method, RetrievalResult, ScoredChunk
+from retrieval.types import Method, RetrievalResult, Scope, ScoredChunk
 
 if TYPE_CHECKING:  # a type only: importing retrieval needs no torch
     from retrieval.embedder import Embedder
@@ -100,25 +105,27 @@ class Retriever:
         self.embedder = embedder
         self.store = store
         self.rewriter = rewriter
-        self._weights: list[float] | None = None
+        self._weights: dict[frozenset[str], list[float]] = {}
         self._bm25: BM25Encoder | None = None
         self._splitters: dict[int, QuerySplitter] = {}
 
-    def head_weights(self) -> list[float]:
-        """Head importance from the collection (computed at ingest); uniform if none stored yet."""
-        if self._weights is None:
-            meta = self.store.metadata()
-            self._weights = list(meta.get("head_importance") or [1.0] * self.embedder.n_heads)
-        return self._weights
+    def head_weights(self, scope: Scope) -> list[float]:
+        """Head importance of the scope's knowledge bases (computed at ingest); uniform if none stored yet."""
+        weights = self._weights.get(scope.kbs)
+        if weights is None:
+            weights = self.store.head_importance(scope) or [1.0] * self.embedder.n_heads
+            self._weights[scope.kbs] = weights
+        return weights
 
     def reload(self) -> None:
         """Forget cached collection facts, e.g. after a new ingest."""
-        self._weights = None
+        self._weights = {}
         self._bm25 = None
 
     def bm25(self) -> BM25Encoder:
+        """The query encoder (a query's terms weigh 1 each: the average length does not enter)."""
         if self._bm25 is None:
-            self._bm25 = BM25Encoder(avg_len=float(self.store.metadata().get("bm25_avg_len", 120.0)))
+            self._bm25 = BM25Encoder()
         return self._bm25
 
     def pieces(self, text: str, window: int) -> list[str]:
@@ -127,33 +134,38 @@ class Retriever:
         return self._splitters[window].split(text)
 
     # ---- ranking -----------------------------------------------------------------------------
-    def rank(self, queries: Sequence[str], settings: RetrievalSettings) -> list[tuple[str, float]]:
-        """Top-k chunk ids for one or more queries (settings.method, settings.k); several are fused with RRF."""
-        if not queries:
+    def rank(
+        self, queries: Sequence[str], settings: RetrievalSettings, scope: Scope
+    ) -> list[tuple[str, float]]:
+        """Top-k chunk ids of `scope` for one or more queries (settings.method, settings.k); several are
+        fused with RRF. An empty scope returns nothing and searches nothing."""
+        if not queries or scope.empty:
             return []
         k = settings.k
         depth = k if len(queries) == 1 else max(2 * k, 20)
-        rankings = [self._rank_one(q, depth, settings) for q in queries]
+        rankings = [self._rank_one(q, depth, settings, scope) for q in queries]
         if len(rankings) == 1:
             return rankings[0][:k]
         fused = reciprocal_rank_fusion([[i for i, _ in r] for r in rankings], k, settings.rrf_constant)
         return [(str(i), s) for i, s in fused]
 
-    def _rank_one(self, text: str, k: int, settings: RetrievalSettings) -> list[tuple[str, float]]:
+    def _rank_one(
+        self, text: str, k: int, settings: RetrievalSettings, scope: Scope
+    ) -> list[tuple[str, float]]:
         method = settings.method
         if settings.plan is None and method is Method.MRAG:
             emb = self.embedder.embed([text], query=True)
-            return self._mrag(emb.full[0], emb.heads[0], k, settings)
+            return self._mrag(emb.full[0], emb.heads[0], k, settings, scope)
         if settings.plan is None and method is Method.MRAG_HYBRID:
             emb = self.embedder.embed([text], query=True)
             depth = max(k, 20)
-            dense = self._mrag(emb.full[0], emb.heads[0], depth, settings)
-            lexical = self.store.search_sparse(self.bm25().encode_query(text), depth)
+            dense = self._mrag(emb.full[0], emb.heads[0], depth, settings, scope)
+            lexical = self.store.search_sparse(self.bm25().encode_query(text), depth, scope)
             legs = [[i for i, _ in dense], [h.id for h in lexical]]
             return [(str(i), s) for i, s in reciprocal_rank_fusion(legs, k, settings.rrf_constant)]
-        return self.fuse(text, k, settings.plan or PRESETS[method])
+        return self.fuse(text, k, settings.plan or PRESETS[method], scope)
 
-    def fuse(self, text: str, k: int, plan: FusionPlan) -> list[tuple[str, float]]:
+    def fuse(self, text: str, k: int, plan: FusionPlan, scope: Scope) -> list[tuple[str, float]]:
         """Weighted fusion of the plan's legs: one embedding pass, one batched store call.
 
         A plan of one plain leg (dense, bm25) is that leg's own ranking with its own scores (cosine,
@@ -162,12 +174,12 @@ class Retriever:
         whole_w = {"bm25": plan.bm25, "full": plan.full, "heads": plan.heads}
         active = [kind for kind, w in whole_w.items() if w]
         if not plan.uses_pieces() and active == ["bm25"]:
-            return [(h.id, h.score) for h in self.store.search_sparse(self.bm25().encode_query(text), k)]
-        if not plan.uses_pieces() and active == ["full"]:
             return [
-                (h.id, h.score)
-                for h in self.store.search(FULL, self.embedder.embed([text], query=True).full[0], k)
+                (h.id, h.score) for h in self.store.search_sparse(self.bm25().encode_query(text), k, scope)
             ]
+        if not plan.uses_pieces() and active == ["full"]:
+            full = self.embedder.embed([text], query=True).full[0]
+            return [(h.id, h.score) for h in self.store.search(FULL, full, k, scope)]
         pieces = self.pieces(text, plan.window) if plan.uses_pieces() else []
         texts = list(dict.fromkeys([text, *pieces]))  # a short query's only piece is the query itself
         piece_w = {"bm25": plan.bm25_pieces, "full": plan.full_pieces, "heads": plan.heads_pieces}
@@ -191,9 +203,9 @@ class Retriever:
                 uh = unit(emb.heads[i])
                 searches += [Search(head_name(h), uh[h], depth) for h in range(uh.shape[0])]
                 slots += [(i, head_name(h)) for h in range(uh.shape[0])]
-        results = self.store.search_batch(searches)
+        results = self.store.search_batch(searches, scope)
 
-        imp = np.asarray(self.head_weights(), dtype=np.float64)
+        imp = np.asarray(self.head_weights(scope), dtype=np.float64)
         imp = imp / imp.sum() if imp.sum() > 0 else np.full(len(imp), 1.0 / max(len(imp), 1))
         results_of: list[dict[str, list[Hit]]] = [{} for _ in texts]
         for (i, leg), hits in zip(slots, results, strict=True):
@@ -233,25 +245,30 @@ class Retriever:
         return ranked[:k]
 
     def _mrag(
-        self, full: np.ndarray, heads: np.ndarray, k: int, settings: RetrievalSettings
+        self, full: np.ndarray, heads: np.ndarray, k: int, settings: RetrievalSettings, scope: Scope
     ) -> list[tuple[str, float]]:
         """Each head (and, if full_vote > 0, the pooled vector) searches; importance-weighted voting."""
         unit_heads = unit(heads)
         requests = [(head_name(h), unit_heads[h]) for h in range(unit_heads.shape[0])]
-        weights = list(self.head_weights())
+        weights = list(self.head_weights(scope))
         if settings.full_vote > 0:
             requests.append((FULL, full))
             weights.append(settings.full_vote * sum(weights))
-        lists = self.store.search_many(requests, settings.per_head or max(2 * k, 10))
+        lists = self.store.search_many(requests, settings.per_head or max(2 * k, 10), scope)
         voted = mrag_vote([[hit.id for hit in hits] for hits in lists], weights, k)
         return [(str(i), s) for i, s in voted]
 
     # ---- the conversational entry point ------------------------------------------------------
     def retrieve(
-        self, question: str, history: Sequence[ChatMessage] = (), settings: RetrievalSettings | None = None
+        self,
+        question: str,
+        history: Sequence[ChatMessage] = (),
+        settings: RetrievalSettings | None = None,
+        *,
+        scope: Scope,
     ) -> RetrievalResult:
         settings = settings or RetrievalSettings()
-        return self.search(question, self.standalone(question, history, settings), settings)
+        return self.search(question, self.standalone(question, history, settings), settings, scope)
 
     def standalone(self, question: str, history: Sequence[ChatMessage], settings: RetrievalSettings) -> str:
         """The question made standalone with the conversation (condensation), or as it is."""
@@ -259,12 +276,19 @@ class Retriever:
             return self.rewriter.condense(history, question)
         return question
 
-    def search(self, question: str, standalone: str, settings: RetrievalSettings) -> RetrievalResult:
-        """Retrieve for an already standalone question (expanded into several queries if asked)."""
+    def search(
+        self, question: str, standalone: str, settings: RetrievalSettings, scope: Scope
+    ) -> RetrievalResult:
+        """Retrieve for an already standalone question (expanded into several queries if asked), from
+        the knowledge bases of `scope` only."""
         queries = [standalone]
+        if scope.empty:
+            return RetrievalResult(
+                question=question, standalone_question=standalone, queries=queries, chunks=[]
+            )
         if settings.n_queries and self.rewriter:
             queries = self.rewriter.expand(standalone, settings.n_queries)
-        ranked = self.rank(queries, settings)
+        ranked = self.rank(queries, settings, scope)
         chunks = self.store.chunks([i for i, _ in ranked])
         scored = [ScoredChunk(chunk=chunks[i], score=s) for i, s in ranked if i in chunks]
         return RetrievalResult(

@@ -4,13 +4,20 @@ Pending chunks are left out of searches by a payload filter on a server (indexed
 evaluates a filter in Python for every point of every search (20x slower at 5k points), so there the
 engine keeps the set of pending ids instead (seeded by one scroll, then kept up to date by its own
 writes: local mode admits one process) and drops them from over-fetched results.
+
+The knowledge base filter is a payload filter on a server (a keyword index marked as the tenant
+key). Local mode keeps each point's knowledge base with its pending flag (the same seed and writes)
+and treats points outside the scope like pending ones: each leg is over-fetched in proportion to the
+share of points it may return, the others dropped, and a leg that keeps fewer than it asked for
+while more points exist is asked again for everything it could need. So the results are exact, and
+a search over every knowledge base (the usual case, with one) over-fetches nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from retrieval.sparse import SparseVec
 from retrieval.store_types import (
     DOC_HASH,
+    KB,
     PENDING,
     SPARSE,
     Engine,
@@ -29,12 +37,29 @@ from retrieval.store_types import (
     Schema,
     Search,
     StoreUnavailable,
+    Where,
 )
 
 INDEXED = ("source", DOC_HASH)  # keyword payload indexes on a server: listing by source, searching committed
-_COMMITTED = models.Filter(
-    must_not=[models.FieldCondition(key=DOC_HASH, match=models.MatchValue(value=PENDING))]
-)
+TENANT_INDEX = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+_NOT_PENDING = models.FieldCondition(key=DOC_HASH, match=models.MatchValue(value=PENDING))
+
+
+def _in_kbs(kbs: frozenset[str]) -> models.FieldCondition:
+    return models.FieldCondition(key=KB, match=models.MatchAny(any=sorted(kbs)))
+
+
+def _filter(where: Where | None) -> models.Filter | None:
+    if where is None:
+        return None
+    must: list[Any] = []
+    if where.kbs is not None:
+        must.append(_in_kbs(where.kbs))
+    if where.sources is not None:
+        must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(where.sources))))
+    if where.kb_missing:
+        must.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=KB)))
+    return models.Filter(must=must)
 
 
 class _GuardedClient:
@@ -76,6 +101,7 @@ class ClientEngine(Engine):
             client, location, None if name == "server" else threading.RLock()
         )
         self._pending: set[str] | None = None  # local mode: ids of pending chunks, once seeded
+        self._kb_of: dict[str, str] = {}  # local mode: each point's knowledge base, seeded with _pending
         self._pending_lock = threading.Lock()
 
     @classmethod
@@ -127,6 +153,8 @@ class ClientEngine(Engine):
         for key in INDEXED:
             if key not in have:
                 self.client.create_payload_index(self.collection, key, models.PayloadSchemaType.KEYWORD)
+        if KB not in have:
+            self.client.create_payload_index(self.collection, KB, TENANT_INDEX)
 
     def vector_sizes(self) -> dict[str, int]:
         vectors = self.client.get_collection(self.collection).config.params.vectors
@@ -136,6 +164,7 @@ class ClientEngine(Engine):
         self.client.delete_collection(self.collection)
         with self._pending_lock:
             self._pending = None
+            self._kb_of = {}
 
     def metadata(self) -> dict[str, Any]:
         return dict(self.client.get_collection(self.collection).config.metadata or {})
@@ -143,8 +172,8 @@ class ClientEngine(Engine):
     def update_metadata(self, values: dict[str, Any]) -> None:
         self.client.update_collection(self.collection, metadata=values)
 
-    def count(self) -> int:
-        return self.client.count(self.collection, exact=True).count
+    def count(self, where: Where | None = None) -> int:
+        return self.client.count(self.collection, count_filter=_filter(where), exact=True).count
 
     # ---- points -------------------------------------------------------------------------------
     def upsert(
@@ -158,63 +187,103 @@ class ClientEngine(Engine):
             points.append(models.PointStruct(id=pid, vector=vector, payload=payloads[i]))
         self.client.upsert(self.collection, points=points, wait=True)
         pending = {pid for pid, p in zip(ids, payloads, strict=True) if p.get(DOC_HASH) == PENDING}
-        self._track(added=pending, removed=set(ids) - pending)
+        kbs = {pid: str(p.get(KB, "")) for pid, p in zip(ids, payloads, strict=True)}
+        self._track(added=pending, removed=set(ids) - pending, kbs=kbs)
 
     def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
         self.client.set_payload(self.collection, payload=payload, points=ids, wait=True)  # type: ignore[arg-type]
+        kbs = {pid: str(payload[KB]) for pid in ids} if KB in payload else {}
         if DOC_HASH in payload:
             now_pending = payload[DOC_HASH] == PENDING
-            self._track(added=set(ids) if now_pending else set(), removed=set() if now_pending else set(ids))
+            added, removed = (set(ids), set()) if now_pending else (set(), set(ids))
+            self._track(added=added, removed=removed, kbs=kbs)
+        elif kbs:
+            self._track(added=set(), removed=set(), kbs=kbs)
+
+    def set_payload_where(self, where: Where, payload: dict[str, Any]) -> None:
+        if self.indexed_filters:
+            self.client.set_payload(self.collection, payload=payload, points=_filter(where), wait=True)  # type: ignore[arg-type]
+            return
+        ids: list[str] = []  # local mode: by id, so the knowledge base of each point stays known
+        offset: str | None = None
+        while True:
+            records, offset = self.scroll(where, False, False, offset, 2048)
+            ids += [r.id for r in records]
+            if offset is None:
+                break
+        for start in range(0, len(ids), 2048):
+            self.set_payload(ids[start : start + 2048], payload)
 
     def delete(self, ids: list[str]) -> None:
         self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)  # type: ignore[arg-type]
-        self._track(added=set(), removed=set(ids))
+        self._track(added=set(), removed=set(ids), kbs=dict.fromkeys(ids))
 
-    def _track(self, added: set[str], removed: set[str]) -> None:
-        """After a write: keep the pending set (when seeded) in step with the store."""
+    def delete_where(self, where: Where) -> None:
+        if self.indexed_filters:
+            flt = _filter(where)
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)  # type: ignore[arg-type]
+            return
+        while True:  # local mode: by id, so the pending set stays in step
+            records, _ = self.scroll(where, False, False, None, 2048)
+            if not records:
+                return
+            self.delete([r.id for r in records])
+
+    def _track(self, added: set[str], removed: set[str], kbs: Mapping[str, str | None]) -> None:
+        """After a write: keep the pending set and the points' knowledge bases (when seeded) in step
+        with the store; `kbs` maps ids to their knowledge base now (None: deleted)."""
         with self._pending_lock:
             if self._pending is not None:
                 self._pending -= removed
                 self._pending |= added
+                for pid, kb in kbs.items():
+                    if kb is None:
+                        self._kb_of.pop(pid, None)
+                    else:
+                        self._kb_of[pid] = kb
 
-    def _pending_ids(self) -> set[str]:
-        """Local mode's pending chunk ids: one scroll the first time, then kept by `_track`.
+    def _hidden_ids(self, kbs: frozenset[str] | None) -> tuple[set[str], int]:
+        """Local mode: the ids a search over `kbs` must not return (pending, or outside `kbs`), and the
+        point count. One scroll the first time, then kept by `_track`.
 
         A write racing the seed waits for the lock after its own write, so it is applied after the seed."""
         with self._pending_lock:
             if self._pending is None:
                 found: set[str] = set()
+                kb_of: dict[str, str] = {}
                 offset: Any = None
                 while True:
                     points, offset = self.client.scroll(
                         self.collection,
                         limit=2048,
                         offset=offset,
-                        with_payload=[DOC_HASH],
+                        with_payload=[DOC_HASH, KB],
                         with_vectors=False,
                     )
-                    found.update(str(p.id) for p in points if (p.payload or {}).get(DOC_HASH) == PENDING)
+                    for p in points:
+                        payload = p.payload or {}
+                        kb_of[str(p.id)] = str(payload.get(KB, ""))
+                        if payload.get(DOC_HASH) == PENDING:
+                            found.add(str(p.id))
                     if offset is None:
                         break
-                self._pending = found
-            return set(self._pending)
+                self._pending, self._kb_of = found, kb_of
+            hidden = set(self._pending)
+            if kbs is not None:
+                hidden.update(pid for pid, kb in self._kb_of.items() if kb not in kbs)
+            return hidden, len(self._kb_of)
 
     def scroll(
         self,
-        sources: list[str] | None,
+        where: Where | None,
         fields: list[str] | bool,
         vectors: list[str] | bool,
         offset: str | None,
         limit: int,
     ) -> tuple[list[Record], str | None]:
-        flt = None
-        if sources is not None:
-            flt = models.Filter(
-                must=[models.FieldCondition(key="source", match=models.MatchAny(any=sources))]
-            )
         points, nxt = self.client.scroll(
             self.collection,
-            scroll_filter=flt,
+            scroll_filter=_filter(where),
             limit=limit,
             offset=offset,
             with_payload=fields,
@@ -226,11 +295,39 @@ class ClientEngine(Engine):
         records = self.client.retrieve(self.collection, ids=ids, with_payload=fields, with_vectors=vectors)
         return [_record(r) for r in records]
 
-    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
-        hidden = set() if self.indexed_filters else self._pending_ids()
-        flt = _COMMITTED if self.indexed_filters else None
+    def search(self, searches: Sequence[Search], kbs: frozenset[str] | None) -> list[list[Hit]]:
+        if self.indexed_filters:
+            must: list[Any] | None = None if kbs is None else [_in_kbs(kbs)]
+            flt = models.Filter(must=must, must_not=[_NOT_PENDING])
+            return self._query(searches, {i: s.limit for i, s in enumerate(searches)}, flt, set())[0]
+        hidden, total = self._hidden_ids(kbs)
+        if not hidden:
+            return self._query(searches, {i: s.limit for i, s in enumerate(searches)}, None, hidden)[0]
+        visible = max(total - len(hidden), 1)
+        ample = {
+            i: min(s.limit + len(hidden), 2 * s.limit * total // visible + 16) for i, s in enumerate(searches)
+        }
+        results, fetched = self._query(searches, ample, None, hidden)
+        short = {  # kept fewer than asked while the collection may hold more: ask for all it could need
+            i: s.limit + len(hidden)
+            for i, s in enumerate(searches)
+            if len(results[i]) < s.limit and ample[i] < s.limit + len(hidden) and fetched.get(i) == ample[i]
+        }
+        if short:
+            again = self._query(searches, short, None, hidden)[0]
+            for i in short:
+                results[i] = again[i]
+        return results
+
+    def _query(
+        self, searches: Sequence[Search], limits: dict[int, int], flt: models.Filter | None, hidden: set[str]
+    ) -> tuple[list[list[Hit]], dict[int, int]]:
+        """Send the searches in `limits` (index -> how many to fetch), drop `hidden` ids, cut each to
+        its own limit. Returns the results and how many points each fetch returned."""
         requests, slots = [], []
         for i, s in enumerate(searches):
+            if i not in limits:
+                continue
             if isinstance(s.vector, SparseVec):
                 if not s.vector.indices:
                     continue
@@ -239,17 +336,19 @@ class ClientEngine(Engine):
                 query = np.asarray(s.vector, dtype=np.float32).tolist()
             requests.append(
                 models.QueryRequest(
-                    query=query, using=s.using, limit=s.limit + len(hidden), filter=flt, with_payload=False
+                    query=query, using=s.using, limit=limits[i], filter=flt, with_payload=False
                 )
             )
             slots.append(i)
         results: list[list[Hit]] = [[] for _ in searches]
+        fetched: dict[int, int] = {}
         if requests:
             answers = self.client.query_batch_points(self.collection, requests=requests)
             for slot, answer in zip(slots, answers, strict=True):
+                fetched[slot] = len(answer.points)
                 hits = [Hit(str(p.id), p.score) for p in answer.points]
                 results[slot] = [h for h in hits if h.id not in hidden][: searches[slot].limit]
-        return results
+        return results, fetched
 
     def close(self) -> None:
         self.client.close()

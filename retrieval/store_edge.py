@@ -4,6 +4,10 @@ Layout: `<path>/edge/<collection>/shard/` is the edge shard, `<path>/edge/<colle
 the collection's schema and metadata (the shard keeps none). The shard is created first and the
 sidecar written last (atomically), so a collection exists exactly when its sidecar does.
 
+Payload indexes: `source` and the document hash (keyword), and `kb`, a keyword index marked as the
+tenant key; every search filters on `kb` inside the query (`_searchable`), so the index hands the
+engine the scope's points and only those are scored.
+
 The engine refuses a second open of a shard directory, in this process or another (its write-ahead
 log is locked). So every `VectorStore` on the same directory in this process shares one open shard
 through a reference-counted registry, and all calls on it are serialised by one lock: the web
@@ -26,6 +30,7 @@ import qdrant_edge as qe
 from retrieval.sparse import SparseVec
 from retrieval.store_types import (
     DOC_HASH,
+    KB,
     PENDING,
     SPARSE,
     Engine,
@@ -34,13 +39,38 @@ from retrieval.store_types import (
     Schema,
     Search,
     StoreUnavailable,
+    Where,
     atomic_write_json,
     remove_tree,
 )
 
 SIDECAR = "collection.json"
 INDEXED = ("source", DOC_HASH)  # keyword payload indexes: listing by source, searching committed chunks
-_COMMITTED = qe.Filter(must_not=[qe.FieldCondition(key=DOC_HASH, match=qe.MatchValue(PENDING))])
+# The knowledge base is the tenant key: the engine keeps each tenant's points together and plans a
+# filter on it as a partition, not as a post-filter of the HNSW graph.
+TENANT_INDEX = qe.KeywordIndexParams(is_tenant=True)
+_NOT_PENDING = qe.FieldCondition(key=DOC_HASH, match=qe.MatchValue(PENDING))
+
+
+def _filter(where: Where | None) -> qe.Filter | None:
+    if where is None:
+        return None
+    must: list = []
+    if where.kbs is not None:
+        must.append(qe.FieldCondition(key=KB, match=qe.MatchAny(sorted(where.kbs))))
+    if where.sources is not None:
+        must.append(qe.FieldCondition(key="source", match=qe.MatchAny(list(where.sources))))
+    if where.kb_missing:
+        must.append(qe.IsEmptyCondition(KB))
+    return qe.Filter(must=must)
+
+
+def _searchable(kbs: frozenset[str] | None) -> qe.Filter:
+    """Committed chunks of the knowledge bases `kbs` (None: of any)."""
+    must: list[Any] | None = None
+    if kbs is not None:
+        must = [qe.FieldCondition(key=KB, match=qe.MatchAny(sorted(kbs)))]
+    return qe.Filter(must=must, must_not=[_NOT_PENDING])
 
 
 @dataclass
@@ -98,10 +128,7 @@ class EdgeEngine(Engine):
             shard = self._shared.shard
             if shard is None:
                 return
-            have = shard.info().payload_schema
-            for key in INDEXED:
-                if key not in have:
-                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            _create_indexes(shard, set(shard.info().payload_schema))
 
     def _shard(self) -> qe.EdgeShard:
         if self._shared.shard is None:
@@ -144,8 +171,7 @@ class EdgeEngine(Engine):
                 sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             shard = qe.EdgeShard.create(str(shard_dir), config)
-            for key in INDEXED:
-                shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            _create_indexes(shard, set())
             sidecar = {"schema": asdict(schema), "metadata": dict(metadata)}
             atomic_write_json(self.dir / SIDECAR, sidecar)
             self._shared.shard, self._shared.sidecar = shard, sidecar
@@ -178,9 +204,9 @@ class EdgeEngine(Engine):
             atomic_write_json(self.dir / SIDECAR, new)
             self._shared.sidecar = new
 
-    def count(self) -> int:
+    def count(self, where: Where | None = None) -> int:
         with self._shared.lock:
-            return self._shard().count(qe.CountRequest(exact=True))
+            return self._shard().count(qe.CountRequest(exact=True, filter=_filter(where)))
 
     # ---- points -------------------------------------------------------------------------------
     def upsert(
@@ -199,23 +225,32 @@ class EdgeEngine(Engine):
         with self._shared.lock:
             self._shard().update(qe.UpdateOperation.set_payload(list(ids), payload))
 
+    def set_payload_where(self, where: Where, payload: dict[str, Any]) -> None:
+        flt = _filter(where)
+        assert flt is not None
+        with self._shared.lock:
+            self._shard().update(qe.UpdateOperation.set_payload_by_filter(flt, payload))
+
     def delete(self, ids: list[str]) -> None:
         with self._shared.lock:
             self._shard().update(qe.UpdateOperation.delete_points(list(ids)))
 
+    def delete_where(self, where: Where) -> None:
+        flt = _filter(where)
+        assert flt is not None
+        with self._shared.lock:
+            self._shard().update(qe.UpdateOperation.delete_points_by_filter(flt))
+
     def scroll(
         self,
-        sources: list[str] | None,
+        where: Where | None,
         fields: list[str] | bool,
         vectors: list[str] | bool,
         offset: str | None,
         limit: int,
     ) -> tuple[list[Record], str | None]:
-        flt = None
-        if sources is not None:
-            flt = qe.Filter(must=[qe.FieldCondition(key="source", match=qe.MatchAny(sources))])
         request = qe.ScrollRequest(
-            offset=offset, limit=limit, filter=flt, with_payload=fields, with_vector=vectors
+            offset=offset, limit=limit, filter=_filter(where), with_payload=fields, with_vector=vectors
         )
         with self._shared.lock:
             records, nxt = self._shard().scroll(request)
@@ -226,7 +261,8 @@ class EdgeEngine(Engine):
             records = self._shard().retrieve(list(ids), with_payload=fields, with_vector=vectors)
         return [_record(r) for r in records]
 
-    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+    def search(self, searches: Sequence[Search], kbs: frozenset[str] | None) -> list[list[Hit]]:
+        flt = _searchable(kbs)
         requests, slots = [], []
         for i, s in enumerate(searches):
             if isinstance(s.vector, SparseVec):
@@ -237,9 +273,7 @@ class EdgeEngine(Engine):
                 vector = np.asarray(s.vector, dtype=np.float32)
             query = qe.Query.Nearest(vector, using=s.using)
             requests.append(
-                qe.QueryRequest(
-                    limit=s.limit, query=query, filter=_COMMITTED, with_payload=False, with_vector=False
-                )
+                qe.QueryRequest(limit=s.limit, query=query, filter=flt, with_payload=False, with_vector=False)
             )
             slots.append(i)
         results: list[list[Hit]] = [[] for _ in searches]
@@ -249,6 +283,14 @@ class EdgeEngine(Engine):
             for slot, answer in zip(slots, answers, strict=True):
                 results[slot] = [Hit(str(p.id), p.score) for p in answer]
         return results
+
+
+def _create_indexes(shard: qe.EdgeShard, have: set[str]) -> None:
+    for key in INDEXED:
+        if key not in have:
+            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+    if KB not in have:
+        shard.update(qe.UpdateOperation.create_field_index(KB, TENANT_INDEX))
 
 
 def _record(r: Any) -> Record:

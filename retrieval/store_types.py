@@ -20,11 +20,17 @@ from typing import Any
 import numpy as np
 
 from retrieval.sparse import SparseVec
+from retrieval.types import DEFAULT_KB
 
 FULL = "full"
 SPARSE = "bm25"
 DOC_HASH = "doc_hash"  # payload field: the hash of the file version a chunk belongs to
 PENDING = ""  # its value on a chunk whose file is not completely stored yet: never searched, never listed
+KB_META_PREFIX = "kb:"  # metadata key of one knowledge base's entry: `kb:<name>` (see retrieval/store.py)
+LAYOUT = (
+    2  # the metadata and payload layout version: 2 = chunks carry `kb` (absent: 1, before knowledge bases)
+)
+KB = "kb"  # payload field: the chunk's knowledge base (a keyword index, the tenant key where the engine has one)
 
 
 def head_name(i: int) -> str:
@@ -55,6 +61,15 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Where:
+    """Which points a scroll, count or bulk write touches: all conditions given must hold (None: any)."""
+
+    kbs: frozenset[str] | None = None
+    sources: Sequence[str] | None = None
+    kb_missing: bool = False  # points written before knowledge bases (no `kb` in their payload)
+
+
+@dataclass(frozen=True)
 class Record:
     id: str
     payload: dict[str, Any]
@@ -68,6 +83,7 @@ class StoredSource:
     source: str
     title: str
     chunks: dict[str, str]  # chunk id -> document hash
+    kb: str = DEFAULT_KB
 
     @property
     def committed(self) -> int:
@@ -115,7 +131,7 @@ class Engine(ABC):
         """Merge `values` into the metadata (keys not named keep their values)."""
 
     @abstractmethod
-    def count(self) -> int: ...
+    def count(self, where: Where | None = None) -> int: ...
     @abstractmethod
     def upsert(
         self, ids: list[str], dense: dict[str, np.ndarray], sparse: list[SparseVec], payloads: list[dict]
@@ -123,11 +139,15 @@ class Engine(ABC):
     @abstractmethod
     def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None: ...
     @abstractmethod
+    def set_payload_where(self, where: Where, payload: dict[str, Any]) -> None: ...
+    @abstractmethod
     def delete(self, ids: list[str]) -> None: ...
+    @abstractmethod
+    def delete_where(self, where: Where) -> None: ...
     @abstractmethod
     def scroll(
         self,
-        sources: list[str] | None,
+        where: Where | None,
         fields: list[str] | bool,
         vectors: list[str] | bool,
         offset: str | None,
@@ -138,9 +158,11 @@ class Engine(ABC):
         self, ids: list[str], fields: list[str] | bool, vectors: list[str] | bool
     ) -> list[Record]: ...
     @abstractmethod
-    def search(self, searches: Sequence[Search]) -> list[list[Hit]]:
+    def search(self, searches: Sequence[Search], kbs: frozenset[str] | None) -> list[list[Hit]]:
         """All searches in one round trip; sparse searches with no terms are not sent and return [].
 
+        Only chunks of the knowledge bases `kbs` are returned, the filter applied inside the engine's
+        query (None: no knowledge base filter; the store never passes None, benchmarks do).
         Pending chunks (document hash PENDING) are never returned: a file being ingested is not
         searchable until all its chunks are stored and stamped, and its previous version serves meanwhile.
         """

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+DEFAULT_KB = "default"  # the knowledge base of a store built before knowledge bases, and of `ragbot ingest`
+MAX_KB_CHARS = 64
+
+
+def check_kb_name(name: str) -> str:
+    """A knowledge base name: 1 to 64 printable characters, no surrounding spaces. Returns it or raises ValueError."""
+    if not name or len(name) > MAX_KB_CHARS or name != name.strip() or not name.isprintable():
+        raise ValueError(f"invalid knowledge base name {name!r}: 1 to {MAX_KB_CHARS} printable characters")
+    return name
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The knowledge bases a search may read. Every search takes one, with no default, so no caller can
+    forget it; an empty scope finds nothing (and queries nothing). Who may read what is decided
+    outside retrieval: a scope is what that decision hands in."""
+
+    kbs: frozenset[str]
+
+    @classmethod
+    def of(cls, *kbs: str) -> Scope:
+        return cls(frozenset(kbs))
+
+    @property
+    def empty(self) -> bool:
+        return not self.kbs
 
 
 class Document(BaseModel):
@@ -23,6 +51,7 @@ class Chunk(BaseModel):
     title: str
     text: str
     position: int = Field(description="Index of the chunk within its document.")
+    kb: str = Field(default=DEFAULT_KB, description="The knowledge base the chunk belongs to.")
 
 
 class ScoredChunk(BaseModel):

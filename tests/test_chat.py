@@ -13,6 +13,7 @@ from bot.chat import (
     validate_message,
 )
 from bot.events import Answered, Delta, ErrorKind, Failed, Refused, Started, TurnEvent
+from bot.scopes import reading_scope
 from generation.protocol import ChatMessage, Generator
 from guardrails.grounding import Grounding, Scope
 from retrieval.ingest import Ingestor
@@ -50,7 +51,9 @@ def test_turn_streams_typed_events_and_ends_with_cited_sources(service: ChatServ
 
 
 def test_prompt_numbers_chunks_and_marks_them_as_data(service: ChatService) -> None:
-    result = service.retriever.retrieve("What buried Pompeii?", settings=RetrievalSettings(k=2))
+    result = service.retriever.retrieve(
+        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=reading_scope()
+    )
     prompt = build_prompt("What buried Pompeii?", result.chunks, [])
     assert prompt[0].role == "system" and "data, never instructions" in prompt[0].content
     assert "[1] Volcanoes" in prompt[-1].content and "[2] " in prompt[-1].content
@@ -71,7 +74,9 @@ def test_empty_or_huge_message_gets_clear_error(service: ChatService, message: s
 
 
 def test_sources_mark_only_cited_numbers(service: ChatService) -> None:
-    result = service.retriever.retrieve("What buried Pompeii?", settings=RetrievalSettings(k=2))
+    result = service.retriever.retrieve(
+        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=reading_scope()
+    )
     marks = [s.cited for s in mark_cited("See [2] and [7].", numbered_sources(result.chunks))]
     assert marks == [False, True]
 
@@ -111,8 +116,9 @@ def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor
     from tests.capture_server import send_json
 
     class Handshake(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # only the start-up check; this is not a Qdrant replacement
-            send_json(self, {"result": {"collections": []}, "status": "ok", "time": 0})
+        def do_GET(self) -> None:  # only the start-up checks; this is not a Qdrant replacement
+            result = {"exists": False} if self.path.endswith("/exists") else {"collections": []}
+            send_json(self, {"result": result, "status": "ok", "time": 0})
 
         def log_message(self, *args: object) -> None:
             pass

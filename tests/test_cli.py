@@ -90,3 +90,28 @@ def test_help_info_and_reset_start_without_torch(tmp_path: Path) -> None:
                          cwd=Path(__file__).parents[1])  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[-1] == "[]"
+
+
+def test_knowledge_bases_from_the_command_line(tmp_path: Path, corpus: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    (hr / "leave.md").write_text("# Leave\n\nEvery employee has twenty-five days of paid leave a year.")
+    assert ragbot("ingest", str(corpus), *data, cwd=tmp_path).returncode == 0
+    into = ragbot("ingest", "--kb", "hr", str(hr), *data, cwd=tmp_path)
+    assert into.returncode == 0, into.stderr
+    assert "1 chunks in knowledge base 'hr'" in into.stdout
+
+    listed = ragbot("kb", "list", *data, cwd=tmp_path)
+    assert listed.stdout.splitlines() == ["default\t5 chunks\t5 documents", "hr\t1 chunks\t1 documents"]
+    q = ragbot("query", "How many days of paid leave?", "-k", "5", *data, cwd=tmp_path)
+    assert q.returncode == 0 and "Leave" not in q.stdout  # the bot reads `default` only
+
+    assert ragbot("kb", "rename", "hr", "people", *data, cwd=tmp_path).returncode == 0
+    taken = ragbot("kb", "rename", "people", "default", *data, cwd=tmp_path)
+    assert taken.returncode == 1 and "already exists" in taken.stderr
+    gone = ragbot("kb", "delete", "people", *data, cwd=tmp_path)
+    assert gone.returncode == 0 and "(1 chunks)" in gone.stdout
+    assert ragbot("kb", "list", *data, cwd=tmp_path).stdout.splitlines() == ["default\t5 chunks\t5 documents"]
+    missing = ragbot("kb", "delete", "people", *data, cwd=tmp_path)
+    assert missing.returncode == 1 and "no knowledge base 'people'" in missing.stderr

@@ -28,7 +28,7 @@ from retrieval.importance import head_importance
 from retrieval.ingest import Ingestor
 from retrieval.loaders import load_document
 from retrieval.store import FULL, PENDING, SPARSE, EngineName, Search, VectorStore, head_name
-from retrieval.types import Document, FileStatus
+from retrieval.types import DEFAULT_KB, Document, FileStatus, Scope
 
 CHUNK, OVERLAP = 24, 0
 WORDS = [
@@ -57,6 +57,11 @@ def write_corpus(folder: Path, version: int, files: int) -> None:
             f"Document {i} is about {words}. It has a first paragraph that stays the same in every version.\n\n"
             f"{second} The {words} appear again here, with number {i * 7}.\n"
         )
+
+
+def kb_meta(store: VectorStore) -> dict[str, Any]:
+    """The default knowledge base's statistics as the metadata stores them."""
+    return dict(store.metadata()["kb:" + DEFAULT_KB])
 
 
 def ingestor(embedder: MultiHeadEmbedder, store: VectorStore) -> Ingestor:
@@ -112,10 +117,10 @@ def test_kill_9_mid_ingest_then_ingest_again(embedder: MultiHeadEmbedder, tmp_pa
     files = [load_document(p) for p in sorted(docs.iterdir())]
     expected = {c.id: f for f in files for c in chunker.split(f)}
     store = VectorStore("crash", path=root)
-    states = store.source_states(f.source for f in files)
+    states = store.source_states((f.source for f in files), DEFAULT_KB)
     stored = {cid for s in states.values() for cid in s}
     assert len(v1_ids) < len(stored) < len(expected) + len(v1_ids)  # it really stopped half-way
-    assert store.metadata()["importance_stale"] is True
+    assert kb_meta(store)["importance_stale"] is True
 
     report = ingestor(embedder, store).ingest_paths([docs])
     assert not report.errors
@@ -123,11 +128,11 @@ def test_kill_9_mid_ingest_then_ingest_again(embedder: MultiHeadEmbedder, tmp_pa
     assert len(ids) == len(set(ids)) == len(expected)  # no duplicates
     assert set(ids) == set(expected)  # nothing missing, no orphans of version 1
     for f in files:  # every chunk carries the hash of its file's current text
-        hashes = set(store.source_states([f.source])[f.source].values())
+        hashes = set(store.source_states([f.source], DEFAULT_KB)[f.source].values())
         assert hashes == {content_hash(f.text + "\x1f")}
-    meta = store.metadata()
+    meta = kb_meta(store)
     assert meta["importance_stale"] is False
-    norms, heads = store.sample_heads(2000)
+    norms, heads = store.sample_heads(2000, DEFAULT_KB)
     assert meta["head_importance"] == pytest.approx(head_importance(norms, heads).tolist())
 
     again = ingestor(embedder, store).ingest_paths([docs])
@@ -144,12 +149,12 @@ def test_stale_importance_is_recomputed_even_when_no_file_changed(
     store = VectorStore("s", path=tmp_path / "store")
     ing = ingestor(embedder, store)
     ing.ingest_paths([docs])
-    good = store.metadata()["head_importance"]
-    store.update_metadata(head_importance=[1.0] * 12, importance_stale=True)
+    good = kb_meta(store)["head_importance"]
+    store.update_kb(DEFAULT_KB, head_importance=[1.0] * 12, importance_stale=True)
     report = ing.ingest_paths([docs])
     assert report.files_unchanged == 6 and report.chunks_added == 0
-    assert store.metadata()["head_importance"] == pytest.approx(good)
-    assert store.metadata()["importance_stale"] is False
+    assert kb_meta(store)["head_importance"] == pytest.approx(good)
+    assert kb_meta(store)["importance_stale"] is False
     store.close()
 
 
@@ -186,7 +191,7 @@ def searchable(embedder: MultiHeadEmbedder, store: VectorStore, ing: Ingestor, t
         searches.append(Search(FULL, emb.full[i], depth))
         searches += [Search(head_name(h), emb.heads[i, h], depth) for h in range(emb.heads.shape[1])]
         searches.append(Search(SPARSE, ing.bm25([]).encode_query(text), depth))
-    return {hit.id for hits in store.search_batch(searches) for hit in hits}
+    return {hit.id for hits in store.search_batch(searches, Scope.of(DEFAULT_KB)) for hit in hits}
 
 
 WEB_CHILD = """
@@ -288,12 +293,14 @@ def test_kill_9_mid_web_reupload_leaves_exactly_one_version(
     assert final.read_text() == text
     assert sorted(p.name for p in uploads.iterdir()) == ["notes.md"]  # no staged file left
     assert set(store.ids()) == ids[survivor]
-    assert set(store.source_states([str(final)])[str(final)].values()) == {ing.doc_hash(load_document(final))}
+    assert set(store.source_states([str(final)], DEFAULT_KB)[str(final)].values()) == {
+        ing.doc_hash(load_document(final))
+    }
     assert [(d.source, d.chunks) for d in library.documents()] == [(str(final), len(ids[survivor]))]
     assert searchable(embedder, store, ing, queries) == ids[survivor]
-    meta = store.metadata()
+    meta = kb_meta(store)
     assert meta["importance_stale"] is False
-    norms, heads = store.sample_heads(2000)
+    norms, heads = store.sample_heads(2000, DEFAULT_KB)
     assert meta["head_importance"] == pytest.approx(head_importance(norms, heads).tolist())
 
     assert not library.reconcile().changed  # nothing left to do, and it says so
@@ -330,7 +337,9 @@ def test_an_exception_during_a_reupload_leaves_the_old_versions_serving(
     first.write_text(notes(1, 8))
     other.write_text("# Other\n\n" + notes(1, 6).replace("notes", "minutes"))
     library.upload([("notes.md", first), ("other.md", other)])
-    before = {s: dict(chunks) for s, chunks in store.source_states(map(str, uploads.iterdir())).items()}
+    before = {
+        s: dict(chunks) for s, chunks in store.source_states(map(str, uploads.iterdir()), DEFAULT_KB).items()
+    }
     old_files = {p.name: p.read_text() for p in uploads.iterdir()}
 
     # notes.md is committed (its new chunks fit the first batch of 8) when other.md's second batch fails
@@ -346,11 +355,11 @@ def test_an_exception_during_a_reupload_leaves_the_old_versions_serving(
     assert store.stamped[0] == ing.doc_hash(load_document(second))  # committed, then undone
 
     assert {p.name: p.read_text() for p in uploads.iterdir()} == old_files  # no staged file either
-    after = store.source_states(before)
+    after = store.source_states(before, DEFAULT_KB)
     assert after == before  # the same chunks, stamped with the old versions' hashes, nothing pending
     new_text = notes(2, 8).split("\n\n")[3]
     assert searchable(embedder, store, ing, [new_text]) == {i for c in before.values() for i in c}
-    assert store.metadata()["importance_stale"] is False
+    assert kb_meta(store)["importance_stale"] is False
     assert {d.name: d.chunks for d in library.documents()} == {
         s.rsplit("/", 1)[-1]: len(c) for s, c in before.items()
     }
@@ -386,4 +395,83 @@ def test_pending_chunks_are_never_searched(
     assert searchable(embedder, store, ing, texts) == committed | {c.id for c in chunks}
     store.delete([c.id for c in chunks])
     assert searchable(embedder, store, ing, texts) == committed
+    store.close()
+
+
+# ---- knowledge bases: a delete or rename killed part-way is finished when the store is next opened --
+KB_CHILD = """
+import sys, time
+from retrieval.store import VectorStore
+
+root, engine, action, stop_at = sys.argv[1:5]
+store = VectorStore("kbs", path=root, engine=engine)
+
+def halting(name):
+    real = getattr(store._engine, name)
+    def call(*args, **kwargs):
+        if stop_at == "before " + name:
+            print(stop_at, flush=True); time.sleep(600)
+        real(*args, **kwargs)
+        if stop_at == "after " + name:
+            print(stop_at, flush=True); time.sleep(600)
+    setattr(store._engine, name, call)
+
+halting("delete_where")
+halting("set_payload_where")
+if action == "delete":
+    store.delete_kb("a")
+else:
+    store.rename_kb("a", "c")
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+@pytest.mark.parametrize(
+    ("action", "stop_at"),
+    [
+        ("delete", "before delete_where"),  # marked as being deleted, no chunk gone yet
+        ("delete", "after delete_where"),  # chunks gone, the entry not yet
+        ("rename", "before set_payload_where"),  # the new entry written, no chunk moved yet
+        ("rename", "after set_payload_where"),  # chunks moved, the old entry not yet dropped
+    ],
+)
+def test_kill_9_mid_kb_delete_or_rename_is_finished_at_the_next_open(
+    embedder: MultiHeadEmbedder, tmp_path: Path, engine: EngineName, action: str, stop_at: str
+) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, version=1, files=8)
+    root = tmp_path / "store"
+    store = VectorStore("kbs", path=root, engine=engine)
+    files = sorted(docs.iterdir())
+    for kb, part in (("a", files[:5]), ("b", files[3:])):  # two files are in both
+        Ingestor(
+            embedder, Chunker(embedder.tokenizer, CHUNK, OVERLAP), store, batch_size=8, progress=False, kb=kb
+        ).ingest_paths(part)
+    a_ids, b_ids = set(store.ids(Scope.of("a"))), set(store.ids(Scope.of("b")))
+    b_meta = store.kb_info("b")
+    store.close()
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", KB_CHILD, str(root), engine, action, stop_at],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == stop_at
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    store = VectorStore("kbs", path=root, engine=engine)  # opening finishes what was cut off
+    assert set(store.ids(Scope.of("b"))) == b_ids and store.kb_info("b") == b_meta
+    assert store.ids(Scope.of("a")) == []
+    if action == "delete":
+        assert store.kb_names() == ["b"] and store.count() == len(b_ids)
+    else:
+        assert store.kb_names() == ["b", "c"] and set(store.ids(Scope.of("c"))) == a_ids
+        info = store.kb_info("c")
+        assert info is not None and info.renaming_from is None and info.key == "a"
+        assert store.kb_info("a") is None
+    assert store.delete_kb("a") == 0  # idempotent
     store.close()

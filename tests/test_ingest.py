@@ -4,8 +4,11 @@ from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import FULL, VectorStore, head_name
+from retrieval.types import DEFAULT_KB, Scope
 from tests.conftest import TOPICS, make_ingestor
 from tests.pdf_maker import write_pdf
+
+SCOPE = Scope.of(DEFAULT_KB)
 
 
 def test_ingest_then_reingest_adds_nothing(ingestor: Ingestor, store: VectorStore, corpus: Path) -> None:
@@ -59,13 +62,15 @@ def test_persistence_across_restart(embedder: MultiHeadEmbedder, corpus: Path, t
     store = VectorStore("p", path=path)
     make_ingestor(embedder, store).ingest_paths([corpus])
     count, meta = store.count(), store.metadata()
-    before = Retriever(embedder, store).rank(["What buried Pompeii?"], RetrievalSettings(k=3))
+    before = Retriever(embedder, store).rank(["What buried Pompeii?"], RetrievalSettings(k=3), SCOPE)
     store.close()
 
     reopened = VectorStore("p", path=path)
     assert reopened.count() == count
-    assert reopened.metadata()["head_importance"] == meta["head_importance"]
-    assert Retriever(embedder, reopened).rank(["What buried Pompeii?"], RetrievalSettings(k=3)) == before
+    assert reopened.metadata() == meta
+    assert (
+        Retriever(embedder, reopened).rank(["What buried Pompeii?"], RetrievalSettings(k=3), SCOPE) == before
+    )
     assert make_ingestor(embedder, reopened).ingest_paths([corpus]).chunks_added == 0
     reopened.close()
 
@@ -77,7 +82,7 @@ def test_collection_has_named_vectors_and_importance(
     vectors = store.vector_sizes()
     assert set(vectors) == {FULL} | {head_name(i) for i in range(12)}
     assert vectors[FULL] == 384 and vectors[head_name(0)] == 32
-    weights = store.metadata()["head_importance"]
+    weights = store.metadata()["kb:default"]["head_importance"]
     assert len(weights) == 12 and all(w > 0 for w in weights)
     assert max(weights) / min(weights) > 1.05  # heads are not all alike
 
@@ -90,7 +95,7 @@ def test_many_files_at_once_use_one_scan_and_stay_idempotent(ingestor: Ingestor,
         for i in range(20)
     ]
     assert ingestor.ingest_documents(docs).chunks_added == 20
-    states = store.source_states(d.source for d in docs)  # > 16 sources: the single-scan path
+    states = store.source_states((d.source for d in docs), DEFAULT_KB)  # > 16 sources: the single-scan path
     assert all(len(state) == 1 for state in states.values())
     changed = [*docs[:19], docs[19].model_copy(update={"text": "Fact number 19 was corrected."})]
     report = ingestor.ingest_documents(changed)

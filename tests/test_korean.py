@@ -16,7 +16,7 @@ from retrieval.chunking import chunk_id
 from retrieval.embedder import MultiHeadEmbeddings
 from retrieval.sparse import BM25Encoder, hangul_terms, terms
 from retrieval.store import VectorStore
-from retrieval.types import Chunk
+from retrieval.types import DEFAULT_KB, Chunk, Scope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_korean_bm25_finds_a_document_through_another_inflection(
         },
     )
     try:
-        hits = store.search_sparse(BM25Encoder().encode_query(query), 3)
+        hits = store.search_sparse(BM25Encoder().encode_query(query), 3, Scope.of(DEFAULT_KB))
         assert sources[hits[0].id] == expected
     finally:
         store.close()

@@ -10,7 +10,7 @@ import pytest
 from bot.library import Library, Reconciled, UploadRejected, safe_filename
 from retrieval.ingest import Ingestor
 from retrieval.store import PENDING, VectorStore
-from retrieval.types import Document, FileStatus
+from retrieval.types import DEFAULT_KB, Document, FileStatus, Scope
 
 CATS = "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content."
 CATS_V2 = CATS + "\n\nCats sleep for most of the day, often twelve to sixteen hours."
@@ -162,14 +162,14 @@ def test_delete_marks_importance_stale_and_removes_the_file_before_the_chunks(
         patch.setattr(store, "delete", crash)
         with pytest.raises(OSError, match="killed mid-delete"):
             library.delete(source)
-    assert store.metadata()["importance_stale"] is True
+    assert store.kb_info(DEFAULT_KB).importance_stale is True  # type: ignore[union-attr]
     assert not (library.uploads_dir / "cats.md").exists()
 
     report = library.reconcile()
     assert (report.removed, report.importance_refreshed) == (("cats.md",), True)
     assert [d.name for d in library.documents()] == ["dogs.txt"]
-    assert store.source_states([source])[source] == {}
-    assert store.metadata()["importance_stale"] is False
+    assert store.source_states([source], DEFAULT_KB)[source] == {}
+    assert store.kb_info(DEFAULT_KB).importance_stale is False  # type: ignore[union-attr]
 
 
 def test_reconcile_makes_uploads_and_the_store_agree(
@@ -178,7 +178,9 @@ def test_reconcile_makes_uploads_and_the_store_agree(
     ingestor.ingest_paths([corpus])  # as `ragbot ingest` would
     library.upload([("cats.md", incoming(tmp_path, "c", CATS)), ("dogs.txt", incoming(tmp_path, "d", DOGS))])
     uploads = library.uploads_dir
-    old_cats = {c for c in store.source_states([str(uploads / "cats.md")])[str(uploads / "cats.md")]}
+    old_cats = {
+        c for c in store.source_states([str(uploads / "cats.md")], DEFAULT_KB)[str(uploads / "cats.md")]
+    }
     # What crashes (and the earlier upload code) leave behind:
     (uploads / ".upload-k2j4x9").write_text("half a file")  # a temporary file
     (uploads / ".staging").mkdir()
@@ -205,10 +207,34 @@ def test_reconcile_makes_uploads_and_the_store_agree(
     )
     assert sorted(p.name for p in uploads.iterdir()) == ["birds.md", "cats.md"]
     assert (uploads / "cats.md").read_text() == CATS
-    assert set(store.source_states([str(uploads / "cats.md")])[str(uploads / "cats.md")]) == old_cats
+    assert (
+        set(store.source_states([str(uploads / "cats.md")], DEFAULT_KB)[str(uploads / "cats.md")]) == old_cats
+    )
     listed = {d.source: d for d in library.documents()}
     assert set(listed) == {str(p) for p in [*uploads.iterdir(), *corpus.resolve().iterdir()]}
     assert listed[str(uploads / "birds.md")].uploaded and listed[str(uploads / "birds.md")].chunks == 1
     assert sum(d.chunks for d in listed.values()) == store.count()  # nothing pending is left
-    assert store.metadata()["importance_stale"] is False
+    assert store.kb_info(DEFAULT_KB).importance_stale is False  # type: ignore[union-attr]
     assert not library.reconcile().changed
+
+
+def test_a_library_sees_and_changes_only_its_own_knowledge_base(
+    library: Library, ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path
+) -> None:
+    other = Ingestor(ingestor.embedder, ingestor.chunker, store, progress=False, kb="other")
+    other.ingest_paths([corpus])  # the same files, in another knowledge base
+    theirs = set(store.ids(Scope.of("other")))
+    stray = Document(source=str(corpus / "stray.md"), title="Stray", text="A kite caught in an oak tree.")
+    chunks = other.chunker.split(stray, "other", store.kb_info("other").key)  # type: ignore[union-attr]
+    texts = [c.text for c in chunks]
+    sparse = [other.bm25([]).encode_document(t) for t in texts]
+    store.upsert(
+        chunks, ingestor.embedder.embed(texts), sparse, [PENDING] * len(chunks)
+    )  # its ingest cut off
+
+    assert library.documents() == []
+    library.upload([("cats.md", incoming(tmp_path, "c", CATS))])
+    assert [d.name for d in library.documents()] == ["cats.md"]
+    assert library.delete(str(corpus.resolve() / "volcano.md")) == 0  # in 'other' only: not this library's
+    assert not library.reconcile().pending_removed  # another knowledge base's pending chunks are left alone
+    assert set(store.ids(Scope.of("other"))) == theirs | {c.id for c in chunks}

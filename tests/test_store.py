@@ -25,9 +25,10 @@ from retrieval.ingest import refresh_importance
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.sparse import BM25Encoder
 from retrieval.store import FULL, Search, StoreUnavailable, VectorStore, copy_collection, head_name
-from retrieval.types import Document, Method
+from retrieval.types import DEFAULT_KB, Document, Method, Scope
 from tests.conftest import make_ingestor
 
+SCOPE = Scope.of(DEFAULT_KB)
 QUESTIONS = [
     "Which animal purrs and hunts mice?",
     "What buried Pompeii?",
@@ -102,13 +103,16 @@ def test_same_points_payloads_and_metadata(built: dict[str, VectorStore], kind: 
     ids = sorted(edge.ids())[:5]
     assert edge.chunks(ids) == other.chunks(ids)
     a, b = edge.metadata(), other.metadata()
-    assert set(a) == set(b) >= {"embedder", "n_heads", "bm25_avg_len", "head_importance", "importance_stale"}
-    assert a["bm25_avg_len"] == b["bm25_avg_len"] and a["importance_stale"] is b["importance_stale"] is False
-    assert a["head_importance"] == pytest.approx(b["head_importance"], rel=1e-5)
+    assert set(a) == set(b) == {"embedder", "n_heads", "layout", "kb:default"}
+    ka, kb = edge.kb_info(DEFAULT_KB), other.kb_info(DEFAULT_KB)
+    assert ka is not None and kb is not None
+    assert ka.bm25_avg_len == kb.bm25_avg_len and ka.importance_stale is kb.importance_stale is False
+    assert ka.chunks == kb.chunks == 40
+    assert ka.head_importance == pytest.approx(kb.head_importance, rel=1e-5)
     sources = ["/corpus/cats-0.md", "/corpus/chess-4.md", "/corpus/missing.md"]
-    assert edge.source_states(sources) == other.source_states(sources)
+    assert edge.source_states(sources, DEFAULT_KB) == other.source_states(sources, DEFAULT_KB)
     many = [d.source for d in documents()]  # > 16 sources: local mode's single-scan path
-    assert edge.source_states(many) == other.source_states(many)
+    assert edge.source_states(many, DEFAULT_KB) == other.source_states(many, DEFAULT_KB)
 
 
 @pytest.mark.parametrize("kind", engines()[1:])
@@ -117,12 +121,14 @@ def test_same_dense_head_and_sparse_results(
 ) -> None:
     edge, other = built["edge"], built[kind]
     emb = embedder.embed(QUESTIONS)
-    bm25 = BM25Encoder(avg_len=edge.metadata()["bm25_avg_len"])
+    bm25 = BM25Encoder()  # a query does not depend on the average length
     heads = emb.heads / np.linalg.norm(emb.heads, axis=-1, keepdims=True)
     for i, q in enumerate(QUESTIONS):
         searches = [Search(FULL, emb.full[i], 10), Search("bm25", bm25.encode_query(q), 10)]
         searches += [Search(head_name(h), heads[i, h], 10) for h in range(12)]
-        for mine, theirs in zip(edge.search_batch(searches), other.search_batch(searches), strict=True):
+        for mine, theirs in zip(
+            edge.search_batch(searches, SCOPE), other.search_batch(searches, SCOPE), strict=True
+        ):
             assert len(mine) == len(theirs) > 0
             assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], abs=1e-4)
             assert _tie_groups(mine) == _tie_groups(theirs)  # same ids, up to the order of equal scores
@@ -136,7 +142,7 @@ def test_every_method_ranks_alike(
     a, b = Retriever(embedder, built["edge"]), Retriever(embedder, built[kind])
     for q in QUESTIONS:
         settings = RetrievalSettings(k=5, method=method)
-        mine, theirs = a.rank([q], settings), b.rank([q], settings)
+        mine, theirs = a.rank([q], settings, SCOPE), b.rank([q], settings, SCOPE)
         assert [s for _, s in mine] == pytest.approx([s for _, s in theirs], rel=1e-3, abs=1e-6)
         assert mine[0][0] == theirs[0][0] or mine[0][1] == pytest.approx(mine[1][1], rel=1e-3)
 
@@ -156,7 +162,7 @@ def test_empty_sparse_query_returns_nothing(built: dict[str, VectorStore]) -> No
     from retrieval.sparse import SparseVec
 
     for store in built.values():
-        assert store.search_sparse(SparseVec([], []), 5) == []
+        assert store.search_sparse(SparseVec([], []), 5, SCOPE) == []
 
 
 def test_stores_on_one_directory_share_one_shard(embedder: MultiHeadEmbedder, tmp_path: Path) -> None:
@@ -211,7 +217,7 @@ def test_threads_query_while_another_ingests(embedder: MultiHeadEmbedder, tmp_pa
         try:
             for _ in range(4):
                 for q in QUESTIONS[:3]:
-                    ranked = retriever.rank([q], RetrievalSettings(k=3))
+                    ranked = retriever.rank([q], RetrievalSettings(k=3), SCOPE)
                     answers.append(store.chunks([ranked[0][0]])[ranked[0][0]].source)
         except BaseException as exc:
             errors.append(exc)
@@ -230,11 +236,11 @@ def test_data_and_metadata_survive_a_restart(embedder: MultiHeadEmbedder, tmp_pa
     store = VectorStore("p", path=tmp_path)
     make_ingestor(embedder, store).ingest_documents(documents())
     meta, ids = store.metadata(), set(store.ids())
-    before = Retriever(embedder, store).rank(QUESTIONS[:2], RetrievalSettings(k=5))
+    before = Retriever(embedder, store).rank(QUESTIONS[:2], RetrievalSettings(k=5), SCOPE)
     store.close()
     again = VectorStore("p", path=tmp_path)
     assert again.metadata() == meta and set(again.ids()) == ids
-    assert Retriever(embedder, again).rank(QUESTIONS[:2], RetrievalSettings(k=5)) == before
+    assert Retriever(embedder, again).rank(QUESTIONS[:2], RetrievalSettings(k=5), SCOPE) == before
     again.drop()
     assert not again.exists() and not (tmp_path / "edge" / "p").exists()
     again.close()
@@ -249,8 +255,9 @@ def test_copy_collection_to_another_engine(
     assert target.metadata() == built["edge"].metadata()
     a, b = Retriever(embedder, built["edge"]), Retriever(embedder, target)
     for q in QUESTIONS:
-        assert [i for i, _ in a.rank([q], RetrievalSettings(k=3))] == [
-            i for i, _ in b.rank([q], RetrievalSettings(k=3))
+        assert [i for i, _ in a.rank([q], RetrievalSettings(k=3), SCOPE)] == [
+            i for i, _ in b.rank([q], RetrievalSettings(k=3), SCOPE)
         ]
-    assert refresh_importance(target) == pytest.approx(built["edge"].metadata()["head_importance"], rel=1e-5)
+    expected = built["edge"].kb_info(DEFAULT_KB).head_importance  # type: ignore[union-attr]
+    assert refresh_importance(target, DEFAULT_KB) == pytest.approx(expected, rel=1e-5)
     target.close()

@@ -43,7 +43,7 @@ import numpy as np
 import psutil
 import torch
 
-from bench._common import CACHE, EVALDATA, DiskCachedEmbedder, table
+from bench._common import CACHE, EVALDATA, SCOPE, DiskCachedEmbedder, table
 from retrieval.chunking import Chunker
 from retrieval.embedder import MULTILINGUAL, MultiHeadEmbedder, MultiHeadEmbeddings
 from retrieval.ingest import Ingestor
@@ -223,7 +223,9 @@ def part_mrag(emb: MultiHeadEmbedder, res: dict) -> None:
             ratios = []
             for q in queries:
                 k = len(q["topics"])
-                ranked = retriever.rank([q["text"]], RetrievalSettings(k=k, method=method, full_vote=vote))
+                ranked = retriever.rank(
+                    [q["text"]], RetrievalSettings(k=k, method=method, full_vote=vote), SCOPE
+                )
                 ratios.append(len(set(q["topics"]) & {titles[i] for i, _ in ranked}) / k)
             out[name] = statistics.mean(ratios)
         res["mrag"] = {"queries": len(queries), "docs": len(docs), **out}
@@ -256,7 +258,7 @@ def part_ko(emb: MultiHeadEmbedder, res: dict) -> None:
         ):
             ranks = []
             for turn in turns:
-                ranked = retriever.rank([turn["question"]], RetrievalSettings(k=10, method=method))
+                ranked = retriever.rank([turn["question"]], RetrievalSettings(k=10, method=method), SCOPE)
                 rank = next(
                     (
                         r

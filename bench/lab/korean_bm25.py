@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import table
+from bench._common import SCOPE, table
 from bench.qa import load_set
 from retrieval import sparse
 from retrieval.chunking import chunk_id
@@ -168,7 +168,7 @@ def qdrant_search(
     index = {c.id: i for i, c in enumerate(chunks)}
 
     def search(ids: list[int]) -> list[int]:
-        return [index[h.id] for h in store.search_sparse(SparseVec(ids, [1.0] * len(ids)), depth)]
+        return [index[h.id] for h in store.search_sparse(SparseVec(ids, [1.0] * len(ids)), depth, SCOPE)]
 
     return search
 
