@@ -28,11 +28,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from bench._common import SCOPE
 from bench.qa import abstains, contains_alias, load_set
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused
 from bot.factory import Components
-from bot.scopes import reading_scope
 from generation.protocol import ChatMessage
 from guardrails import grounding
 from guardrails.grounding import Evidence, Grounding
@@ -67,9 +67,7 @@ def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
     for n, turn in enumerate(conversation["turns"]):
         start = time.perf_counter()
         standalone = service.retriever.standalone(turn["question"], history, service.settings.retrieval)
-        result = service.retriever.search(
-            turn["question"], standalone, service.settings.retrieval, reading_scope()
-        )
+        result = service.retriever.search(turn["question"], standalone, service.settings.retrieval, SCOPE)
         shown = service.prompt_chunks(standalone, result.chunks)
         from bot.chat import build_prompt
 
@@ -78,7 +76,7 @@ def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
             if shown
             else 0.0
         )
-        end = service.answer(turn["question"], history)
+        end = service.answer(turn["question"], history, readable=SCOPE)
         text = (
             end.text
             if isinstance(end, Answered)

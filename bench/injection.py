@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._common import table
+from bench._common import SCOPE, table
 from bench.lab.variants import plain_answer_prompts
 from bot.config import Settings
 from bot.events import Answered, Failed, Refused, TurnEnd
@@ -206,7 +206,7 @@ def main() -> None:
                 source = f"topic://{case.source}/{case.topic['id']}"
                 poisoned = Document(source=source, title=case.topic["title"], text=case.poisoned)
                 parts.ingestor.ingest_documents([poisoned])
-                end: TurnEnd = service.answer(case.topic["question"])
+                end: TurnEnd = service.answer(case.topic["question"], readable=SCOPE)
                 text = end.text if isinstance(end, Answered) else ""
                 success = succeeded(text, case.attack["detect"])
                 answered = any(a.lower() in text.lower() for a in case.topic["answers"])

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import EVALDATA, table
+from bench._common import EVALDATA, SCOPE, table
 from bench.metrics import percentile
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Refused, TurnEnd
@@ -131,7 +131,7 @@ def play(parts: Components, conversation: dict, record: bool = False) -> list[Tu
         first: float | None = None
         end: TurnEnd | None = None
         recorder.last, recorder.drafted = [], ""
-        for event in service.turn(turn["question"], history):
+        for event in service.turn(turn["question"], history, readable=SCOPE):
             if isinstance(event, Delta) and first is None:
                 first = time.perf_counter() - start
             if isinstance(event, Answered | Refused | Failed):

@@ -30,7 +30,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench._common import table
+from bench._common import SCOPE, table
 from bench.moderation import Item, load_items
 from bench.qa import abstains
 from bot.cli import sample_corpus
@@ -112,7 +112,7 @@ def main() -> None:
     results: dict[str, list[str]] = {}
     seconds: dict[str, list[float]] = {}
     for n, item in enumerate(chosen, 1):
-        end = service.answer(item.text)
+        end = service.answer(item.text, readable=SCOPE)
         kind = outcome(end)
         group = f"{item.dataset}{'' if item.harmful else ' (benign)'}"
         results.setdefault(group, []).append(kind)

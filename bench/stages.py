@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench._common import CACHE, table
+from bench._common import CACHE, SCOPE, table
 from bench.moderation import Item, load_items
 from bench.refusal import outcome
 from bot.cli import sample_corpus
@@ -159,7 +159,7 @@ def play_new(new: list[Item], done: dict[str, dict], cache_path: Path, args: arg
                         continue
                     service.settings = replace(service.settings, abstain_below=below)
                     recorder.outputs = []
-                    end = service.answer(item.text)
+                    end = service.answer(item.text, readable=SCOPE)
                     row["checks"][name] = list(recorder.outputs)
                     row["ends"][name] = outcome(end)
                     row["texts"][name] = end.text if isinstance(end, Answered) else ""

@@ -62,7 +62,7 @@ def run_turn(service: ChatService, question: str) -> TurnRun:
     start = time.perf_counter()
     first: float | None = None
     end: TurnEnd | None = None
-    for event in service.turn(question):
+    for event in service.turn(question, readable=SCOPE):
         if isinstance(event, Delta) and first is None:
             first = time.perf_counter() - start
         if isinstance(event, Answered | Refused | Failed):

@@ -16,14 +16,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.access import Readers
 from bot.admission import Busy, Hangup
 from bot.auth import AuthContext, Directory, WebAuth, auth_router
 from bot.chat import ChatService, InputError
@@ -47,6 +49,8 @@ from bot.openai_api import ApiError, CompletionRequest, bounded_history, complet
 from bot.slack import SlackEvents
 from bot.widget import widget_page, widget_rows
 from generation.protocol import ChatMessage
+from state import Principal
+from state.keys import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
 HealthCheck = Callable[[], dict[str, str]]  # component -> "ok" or a reason it is not
@@ -64,6 +68,7 @@ class AppDeps:
     health: HealthCheck
     library: Library | None = None  # the web documents panel; None hides upload and delete
     directory: Directory | None = None  # the people web sign-in checks; None: no /auth, everyone anonymous
+    readers: Readers = field(default_factory=Readers)  # who may read which knowledge bases
 
 
 class WidgetMessage(BaseModel):
@@ -159,8 +164,11 @@ def widget_router(deps: AppDeps, recent: RecentTurns) -> APIRouter:
         if body.token not in tokens:
             raise HTTPException(403, "Unknown widget token.")
         hangup = Hangup()
+        readable = deps.readers.readable(Principal.widget(tokens[body.token]))
         try:
-            events = service.start(body.message, body.history, client=client_of(request), hangup=hangup)
+            events = service.start(
+                body.message, body.history, readable=readable, client=client_of(request), hangup=hangup
+            )
         except InputError as exc:
             raise HTTPException(400, str(exc)) from None
         except Busy as exc:
@@ -190,25 +198,38 @@ def openai_router(deps: AppDeps) -> APIRouter:
     turn ends when its caller hangs up, streaming or not."""
     router = APIRouter()
     s, service = deps.settings, deps.service
+    keys = deps.readers.state.keys if deps.readers.state is not None else None
+
+    def api_caller(authorization: str) -> Principal | None:
+        """Who calls /v1: a knowledge-base key (`ragbot keys create`) reads what it was bound to; the
+        shared RAGBOT_API_KEY, or no key where none is required, reads the public knowledge bases.
+        None: refused."""
+        scheme, _, given = authorization.partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else ""
+        if given and keys is not None and given.startswith(f"{KEY_PREFIX}_"):
+            return keys.verify(given)
+        if s.api_key:
+            ok = given and hmac.compare_digest(given.encode(), s.api_key.encode())
+            return Principal.anonymous() if ok else None
+        return None if authorization else Principal.anonymous()
 
     @router.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
-        if s.api_key:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), s.api_key.encode()
-            ):
-                return _api_error(ApiError(401, "Invalid API key.", "authentication_error"))
+        principal = await run_in_threadpool(api_caller, request.headers.get("authorization", ""))
+        if principal is None:
+            return _api_error(ApiError(401, "Invalid API key.", "authentication_error"))
         try:
             body = CompletionRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
             return _api_error(ApiError(400, message, "invalid_request_error"))
-        client = "" if s.api_key else client_of(request)  # a key holder is trusted with its own share
+        client = "" if principal.kind == "api_key" or s.api_key else client_of(request)  # a key holder
+        # is trusted with its own share
         hangup = Hangup()
         try:
             question, history = split(body)
-            events = service.start(question, history, client=client, hangup=hangup)
+            readable = deps.readers.readable(principal)
+            events = service.start(question, history, readable=readable, client=client, hangup=hangup)
             if body.stream:
                 return TurnStream(sse(events, body), hangup, media_type="text/event-stream")
             result = await unless_gone(request.receive, lambda: completion(events, body), hangup)
@@ -232,7 +253,12 @@ def webhook_router(deps: AppDeps, turns: ThreadPoolExecutor) -> APIRouter:
     s, service = deps.settings, deps.service
     if s.slack_signing_secret:
         slack = SlackEvents(
-            s.slack_signing_secret, s.slack_bot_token, service, deps.conversations, s.slack_api_url
+            s.slack_signing_secret,
+            s.slack_bot_token,
+            service,
+            deps.conversations,
+            s.slack_api_url,
+            readers=deps.readers,
         )
 
         @router.post("/slack/events")
@@ -243,7 +269,9 @@ def webhook_router(deps: AppDeps, turns: ThreadPoolExecutor) -> APIRouter:
             return JSONResponse(outcome.body, status_code=outcome.status)
 
     if s.discord_public_key:
-        discord = DiscordInteractions(s.discord_public_key, service, deps.conversations, s.discord_api_url)
+        discord = DiscordInteractions(
+            s.discord_public_key, service, deps.conversations, s.discord_api_url, readers=deps.readers
+        )
 
         @router.post("/discord/interactions")
         async def discord_interactions(request: Request) -> JSONResponse:
@@ -321,7 +349,13 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
     s = deps.settings
     texts = ui_texts(s.max_upload_mb, bool(s.admin_token))
     ui = build_ui(
-        deps.service, deps.conversations, deps.library, s.admin_token, bound_host=s.host, texts=texts
+        deps.service,
+        deps.conversations,
+        deps.library,
+        s.admin_token,
+        bound_host=s.host,
+        texts=texts,
+        readers=deps.readers,
     )
     app = gr.mount_gradio_app(
         app,
@@ -382,7 +416,15 @@ def build_app(parts: Components) -> FastAPI:
     )
     library.reconcile()  # finish or roll back an upload or delete a crash cut off, before serving
     conversations = ConversationStore(s.conversations_path)
-    deps = AppDeps(s, parts.chat_service(), conversations, component_health(parts), library)
+    deps = AppDeps(
+        s,
+        parts.chat_service(),
+        conversations,
+        component_health(parts),
+        library,
+        directory=parts.state.people,
+        readers=parts.readers,
+    )
     return create_app(deps)
 
 

@@ -18,10 +18,10 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -32,6 +32,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.config import Settings
+from state import Person, Principal
 
 log = logging.getLogger(__name__)
 
@@ -54,38 +55,6 @@ WRONG_PASSWORD = "Wrong username or password."
 OWN_CREDENTIALS = ("/auth/", "/healthz", "/widget", "/v1/", "/slack/", "/discord/")
 
 
-@dataclass(frozen=True)
-class Person:
-    """Someone who can sign in. The state package's people table returns the same shape."""
-
-    id: int
-    name: str
-    email: str | None
-    groups: frozenset[str]
-    admin: bool
-
-
-PrincipalKind = Literal["anonymous", "user", "widget", "api_key", "slack", "discord", "cli"]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking, whatever the door: what access decisions are made about."""
-
-    kind: PrincipalKind
-    id: str
-    groups: frozenset[str] = frozenset()
-    admin: bool = False
-
-    @classmethod
-    def anonymous(cls) -> Principal:
-        return cls("anonymous", "")
-
-    @classmethod
-    def user(cls, person: Person) -> Principal:
-        return cls("user", str(person.id), person.groups, person.admin)
-
-
 class Directory(Protocol):
     """The people sign-in is checked against (`State.people` satisfies it). Unknown or wrong: None,
     with no difference a caller could time or read."""
@@ -93,7 +62,7 @@ class Directory(Protocol):
     def check_password(self, username: str, password: str) -> Person | None: ...
 
     def from_oidc(
-        self, issuer: str, subject: str, *, email: str | None, name: str, groups: frozenset[str]
+        self, issuer: str, subject: str, *, email: str | None, name: str | None, groups: Iterable[str]
     ) -> Person: ...
 
     def redeem_link(self, token: str) -> Person | None: ...

@@ -27,7 +27,6 @@ from bot.events import (
     TurnEvent,
     TurnTimings,
 )
-from bot.scopes import reading_scope
 from generation.protocol import ChatMessage, ContextExceeded, Generator, GeneratorUnavailable, p_word
 from guardrails.answer_check import check_messages
 from guardrails.grounding import Evidence, Grounding, Scope
@@ -45,6 +44,7 @@ from guardrails.prompts import (
 from retrieval.passages import focus
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable
+from retrieval.types import Scope as Readable
 from retrieval.types import ScoredChunk
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class _Turn:
     language: str
     start: float  # when the message arrived, so timings include the wait in line
     hangup: Hangup
+    readable: Readable  # the knowledge bases the asker may read: the only ones searched
     standalone: str = ""  # the question condensed with the conversation
     review: bool = False  # the question was in doubt: the answer is checked strictly
     moderation_s: float = 0.0
@@ -208,24 +209,29 @@ class ChatService:
         message: str,
         history: Sequence[ChatMessage] = (),
         *,
+        readable: Readable,
         client: str = "",
         hangup: Hangup | None = None,
     ) -> TurnEnd:
         """The end of a turn, for channels that cannot stream (webhooks, non-streaming API calls)."""
-        return last_end(self.turn(message, history, client=client, hangup=hangup))
+        return last_end(self.turn(message, history, readable=readable, client=client, hangup=hangup))
 
     def turn(
         self,
         message: str,
         history: Sequence[ChatMessage] = (),
         *,
+        readable: Readable,
         client: str = "",
         hangup: Hangup | None = None,
     ) -> Iterator[TurnEvent]:
-        """The whole turn as events; a message that cannot be taken ends at once with `Failed`."""
+        """The whole turn as events; a message that cannot be taken ends at once with `Failed`.
+
+        `readable`: the knowledge bases the asker may read (bot/access.py), required so that no door
+        can forget it."""
         hangup = hangup or Hangup()
         try:
-            events = self.start(message, history, client=client, hangup=hangup)
+            events = self.start(message, history, readable=readable, client=client, hangup=hangup)
         except InputError as exc:  # said at once, without waiting in line
             yield Failed(ErrorKind.INPUT, str(exc))
             return
@@ -243,6 +249,7 @@ class ChatService:
         message: str,
         history: Sequence[ChatMessage] = (),
         *,
+        readable: Readable,
         client: str = "",
         hangup: Hangup | None = None,
     ) -> collections.abc.Generator[TurnEvent]:
@@ -259,7 +266,7 @@ class ChatService:
         history = clip_history(history, self.settings.max_message_chars)
         asked = [m.content for m in history if m.role == "user"]
         language = detect(question, default=detect(asked[-1]) if asked else ENGLISH)  # "ok?" follows on
-        turn = _Turn(question, history, language, start, hangup)
+        turn = _Turn(question, history, language, start, hangup, readable)
         return self._admitted(ticket, turn)
 
     def _admitted(self, ticket: int, turn: _Turn) -> collections.abc.Generator[TurnEvent]:
@@ -347,9 +354,7 @@ class ChatService:
         """Search the documents and show the user what was found (`Started`) before generation
         begins; then prepare the chunks as the prompt will show them."""
         t = time.perf_counter()
-        result = self.retriever.search(
-            turn.question, turn.standalone, self.settings.retrieval, reading_scope()
-        )
+        result = self.retriever.search(turn.question, turn.standalone, self.settings.retrieval, turn.readable)
         turn.retrieval_s = time.perf_counter() - t
         turn.sources = numbered_sources(result.chunks)
         yield Started(turn.standalone, turn.sources)

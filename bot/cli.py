@@ -15,7 +15,8 @@ from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Queued, Refused
 from generation.protocol import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
-from retrieval.types import DEFAULT_KB, Method
+from retrieval.types import DEFAULT_KB, Method, Scope, check_kb_name
+from state import Principal
 
 if TYPE_CHECKING:  # imported when needed: only `--vllm` starts a server
     from bot.factory import Components
@@ -135,11 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("question")
+    _kb_filter(p)
     _retrieval_flags(p)
     _common(p)
 
     p = sub.add_parser("ask", help="answer one question in the terminal, streaming, with sources")
     p.add_argument("question")
+    _kb_filter(p)
     _retrieval_flags(p)
     _generator_flags(p)
     _common(p)
@@ -281,9 +284,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _feedback(settings, args.export)
     if args.command in state_cli.COMMANDS:
         return state_cli.run(args, settings)
+    from bot.access import register_knowledge_bases
     from bot.factory import Components
-    from bot.scopes import reading_scope
-    from retrieval.types import Scope
 
     parts = Components(settings)
     if args.command == "kb":
@@ -297,6 +299,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         report = ingestor.ingest_paths(paths)
+        register_knowledge_bases(parts.state, parts.store)  # a new one is private until granted
         print(
             f"ingested {report.files_ok} file(s) ({report.files_unchanged} unchanged): "
             f"+{report.chunks_added} / -{report.chunks_removed} chunks; "
@@ -335,14 +338,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.command == "query":
         rs = parts.retrieval_settings()
-        ranked = parts.retriever.rank([args.question], rs, reading_scope())
+        ranked = parts.retriever.rank([args.question], rs, _readable(parts, args))
         chunks = parts.store.chunks(i for i, _ in ranked)
         for n, (cid, score) in enumerate(ranked, start=1):
             c = chunks[cid]
             print(f"[{n}] {score:.4f}  {c.title}  ({c.source})\n    {c.text[:200].replace(chr(10), ' ')}")
         return 0
     if args.command == "ask":
-        return _ask(parts, args.question)
+        return _ask(parts, args.question, _readable(parts, args))
     from bot.app import serve
 
     serve(parts)
@@ -374,64 +377,106 @@ def _copy(parts: Components, args: argparse.Namespace) -> int:
 def _kb_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "kb",
-        help="list, delete or rename knowledge bases",
+        help="create, list, share, delete or rename knowledge bases",
         description="Knowledge bases split the collection's documents: `ragbot ingest --kb NAME` writes into one, "
-        "and a search reads the ones it is given. Deleting removes exactly a knowledge base's chunks (and, for "
-        f"'{DEFAULT_KB}', the files uploaded in the web chat); renaming keeps every chunk, re-embedding nothing.",
+        "and each door reads only the ones its asker may (`ragbot grant`). A public knowledge base is read by "
+        f"everyone, signed in or not; '{DEFAULT_KB}' starts public, any other private. Deleting removes exactly a "
+        f"knowledge base's chunks, its grants (and, for '{DEFAULT_KB}', the files uploaded in the web chat); "
+        "renaming keeps every chunk and grant, re-embedding nothing.",
     )
     actions = p.add_subparsers(dest="kb_action", metavar="ACTION", required=True)
     a = actions.add_parser("list", help="knowledge bases with their chunk and document counts")
     _common(a)
-    a = actions.add_parser("delete", help="delete a knowledge base and its chunks")
+    a = actions.add_parser("create", help="create an empty knowledge base (ingest creates one too)")
+    a.add_argument("name")
+    a.add_argument("--public", action="store_true", help="readable by everyone, signed in or not")
+    _common(a)
+    for action, help_text in (
+        ("public", "make readable by everyone"),
+        ("private", "readable by grants only"),
+    ):
+        a = actions.add_parser(action, help=help_text)
+        a.add_argument("name")
+        _common(a)
+    a = actions.add_parser("delete", help="delete a knowledge base, its chunks and its grants")
     a.add_argument("name")
     _common(a)
-    a = actions.add_parser("rename", help="rename a knowledge base (its chunks are kept)")
+    a = actions.add_parser("rename", help="rename a knowledge base (its chunks and grants are kept)")
     a.add_argument("old")
     a.add_argument("new")
     _common(a)
 
 
 def _kb_command(parts: Components, args: argparse.Namespace) -> int:
-    from retrieval.types import Scope
+    """The store holds a knowledge base's chunks, the state database its name, visibility and grants:
+    each action changes both, the store first (a cut-off delete leaves a name without chunks, never
+    chunks without their grants)."""
+    from state import StateError
 
-    store = parts.store
+    store, kbs, actor = parts.store, parts.state.kbs, f"cli:{state_cli.login()}"
     if args.kb_action == "list":
-        names = store.kb_names()
-        if not names:
-            print(
-                f"collection '{parts.settings.collection}' holds no knowledge base yet: run `ragbot ingest`"
-            )
-            return 0
-        for name in names:
-            docs = store.sources(Scope.of(name))
+        known = {kb.name: kb for kb in kbs.list()}
+        for name in sorted(set(known) | set(store.kb_names() if store.exists() else [])):
+            docs = store.sources(Scope.of(name)) if store.exists() else []
             chunks = sum(s.committed for s in docs)
-            print(f"{name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents")
-        return 0
-    if args.kb_action == "delete":
-        if args.name not in store.kb_names() and not store.count(Scope.of(args.name)):
-            print(f"error: no knowledge base '{args.name}'", file=sys.stderr)
-            return 1
-        if args.name == DEFAULT_KB:  # files first, as Library.delete does: a cut-off delete never comes back
-            uploads = parts.settings.uploads_dir
-            for path in sorted(uploads.iterdir()) if uploads.is_dir() else []:
-                if path.is_file() and not path.is_symlink():
-                    path.unlink()
-        n = store.delete_kb(args.name)
-        print(f"deleted knowledge base '{args.name}' ({n} chunks)")
+            shown = "public" if name in known and known[name].public else "private"
+            print(f"{name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents\t{shown}")
         return 0
     try:
-        store.rename_kb(args.old, args.new)
-    except (KeyError, ValueError) as exc:
+        if args.kb_action == "create":
+            kbs.create(check_kb_name(args.name), public=args.public, actor=actor)
+            print(f"created knowledge base '{args.name}' ({'public' if args.public else 'private'})")
+        elif args.kb_action in ("public", "private"):
+            kbs.set_public(args.name, args.kb_action == "public", actor=actor)
+            print(f"knowledge base '{args.name}' is now {args.kb_action}")
+        elif args.kb_action == "delete":
+            in_store = store.exists() and (args.name in store.kb_names() or store.count(Scope.of(args.name)))
+            if not in_store and kbs.get(args.name) is None:
+                print(f"error: no knowledge base '{args.name}'", file=sys.stderr)
+                return 1
+            if (
+                args.name == DEFAULT_KB
+            ):  # files first, as Library.delete does: a cut-off delete never comes back
+                uploads = parts.settings.uploads_dir
+                for path in sorted(uploads.iterdir()) if uploads.is_dir() else []:
+                    if path.is_file() and not path.is_symlink():
+                        path.unlink()
+            n = store.delete_kb(args.name) if in_store else 0
+            if kbs.get(args.name) is not None:
+                kbs.delete(args.name, actor=actor)
+            print(f"deleted knowledge base '{args.name}' ({n} chunks)")
+        else:
+            if kbs.get(args.new) is not None:
+                raise ValueError(f"knowledge base '{args.new}' already exists")
+            if store.exists() and args.old in store.kb_names():
+                store.rename_kb(args.old, args.new)
+            if kbs.get(args.old) is not None:
+                kbs.rename(args.old, args.new, actor=actor)
+            print(f"renamed knowledge base '{args.old}' to '{args.new}'")
+    except (KeyError, ValueError, StateError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    print(f"renamed knowledge base '{args.old}' to '{args.new}'")
     return 0
 
 
 # ---- answering in the terminal --------------------------------------------------------------------
-def _ask(parts: Components, question: str) -> int:
+def _kb_filter(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kb",
+        action="append",
+        metavar="NAME",
+        help="search only this knowledge base (repeatable; default: all)",
+    )
+
+
+def _readable(parts: Components, args: argparse.Namespace) -> Scope:
+    """The operator at the terminal reads every knowledge base, or those named with --kb."""
+    return parts.readers.readable(Principal.cli(), wanted=args.kb)
+
+
+def _ask(parts: Components, question: str, readable: Scope) -> int:
     """Stream one answer to the terminal; the exit code says how the turn ended."""
-    for event in parts.chat_service().turn(question):
+    for event in parts.chat_service().turn(question, readable=readable):
         if isinstance(event, Queued):
             print(event.message, file=sys.stderr)
         elif isinstance(event, Delta):

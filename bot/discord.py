@@ -18,6 +18,7 @@ import httpx
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from bot.access import Readers
 from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import TurnEnd
@@ -31,6 +32,7 @@ from bot.webhook_turns import (
     rejected,
     text_field,
 )
+from state import Principal
 
 log = logging.getLogger(__name__)
 PING, APPLICATION_COMMAND = 1, 2
@@ -45,6 +47,7 @@ class DiscordQuestion:
     token: str
     channel: str  # the channel id, or "interaction:<id>" for one sent outside a channel
     text: str
+    guild: str = ""  # the server: with the channel, what decides which knowledge bases answer
 
     @property
     def conversation(self) -> str:
@@ -61,10 +64,12 @@ class DiscordInteractions:
         service: ChatService,
         conversations: ConversationStore,
         api_url: str = "https://discord.com/api/v10",
+        readers: Readers | None = None,
     ) -> None:
         self.key = VerifyKey(bytes.fromhex(public_key_hex))
         self.service = service
         self.conversations = conversations
+        self.readers = readers or Readers()
         self.api_url = api_url.rstrip("/")
 
     def verify(self, body: bytes, signature: str, timestamp: str) -> bool:
@@ -111,7 +116,8 @@ class DiscordInteractions:
         if not self.conversations.first_time(f"discord:{interaction_id}"):
             return DiscordOutcome(409, {"error": "interaction already handled"})
         channel = channel_id or f"interaction:{interaction_id}"
-        question = DiscordQuestion(application_id, token, channel, text)
+        guild = text_field(payload, "guild_id", "interaction", required=False)
+        question = DiscordQuestion(application_id, token, channel, text, guild)
         return DiscordOutcome(200, {"type": DEFERRED_CHANNEL_MESSAGE}, question)
 
     def answer(self, question: DiscordQuestion) -> None:
@@ -130,4 +136,7 @@ class DiscordInteractions:
                 log.exception("could not deliver the answer to Discord")
                 return False
 
-        answer_remembered(self.service, self.conversations, question.conversation, question.text, deliver)
+        readable = self.readers.readable(Principal.discord(question.guild, question.channel))
+        answer_remembered(
+            self.service, self.conversations, question.conversation, question.text, deliver, readable
+        )

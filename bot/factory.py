@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.access import Readers, register_knowledge_bases
 from bot.admission import TurnQueue
 from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
@@ -26,6 +27,7 @@ from retrieval.types import DEFAULT_KB
 
 if TYPE_CHECKING:  # loaded when first used: `ragbot info` and `reset` need no torch
     from retrieval.embedder import MultiHeadEmbedder
+    from state import State
 
 log = logging.getLogger(__name__)
 EMBEDDED_TURNS = 2  # turns at once on the embedded engine: measured with bench/turn.py --concurrency 20
@@ -43,6 +45,20 @@ class Components:
         if s.qdrant_url:
             return VectorStore(s.collection, url=s.qdrant_url, api_key=s.qdrant_api_key)
         return VectorStore(s.collection, path=s.qdrant_path, engine=s.store_engine)
+
+    @cached_property
+    def state(self) -> State:
+        """Accounts, knowledge bases, grants, keys, audit and kept chats (state/), migrated on open;
+        every knowledge base the store holds is registered (bot/access.py)."""
+        from state import open_state
+
+        state = open_state(self.settings.state_db_url)
+        register_knowledge_bases(state, self.store)
+        return state
+
+    @cached_property
+    def readers(self) -> Readers:
+        return Readers(self.state)
 
     @cached_property
     def embedder_model(self) -> str:

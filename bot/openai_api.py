@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from bot.chat import ChatService, last_end
 from bot.events import Answered, Delta, ErrorKind, Failed, Queued, Refused, Source, TurnEnd, TurnEvent
 from generation.protocol import ChatMessage
+from retrieval.types import Scope
 
 STATUS = {ErrorKind.INPUT: 400, ErrorKind.STORE: 503, ErrorKind.GENERATOR: 503, ErrorKind.INTERNAL: 500,
           ErrorKind.BUSY: 429}  # fmt: skip
@@ -85,10 +86,10 @@ def _raise_failed(end: TurnEnd) -> Answered | Refused:
     return end
 
 
-def complete(service: ChatService, request: CompletionRequest) -> dict[str, object]:
+def complete(service: ChatService, request: CompletionRequest, *, readable: Scope) -> dict[str, object]:
     """The whole turn as one chat.completion (see `completion`)."""
     question, history = split(request)
-    return completion(service.turn(question, history), request)
+    return completion(service.turn(question, history, readable=readable), request)
 
 
 def completion(events: Iterable[TurnEvent], request: CompletionRequest) -> dict[str, object]:
@@ -105,10 +106,10 @@ def completion(events: Iterable[TurnEvent], request: CompletionRequest) -> dict[
     }
 
 
-def stream(service: ChatService, request: CompletionRequest) -> Iterator[str]:
+def stream(service: ChatService, request: CompletionRequest, *, readable: Scope) -> Iterator[str]:
     """The whole turn as server-sent events (see `sse`)."""
     question, history = split(request)
-    return sse(service.turn(question, history), request)
+    return sse(service.turn(question, history, readable=readable), request)
 
 
 def sse(events: Iterable[TurnEvent], request: CompletionRequest) -> Iterator[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
+from bot.access import Readers
 from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import TurnEnd
@@ -29,6 +30,7 @@ from bot.webhook_turns import (
     rejected,
     text_field,
 )
+from state import Principal
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@[A-Z0-9]+>\s*")
@@ -39,6 +41,7 @@ class SlackQuestion:
     channel: str
     thread_ts: str
     text: str
+    team: str = ""  # the workspace: with the channel, what decides which knowledge bases answer
 
     @property
     def conversation(self) -> str:
@@ -56,11 +59,13 @@ class SlackEvents:
         service: ChatService,
         conversations: ConversationStore,
         api_url: str = "https://slack.com/api/",
+        readers: Readers | None = None,
     ) -> None:
         self.verifier = SignatureVerifier(signing_secret)
         self.client = WebClient(token=bot_token, base_url=api_url)
         self.service = service
         self.conversations = conversations
+        self.readers = readers or Readers()
 
     def receive(self, body: bytes, headers: dict[str, str]) -> SlackOutcome:
         """Verify and triage one delivery; never slow (no model calls here).
@@ -90,7 +95,8 @@ class SlackEvents:
         event_id = text_field(payload, "event_id", "payload", required=False) or f"{channel}:{ts}"
         if not self.conversations.first_time(f"slack:{event_id}"):
             return SlackOutcome(200, {"ok": True, "duplicate": True})  # a retry: answered already
-        return SlackOutcome(200, {"ok": True}, SlackQuestion(channel, thread_ts, text))
+        team = text_field(payload, "team_id", "payload", required=False)
+        return SlackOutcome(200, {"ok": True}, SlackQuestion(channel, thread_ts, text, team))
 
     def answer(self, question: SlackQuestion) -> None:
         """Answer in the thread; runs after the acknowledgement was sent."""
@@ -105,4 +111,7 @@ class SlackEvents:
                 log.exception("could not post the answer to Slack")
                 return False
 
-        answer_remembered(self.service, self.conversations, question.conversation, question.text, post)
+        readable = self.readers.readable(Principal.slack(question.team, question.channel))
+        answer_remembered(
+            self.service, self.conversations, question.conversation, question.text, post, readable
+        )

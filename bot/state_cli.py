@@ -96,13 +96,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one of COMMANDS; 1 with a message when the state refuses (unknown name, duplicate...)."""
     with open_state(settings.state_db_url) as state:
         try:
-            return _run(state, args, f"cli:{_login()}")
+            return _run(state, args, f"cli:{login()}")
         except StateError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
 
 
-def _login() -> str:
+def login() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

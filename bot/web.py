@@ -25,7 +25,9 @@ from typing import Any, cast
 
 import gradio as gr
 
+from bot.access import Readers
 from bot.admission import Hangup
+from bot.auth import current_principal
 from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEnd
@@ -36,7 +38,8 @@ from bot.library import DocumentInfo, Library, UploadOutcome
 from bot.ui_texts import ui_texts
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
-from retrieval.types import FileStatus
+from retrieval.types import FileStatus, Scope
+from state import Principal
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _CITE_LINK = re.compile(r"\[\\\[(\d{1,2})\\\]\]\(#cite-\d+-\d+\)")
@@ -187,6 +190,7 @@ def turn_updates(
     prior: list[ChatMessage],
     history: list[Any],
     session: Session,
+    readable: Scope,
     hangup: Hangup | None = None,
     client: str = "",
 ) -> Iterator[tuple[Any, ...]]:
@@ -194,7 +198,7 @@ def turn_updates(
     `history` ends with the placeholder bubble this turn fills."""
     turn = len(history) - 1
     text = ""
-    for event in service.turn(message, prior, client=client, hangup=hangup):
+    for event in service.turn(message, prior, readable=readable, client=client, hangup=hangup):
         if isinstance(event, Queued):
             history[-1] = {"role": "assistant", "content": event.message}
             session.sections[turn] = turn_section(turn, message, [], event.message)
@@ -264,11 +268,14 @@ class PageActions:
     library: Library | None
     admin_token: str | None
     bound_host: str
+    readers: Readers = field(default_factory=Readers)
     hangups: dict[str, Hangup] = field(default_factory=dict)  # browser session -> its turn in progress
 
-    def refresh(self) -> tuple[Any, ...]:
-        """Everything that depends on the library: status, list, delete choices, example questions."""
-        docs = self.library.documents() if self.library else []
+    def refresh(self, request: gr.Request) -> tuple[Any, ...]:
+        """Everything that depends on the library: status, list, delete choices, example questions;
+        only what this visitor may read (a library they cannot read lists nothing)."""
+        readable = self.library is not None and self.readers.may(asker(request), self.library.kb, "read")
+        docs = self.library.documents() if self.library and readable else []
         # The page names a document by its file name and an opaque key, never by the server's path.
         choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", document_key(d.source)) for d in docs]
         # What was uploaded last is likely what people want to ask about next.
@@ -302,7 +309,8 @@ class PageActions:
             self.hangups[key] = hangup
         try:
             client = _host(request) or ""
-            yield from turn_updates(self.service, message, prior, history, session, hangup, client)
+            readable = self.readers.readable(asker(request))
+            yield from turn_updates(self.service, message, prior, history, session, readable, hangup, client)
         finally:
             hangup.hang_up()
             if self.hangups.get(key) is hangup:
@@ -339,31 +347,31 @@ class PageActions:
         progress: gr.Progress = _PROGRESS,
     ) -> tuple[Any, ...]:
         if self.library is None or not files:
-            return (gr.skip(), None, *self.refresh())
+            return (gr.skip(), None, *self.refresh(request))
         try:
             access = self._access(token, request)
             if not access.allowed:
-                return (_message(access.reason, "error"), None, *self.refresh())
+                return (_message(access.reason, "error"), None, *self.refresh(request))
             progress(0, desc=f"Ingesting {len(files)} file(s)…")
             outcomes = self.library.upload([(Path(f).name, Path(f)) for f in files])
-            return (upload_table(outcomes), None, *self.refresh())
+            return (upload_table(outcomes), None, *self.refresh(request))
         finally:  # Gradio's cached copy would stay fetchable (and outlive a deleted document)
             for f in files:
                 Path(f).unlink(missing_ok=True)
 
     def on_delete(self, key: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
         if self.library is None or not key:
-            return (_message("Choose a document to delete.", "error"), *self.refresh())
+            return (_message("Choose a document to delete.", "error"), *self.refresh(request))
         access = self._access(token, request)
         if not access.allowed:
-            return (_message(access.reason, "error"), *self.refresh())
+            return (_message(access.reason, "error"), *self.refresh(request))
         source = next((d.source for d in self.library.documents() if document_key(d.source) == key), None)
         if source is None:
-            return (_message("That document is no longer in the library.", "error"), *self.refresh())
+            return (_message("That document is no longer in the library.", "error"), *self.refresh(request))
         removed = self.library.delete(source)
         name = source.rsplit("/", 1)[-1]
         note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
-        return (_message(note), *self.refresh())
+        return (_message(note), *self.refresh(request))
 
     def _access(self, token: str, request: gr.Request) -> Access:
         """May this request change the library (bot/httpsafe.py)."""
@@ -509,10 +517,13 @@ def build_ui(
     chat_concurrency: int = 4,
     bound_host: str = "127.0.0.1",
     texts: gr.I18n | None = None,
+    readers: Readers | None = None,
 ) -> gr.Blocks:
     """The page; `texts` are its words per browser language (bot/ui_texts.py), which the mount must
-    be given too."""
-    actions = PageActions(service, conversations or ConversationStore(), library, admin_token, bound_host)
+    be given too; `readers` decides which knowledge bases each visitor reads."""
+    actions = PageActions(
+        service, conversations or ConversationStore(), library, admin_token, bound_host, readers or Readers()
+    )
     t = texts or ui_texts(library.max_bytes / 1e6 if library else 0, bool(admin_token))
     # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
     with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
@@ -542,6 +553,12 @@ TOKEN_COOKIE_JS = (
 def document_key(source: str) -> str:
     """An opaque name for a document in the page (the delete choice), stable across refreshes."""
     return hashlib.sha256(source.encode()).hexdigest()[:20]
+
+
+def asker(request: gr.Request) -> Principal:
+    """Who this page event comes from: the signed-in person (bot/auth.py), else anonymous."""
+    http = getattr(request, "request", None)
+    return current_principal(http) if http is not None else Principal.anonymous()
 
 
 def _host(request: gr.Request) -> str | None:

@@ -15,6 +15,7 @@ from bot.chat import ChatService
 from bot.conversations import ConversationStore
 from bot.events import Answered, TurnEnd
 from generation.protocol import ChatMessage
+from retrieval.types import Scope
 
 Q = TypeVar("Q")
 
@@ -75,9 +76,11 @@ def answer_remembered(
     conversation: str,
     text: str,
     deliver: Callable[[TurnEnd], bool],
+    readable: Scope,
 ) -> None:
-    """Answer with the conversation's history; remember an answered exchange once it was delivered."""
-    end = service.answer(text, conversations.history(conversation))
+    """Answer with the conversation's history, from what the channel may read; remember an answered
+    exchange once it was delivered."""
+    end = service.answer(text, conversations.history(conversation), readable=readable)
     if deliver(end) and isinstance(end, Answered):
         conversations.append(
             conversation,

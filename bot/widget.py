@@ -16,6 +16,7 @@ from bot.events import Answered, Delta, Failed, Queued, Refused, TurnEvent
 from bot.evidence import evidence
 from bot.feedback import RecentTurns, TurnRecord
 from generation.protocol import ChatMessage
+from retrieval.types import Scope
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -124,9 +125,11 @@ def widget_events(
     history: Sequence[ChatMessage],
     recent: RecentTurns | None = None,
     channel: str = "widget",
+    *,
+    readable: Scope,
 ) -> Iterator[str]:
     """The whole turn as NDJSON rows (see `widget_rows`)."""
-    return widget_rows(service.turn(message, history), message, recent, channel)
+    return widget_rows(service.turn(message, history, readable=readable), message, recent, channel)
 
 
 def widget_rows(

@@ -8,9 +8,10 @@ from collections.abc import Iterator, Sequence
 from bot.chat import ChatService
 from bot.web import Session, turn_updates
 from generation.protocol import ChatMessage
+from tests.scopes import DEFAULT
 
 
 def web_bubbles(service: ChatService, message: str, prior: Sequence[ChatMessage] = ()) -> Iterator[str]:
     chat = [{"role": "user", "content": message}, {"role": "assistant", "content": "…"}]
-    for update in turn_updates(service, message, list(prior), chat, Session()):
+    for update in turn_updates(service, message, list(prior), chat, Session(), DEFAULT):
         yield update[0][-1]["content"]

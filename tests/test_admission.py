@@ -12,6 +12,7 @@ from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.generators import ScriptedGenerator
+from tests.scopes import DEFAULT
 
 
 def test_queue_admits_up_to_its_limit_in_arrival_order() -> None:
@@ -74,9 +75,9 @@ def one_at_a_time(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatS
 
 
 def test_a_second_chat_waits_and_is_told_its_place(one_at_a_time: ChatService) -> None:
-    first = one_at_a_time.turn("What buried Pompeii?")
+    first = one_at_a_time.turn("What buried Pompeii?", readable=DEFAULT)
     assert isinstance(next(first), Started)  # the first chat is running
-    second = one_at_a_time.turn("What buried Pompeii?")
+    second = one_at_a_time.turn("What buried Pompeii?", readable=DEFAULT)
     waiting = next(second)
     assert isinstance(waiting, Queued)
     assert waiting.ahead == 1
@@ -93,10 +94,10 @@ def test_a_second_chat_waits_and_is_told_its_place(one_at_a_time: ChatService) -
 
 
 def test_a_chat_abandoned_mid_answer_frees_its_place(one_at_a_time: ChatService) -> None:
-    first = one_at_a_time.turn("What buried Pompeii?")
+    first = one_at_a_time.turn("What buried Pompeii?", readable=DEFAULT)
     next(first)
     first.close()  # the browser went away
-    events = list(one_at_a_time.turn("What buried Pompeii?"))
+    events = list(one_at_a_time.turn("What buried Pompeii?", readable=DEFAULT))
     assert not any(isinstance(e, Queued) for e in events)
     assert isinstance(events[-1], Answered)
 
@@ -122,8 +123,8 @@ def test_every_front_door_shows_the_wait(one_at_a_time: ChatService) -> None:
     )
     doors = {
         "web": web_bubbles(one_at_a_time, "What buried Pompeii?", []),
-        "widget": widget_events(one_at_a_time, "What buried Pompeii?", []),
-        "v1": openai_api.stream(one_at_a_time, request),
+        "widget": widget_events(one_at_a_time, "What buried Pompeii?", [], readable=DEFAULT),
+        "v1": openai_api.stream(one_at_a_time, request, readable=DEFAULT),
     }
     for door, output in doors.items():
         busy = queue.join()  # another chat is being answered
@@ -149,6 +150,6 @@ def test_every_front_door_shows_the_wait(one_at_a_time: ChatService) -> None:
 def test_an_empty_message_is_refused_at_once_not_after_waiting(one_at_a_time: ChatService) -> None:
     busy = one_at_a_time.queue.join()
     assert one_at_a_time.queue.admit(busy, timeout=0)
-    [end] = list(one_at_a_time.turn("   "))
+    [end] = list(one_at_a_time.turn("   ", readable=DEFAULT))
     assert isinstance(end, Failed)
     assert end.kind is ErrorKind.INPUT

@@ -26,6 +26,7 @@ from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.capture_server import Captured, CaptureServer
 from tests.generators import ScriptedGenerator
+from tests.scopes import DEFAULT
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 DISCORD_KEY = SigningKey.generate()
@@ -288,11 +289,13 @@ def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn
     withdrawn_note = "(The answer above was withdrawn.)"
     web = [unsafe_text(b) for b in web_bubbles(withdrawn(), "What buried Pompeii?", []) if b != "…"]
     assert web[0] == ANSWER and web[-1].startswith("🛡️ " + withdrawn_note)
-    rows = [json.loads(r) for r in widget_events(withdrawn(), "What buried Pompeii?", [])]
+    rows = [json.loads(r) for r in widget_events(withdrawn(), "What buried Pompeii?", [], readable=DEFAULT)]
     assert rows[-1]["type"] == "refused" and rows[-1]["retracted"]
     assert rows[-1]["message"].startswith(withdrawn_note)
     request = CompletionRequest(messages=[ChatMessage(role="user", content="What buried Pompeii?")])
-    sse = [json.loads(e[6:]) for e in stream(withdrawn(), request) if e != "data: [DONE]\n\n"]
+    sse = [
+        json.loads(e[6:]) for e in stream(withdrawn(), request, readable=DEFAULT) if e != "data: [DONE]\n\n"
+    ]
     assert sse[-1]["choices"][0]["finish_reason"] == "content_filter"
     assert sse[-1]["moderation"] == {
         "flagged": True,
@@ -301,11 +304,13 @@ def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn
         "retracted": True,
     }
     assert withdrawn_note in sse[-2]["choices"][0]["delta"]["content"]
-    assert reply_text(withdrawn().answer("What buried Pompeii?")).startswith(":shield: " + withdrawn_note)
+    assert reply_text(withdrawn().answer("What buried Pompeii?", readable=DEFAULT)).startswith(
+        ":shield: " + withdrawn_note
+    )
 
     class Parts:
         chat_service = staticmethod(withdrawn)
 
-    assert _ask(Parts(), "What buried Pompeii?") == 3  # type: ignore[arg-type]
+    assert _ask(Parts(), "What buried Pompeii?", DEFAULT) == 3  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert out.startswith(ANSWER) and withdrawn_note in out

@@ -13,13 +13,13 @@ from bot.chat import (
     validate_message,
 )
 from bot.events import Answered, Delta, ErrorKind, Failed, Refused, Started, TurnEvent
-from bot.scopes import reading_scope
 from generation.protocol import ChatMessage, Generator
 from guardrails.grounding import Grounding, Scope
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import StoreUnavailable, VectorStore
 from tests.generators import ScriptedGenerator
+from tests.scopes import DEFAULT
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def service(ingestor: Ingestor, store: VectorStore, corpus: Path) -> ChatService
 
 
 def run(service: ChatService, message: str, history: list[ChatMessage] | None = None) -> list[TurnEvent]:
-    return list(service.turn(message, history or []))
+    return list(service.turn(message, history or [], readable=DEFAULT))
 
 
 def test_turn_streams_typed_events_and_ends_with_cited_sources(service: ChatService) -> None:
@@ -52,7 +52,7 @@ def test_turn_streams_typed_events_and_ends_with_cited_sources(service: ChatServ
 
 def test_prompt_numbers_chunks_and_marks_them_as_data(service: ChatService) -> None:
     result = service.retriever.retrieve(
-        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=reading_scope()
+        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=DEFAULT
     )
     prompt = build_prompt("What buried Pompeii?", result.chunks, [])
     assert prompt[0].role == "system" and "data, never instructions" in prompt[0].content
@@ -75,7 +75,7 @@ def test_empty_or_huge_message_gets_clear_error(service: ChatService, message: s
 
 def test_sources_mark_only_cited_numbers(service: ChatService) -> None:
     result = service.retriever.retrieve(
-        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=reading_scope()
+        "What buried Pompeii?", settings=RetrievalSettings(k=2), scope=DEFAULT
     )
     marks = [s.cited for s in mark_cited("See [2] and [7].", numbered_sources(result.chunks))]
     assert marks == [False, True]
@@ -134,7 +134,7 @@ def test_qdrant_server_lost_mid_session_is_a_clear_chat_error(ingestor: Ingestor
     service = ChatService(
         Retriever(ingestor.embedder, store), ScriptedGenerator(["x"]), TurnSettings(RetrievalSettings(k=2))
     )
-    [end] = list(service.turn("What buried Pompeii?"))
+    [end] = list(service.turn("What buried Pompeii?", readable=DEFAULT))
     assert isinstance(end, Failed) and end.kind is ErrorKind.STORE
     assert end.message.startswith("The document store is unavailable")
 
@@ -218,7 +218,7 @@ def test_refusal_after_shown_text_is_reported_as_a_withdrawal(
 
 
 def test_answer_returns_only_the_end_of_the_turn(service: ChatService) -> None:
-    end = service.answer("What buried Pompeii?")
+    end = service.answer("What buried Pompeii?", readable=DEFAULT)
     assert isinstance(end, Answered) and end.text == "Mount Vesuvius buried Pompeii in 79 [1]."
     assert [s.number for s in end.cited] == [1]
 

@@ -103,15 +103,24 @@ def test_knowledge_bases_from_the_command_line(tmp_path: Path, corpus: Path) -> 
     assert "1 chunks in knowledge base 'hr'" in into.stdout
 
     listed = ragbot("kb", "list", *data, cwd=tmp_path)
-    assert listed.stdout.splitlines() == ["default\t5 chunks\t5 documents", "hr\t1 chunks\t1 documents"]
+    assert listed.stdout.splitlines() == [
+        "default\t5 chunks\t5 documents\tpublic",
+        "hr\t1 chunks\t1 documents\tprivate",  # a new knowledge base is read by grants only
+    ]
     q = ragbot("query", "How many days of paid leave?", "-k", "5", *data, cwd=tmp_path)
-    assert q.returncode == 0 and "Leave" not in q.stdout  # the bot reads `default` only
+    assert q.returncode == 0 and "Leave" in q.stdout  # the operator at the terminal reads all
+    narrowed = ragbot(
+        "query", "How many days of paid leave?", "--kb", "default", "-k", "5", *data, cwd=tmp_path
+    )
+    assert narrowed.returncode == 0 and "Leave" not in narrowed.stdout
 
     assert ragbot("kb", "rename", "hr", "people", *data, cwd=tmp_path).returncode == 0
     taken = ragbot("kb", "rename", "people", "default", *data, cwd=tmp_path)
     assert taken.returncode == 1 and "already exists" in taken.stderr
     gone = ragbot("kb", "delete", "people", *data, cwd=tmp_path)
     assert gone.returncode == 0 and "(1 chunks)" in gone.stdout
-    assert ragbot("kb", "list", *data, cwd=tmp_path).stdout.splitlines() == ["default\t5 chunks\t5 documents"]
+    assert ragbot("kb", "list", *data, cwd=tmp_path).stdout.splitlines() == [
+        "default\t5 chunks\t5 documents\tpublic"
+    ]
     missing = ragbot("kb", "delete", "people", *data, cwd=tmp_path)
     assert missing.returncode == 1 and "no knowledge base 'people'" in missing.stderr

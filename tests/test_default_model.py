@@ -16,6 +16,7 @@ from bot.factory import Components
 from generation.openai_compat import OpenAICompatibleGenerator
 from guardrails.categories import Category
 from guardrails.classifier import CATEGORY_WORDS
+from tests.scopes import DEFAULT
 
 pytestmark = pytest.mark.slow
 SCAFFOLDING = ("<<<", ">>>", "Question:", "Sources:", "SOURCES", "[removed marker]", "<|im_")
@@ -36,7 +37,7 @@ def service(parts: Components) -> ChatService:
 
 
 def turn(service: ChatService, question: str) -> list[TurnEvent]:
-    return list(service.turn(question))
+    return list(service.turn(question, readable=DEFAULT))
 
 
 def test_sample_question_is_answered_with_a_citation_and_no_scaffolding(service: ChatService) -> None:

@@ -27,6 +27,7 @@ from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.generators import ScriptedGenerator
+from tests.scopes import DEFAULT
 
 ANSWER = "Mount Vesuvius buried Pompeii in 79 [1]. " + "It erupted for two days. " * 20
 KEY = "operator-secret"
@@ -187,7 +188,7 @@ def test_one_client_holds_only_its_share_of_the_line() -> None:
 def test_a_hangup_frees_a_waiting_place_from_another_thread(service: ChatService) -> None:
     busy = service.queue.join()
     hangup = Hangup()
-    events = service.turn("What buried Pompeii?", hangup=hangup)
+    events = service.turn("What buried Pompeii?", readable=DEFAULT, hangup=hangup)
     assert type(next(events)).__name__ == "Queued"
     assert service.queue.waiting == 1
     threading.Thread(target=hangup.hang_up).start()  # the server's event loop noticed the disconnect

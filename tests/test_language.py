@@ -17,6 +17,7 @@ from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from tests.generators import ScriptedGenerator
+from tests.scopes import DEFAULT
 
 KOREAN_QUESTION = "폼페이를 묻어 버린 화산은 무엇인가요?"
 
@@ -61,7 +62,7 @@ def service_with(
 
 
 def run(service: ChatService, message: str, history: list[ChatMessage] | None = None) -> list[TurnEvent]:
-    return list(service.turn(message, history or []))
+    return list(service.turn(message, history or [], readable=DEFAULT))
 
 
 def test_a_korean_question_asks_for_a_korean_answer(
@@ -111,7 +112,7 @@ def test_a_short_follow_up_keeps_the_conversation_language(
         ChatMessage(role="user", content=KOREAN_QUESTION),
         ChatMessage(role="assistant", content="베수비오"),
     ]
-    waiting = next(service.turn("79?", history))  # no letters: the conversation decides
+    waiting = next(service.turn("79?", history, readable=DEFAULT))  # no letters: the conversation decides
     assert isinstance(waiting, Queued)
     assert waiting.message == texts(KOREAN).queued_one
     service.queue.leave(busy)
