@@ -18,7 +18,7 @@ def reply_text(end: TurnEnd, max_sources: int = 4) -> str:
 
 
 def _source_line(source: Source) -> str:
-    return f"[{source.number}] {source.title} ({source.source})"
+    return f"[{source.number}] {source.title} ({source.public_source})"  # a file name, never a server path
 
 
 def split_message(text: str, limit: int = 2000) -> list[str]:
