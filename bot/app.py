@@ -49,7 +49,7 @@ from bot.openai_api import ApiError, CompletionRequest, bounded_history, complet
 from bot.slack import SlackEvents
 from bot.widget import widget_page, widget_rows
 from generation.protocol import ChatMessage
-from state import Principal
+from state import Principal, State
 from state.keys import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -438,6 +438,15 @@ def exposure_problems(s: Settings) -> list[str]:
     return problems
 
 
+def first_admin_link(state: State) -> str | None:
+    """On a state database with nobody in it, an administrator `admin` and the path of a one-time
+    sign-in link for them (no password is set: `ragbot users link admin` prints another link)."""
+    if state.people.list():
+        return None
+    admin = state.people.create_local("admin", None, name="Administrator", admin=True, actor="system")
+    return f"/auth/link/{state.people.sign_in_link(admin.id, ttl_s=24 * 3600, actor='system')}"
+
+
 def serve(parts: Components) -> None:
     import uvicorn
 
@@ -451,9 +460,10 @@ def serve(parts: Components) -> None:
     # The moderation prompts' prefixes are cached (restored from the last start's files, or computed)
     # while the first visitor reads the page.
     threading.Thread(target=parts.warm, name="moderation-warm-up", daemon=True).start()
-    print(
-        f"ragbot on http://{s.host}:{s.port}  (chat at /, widget at /widget, health at /healthz)", flush=True
-    )
+    base = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
+    print(f"ragbot on {base}  (chat at /, widget at /widget, health at /healthz)", flush=True)
+    if link := first_admin_link(parts.state):
+        print(f"First start: sign in as the administrator (once, within 24 hours): {base}{link}", flush=True)
     uvicorn.run(
         app,
         host=s.host,
