@@ -37,6 +37,7 @@ from bot.httpsafe import OPERATOR_COOKIE, Access, edit_access
 from bot.library import DocumentInfo, Library, UploadOutcome
 from bot.ui_texts import ui_texts
 from bot.web_chats import KeptChats, Sidebar, account_html, picked, sidebar, wire_sidebar
+from bot.web_session import Session
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
 from retrieval.types import FileStatus, Scope
@@ -175,16 +176,6 @@ def status_line(service: ChatService) -> str:
         f"**Generator** `{generator}` · **Store** {kind}, {count} · "
         f"**Moderation** {moderation_description(service)}"
     )
-
-
-@dataclass
-class Session:
-    """Per browser tab: each answer's turn (for feedback) and evidence section, by message index."""
-
-    records: dict[int, TurnRecord] = field(default_factory=dict)
-    sections: dict[int, str] = field(default_factory=dict)
-    ends: dict[int, TurnEnd] = field(default_factory=dict)
-    chat_id: int | None = None  # the signed-in person's kept chat this tab adds to (bot/web_chats.py)
 
 
 def turn_updates(

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import gradio as gr
 
 from bot.auth import current_person, web_auth
 from bot.events import Answered, Refused, TurnEnd
 from bot.evidence import panel, turn_section
+from bot.web_session import Session
 from state import Chat, NotFound, SourceRef, TurnRecord
 from state.chats import Chats
-
-if TYPE_CHECKING:
-    from bot.web import Session
 
 TITLE_CHARS = 80  # a new chat is titled with its first question, this long at most
 
@@ -174,16 +172,12 @@ class KeptChats:
 
     def on_new(self, session: Session, request: gr.Request) -> tuple[Any, ...]:
         """A fresh conversation; the next answer starts a new kept chat."""
-        from bot.web import Session
-
         person_id = owner(request)
         listing = self.listing(person_id, None) if person_id is not None else gr.skip()
         return [], Session(), panel({}), listing, "", "", ""
 
     def on_pick(self, chat_id: int | None, session: Session, request: gr.Request) -> tuple[Any, ...]:
         """Resume a chat: its turns into the chat (and so into the history the next turn sends)."""
-        from bot.web import Session
-
         person_id = owner(request)
         chat = self.chats.get(person_id, chat_id) if person_id is not None and chat_id else None
         if person_id is None or chat is None:
@@ -204,8 +198,6 @@ class KeptChats:
         return self.listing(person_id, session.chat_id), _note("Renamed.")
 
     def on_delete(self, session: Session, request: gr.Request) -> tuple[Any, ...]:
-        from bot.web import Session
-
         person_id = owner(request)
         if person_id is None or session.chat_id is None:
             return (
