@@ -7,8 +7,10 @@ example questions, a status line and feedback.
 - Evidence: per answer, every source with number, title, file or link, retrieval score and the
   passage, the sentences supporting the citing claim marked (bot/evidence.py); cited ones first.
 - Documents (bot/library.py): upload several files through the CLI's Ingestor with progress and a
-  result per file, the list with chunk counts, delete. Changes need the operator token, or, without
-  one, a direct request from this machine.
+  result per file, the list with chunk counts, delete. Changes need the edit role on the library's
+  knowledge base (signed in), the operator token, or, without one, a direct request from this machine.
+- Sign-in (where people sign in): the account bar, a knowledge-base picker, and a signed-in person's
+  kept chats beside the chat (bot/web_chats.py).
 - Feedback: 👍/👎 on an answer (Gradio's like buttons) and an optional comment, written with the turn
   to the conversations database.
 """
