@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.access import Readers
 from bot.admission import Busy, Hangup
-from bot.auth import AuthContext, Directory, WebAuth, auth_router
+from bot.auth import AuthContext, Directory, WebAuth, auth_router, current_principal, require_person
 from bot.chat import ChatService, InputError
 from bot.config import Settings
 from bot.conversations import ConversationStore
@@ -49,7 +49,7 @@ from bot.openai_api import ApiError, CompletionRequest, bounded_history, complet
 from bot.slack import SlackEvents
 from bot.widget import widget_page, widget_rows
 from generation.protocol import ChatMessage
-from state import Principal, State
+from state import Person, Principal, State
 from state.keys import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -287,13 +287,43 @@ def webhook_router(deps: AppDeps, turns: ThreadPoolExecutor) -> APIRouter:
     return router
 
 
+def chats_router(state: State) -> APIRouter:
+    """/chats/{id}/export: a signed-in person's kept chat as a JSON download (only their own)."""
+    router = APIRouter()
+
+    @router.get("/chats/{chat_id}/export")
+    def export_chat(chat_id: int, person: Person = Depends(require_person)) -> Response:  # noqa: B008
+        document = state.chats.export(person.id, chat_id)
+        if document is None:
+            raise HTTPException(404, "No such chat.")
+        headers = {
+            "Content-Disposition": f'attachment; filename="chat-{chat_id}.json"',
+            "Cache-Control": "no-store",
+        }
+        return Response(document, media_type="application/json", headers=headers)
+
+    return router
+
+
 class UploadGate:
     """Gradio's upload route takes files before any event handler runs: only an editor may post
-    there (the operator token, sent by the documents panel as a SameSite cookie, or a direct local
-    request when no token is set)."""
+    there (a signed-in person with the edit role on the library's knowledge base, the operator token,
+    sent by the documents panel as a SameSite cookie, or a direct local request when no token is set)."""
 
-    def __init__(self, app: ASGIApp, admin_token: str | None, bound_host: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        admin_token: str | None,
+        bound_host: str,
+        readers: Readers | None = None,
+        kb: str | None = None,
+    ) -> None:
         self.app, self.admin_token, self.bound_host = app, admin_token, bound_host
+        self.readers, self.kb = readers or Readers(), kb
+
+    def editor(self, request: Request) -> bool:
+        """Whether the signed-in person (bot/auth.py) may edit the library's knowledge base."""
+        return self.kb is not None and self.readers.may(current_principal(request), self.kb, "edit")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -304,7 +334,8 @@ class UploadGate:
             request = Request(scope)
             client = request.client.host if request.client else None
             token = request.cookies.get(OPERATOR_COOKIE, "")
-            access = edit_access(self.admin_token, token, client, request.headers, self.bound_host)
+            editor = await run_in_threadpool(self.editor, request)
+            access = edit_access(self.admin_token, token, client, request.headers, self.bound_host, editor)
             if not access.allowed:
                 await JSONResponse({"detail": access.reason}, status_code=403)(scope, receive, send)
                 return
@@ -331,6 +362,8 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     auth = WebAuth(deps.settings, deps.directory) if deps.directory is not None else None
     if auth is not None:
         app.include_router(auth_router(auth))
+        if deps.readers.state is not None:
+            app.include_router(chats_router(deps.readers.state))
     if with_ui:
         app = mount_web_chat(app, deps)
     if auth is not None:
@@ -347,7 +380,7 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
     from bot.web import CSS, HEAD, build_ui
 
     s = deps.settings
-    texts = ui_texts(s.max_upload_mb, bool(s.admin_token))
+    texts = ui_texts(s.max_upload_mb, bool(s.admin_token), editors=deps.directory is not None)
     ui = build_ui(
         deps.service,
         deps.conversations,
@@ -356,6 +389,8 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
         bound_host=s.host,
         texts=texts,
         readers=deps.readers,
+        state=deps.readers.state if deps.directory is not None else None,
+        audit_notice=s.chat_retention_audit,
     )
     app = gr.mount_gradio_app(
         app,
@@ -366,7 +401,8 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
         max_file_size=int(s.max_upload_mb * 1_000_000),
         i18n=texts,
     )
-    app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host)
+    kb = deps.library.kb if deps.library is not None else None
+    app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host, readers=deps.readers, kb=kb)
     return app
 
 

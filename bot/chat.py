@@ -105,7 +105,7 @@ def _quarantined(sc: ScoredChunk) -> ScoredChunk:
 
 def numbered_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
     return [
-        Source(n, sc.chunk.title, sc.chunk.source, sc.chunk.text, sc.score, sc.chunk.id)
+        Source(n, sc.chunk.title, sc.chunk.source, sc.chunk.text, sc.score, sc.chunk.id, kb=sc.chunk.kb)
         for n, sc in enumerate(chunks, start=1)
     ]
 
@@ -113,9 +113,7 @@ def numbered_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
 def mark_cited(answer: str, sources: Sequence[Source]) -> list[Source]:
     """The sources with those the answer cites ([n]) marked."""
     cited = {int(n) for n in _CITATION.findall(answer)}
-    return [
-        Source(s.number, s.title, s.source, s.text, s.score, s.chunk_id, s.number in cited) for s in sources
-    ]
+    return [replace(s, cited=s.number in cited) for s in sources]
 
 
 def last_end(events: Iterable[TurnEvent]) -> TurnEnd:

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from guardrails.language import ENGLISH, queued, texts
 from guardrails.policy import Verdict
+from retrieval.types import DEFAULT_KB
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Source:
     score: float
     chunk_id: str
     cited: bool = False
+    kb: str = DEFAULT_KB  # the knowledge base it was found in (kept chats name it)
 
     @property
     def public_source(self) -> str:

@@ -97,17 +97,22 @@ def edit_access(
     client_host: str | None,
     headers: Mapping[str, str],
     bound_host: str,
+    editor: bool = False,
 ) -> Access:
-    """May this request upload or delete? With an operator token: only with that token. Without one:
-    only a direct request from this machine: the server bound to loopback, a loopback peer, a
-    loopback Host (not a rebound DNS name), a loopback Origin when the browser sends one (not
-    another site posting on the user's behalf), and no sign of a proxy in between."""
+    """May this request upload or delete? A signed-in person with the edit role on the library's
+    knowledge base (`editor`) may, from a page of this site (an Origin, when the browser sends one,
+    naming this Host). Otherwise, with an operator token: only with that token. Without one: only a
+    direct request from this machine: the server bound to loopback, a loopback peer, a loopback
+    Host (not a rebound DNS name), a loopback Origin when the browser sends one (not another site
+    posting on the user's behalf), and no sign of a proxy in between."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    origin = lowered.get("origin", "")
+    if editor and (not origin or origin.split("://", 1)[-1].lower() == lowered.get("host", "").lower()):
+        return Access(True)
     if admin_token:
         if hmac.compare_digest(given_token.strip().encode(), admin_token.encode()):
             return Access(True)
         return Access(False, "The operator token is missing or wrong.")
-    lowered = {k.lower(): v for k, v in headers.items()}
-    origin = lowered.get("origin", "")
     local = (
         is_loopback_name(bound_host)
         and client_host is not None

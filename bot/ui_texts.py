@@ -7,8 +7,9 @@ from __future__ import annotations
 import gradio as gr
 
 
-def ui_texts(max_mb: float, token_rule: bool) -> gr.I18n:
-    """`token_rule`: editing needs the operator token (else: this machine only)."""
+def ui_texts(max_mb: float, token_rule: bool, editors: bool = False) -> gr.I18n:
+    """`token_rule`: editing needs the operator token (else: this machine only); `editors`: people
+    with the edit role on the knowledge base may too, once signed in."""
     en = {
         "intro": "# ragbot\nAnswers from your documents with numbered citations: click [1] to see its passage.",
         "chat": "Chat",
@@ -24,11 +25,20 @@ def ui_texts(max_mb: float, token_rule: bool) -> gr.I18n:
             "Uploading and deleting need the operator token."
             if token_rule
             else "Uploading and deleting are allowed from this machine only."
-        ),
+        )
+        + (" People with the edit role on this knowledge base may too, once signed in." if editors else ""),
         "token": "Operator token",
         "add": "Add documents",
         "to_delete": "Document to delete",
         "delete": "Delete",
+        "kbs": "Knowledge bases",
+        "kbs_info": "Answers come from the ones picked (none picked: all you may read).",
+        "chats": "Your chats",
+        "new_chat": "New chat",
+        "chat_title": "Title",
+        "rename": "Rename",
+        "delete_chat": "Delete chat",
+        "audit": "Your chats are kept, and may be read for audit.",
     }
     ko = {
         "intro": "# ragbot\n문서에서 찾은 답을 번호 붙은 출처와 함께 보여 줍니다. [1]을 누르면 해당 구절이 보입니다.",
@@ -46,10 +56,19 @@ def ui_texts(max_mb: float, token_rule: bool) -> gr.I18n:
             "올리기와 삭제에는 운영자 토큰이 필요합니다."
             if token_rule
             else "올리기와 삭제는 이 컴퓨터에서만 할 수 있습니다."
-        ),
+        )
+        + (" 이 지식 베이스의 편집 권한이 있는 사람도 로그인하면 할 수 있습니다." if editors else ""),
         "token": "운영자 토큰",
         "add": "문서 추가",
         "to_delete": "삭제할 문서",
         "delete": "삭제",
+        "kbs": "지식 베이스",
+        "kbs_info": "고른 지식 베이스에서 답합니다 (고르지 않으면 읽을 수 있는 모든 곳).",
+        "chats": "내 대화",
+        "new_chat": "새 대화",
+        "chat_title": "제목",
+        "rename": "이름 바꾸기",
+        "delete_chat": "대화 삭제",
+        "audit": "대화는 보관되며 감사를 위해 열람될 수 있습니다.",
     }
     return gr.I18n(en=en, ko=ko)

@@ -7,8 +7,10 @@ example questions, a status line and feedback.
 - Evidence: per answer, every source with number, title, file or link, retrieval score and the
   passage, the sentences supporting the citing claim marked (bot/evidence.py); cited ones first.
 - Documents (bot/library.py): upload several files through the CLI's Ingestor with progress and a
-  result per file, the list with chunk counts, delete. Changes need the operator token, or, without
-  one, a direct request from this machine.
+  result per file, the list with chunk counts, delete. Changes need the edit role on the library's
+  knowledge base (signed in), the operator token, or, without one, a direct request from this machine.
+- Sign-in (where people sign in): the account bar, a knowledge-base picker, and a signed-in person's
+  kept chats beside the chat (bot/web_chats.py).
 - Feedback: 👍/👎 on an answer (Gradio's like buttons) and an optional comment, written with the turn
   to the conversations database.
 """
@@ -36,10 +38,12 @@ from bot.feedback import Rating, TurnRecord
 from bot.httpsafe import OPERATOR_COOKIE, Access, edit_access
 from bot.library import DocumentInfo, Library, UploadOutcome
 from bot.ui_texts import ui_texts
+from bot.web_chats import KeptChats, Sidebar, account_html, picked, sidebar, wire_sidebar
+from bot.web_session import Session
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
 from retrieval.types import FileStatus, Scope
-from state import Principal
+from state import Principal, State
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _CITE_LINK = re.compile(r"\[\\\[(\d{1,2})\\\]\]\(#cite-\d+-\d+\)")
@@ -176,14 +180,6 @@ def status_line(service: ChatService) -> str:
     )
 
 
-@dataclass
-class Session:
-    """Per browser tab: each answer's turn (for feedback) and evidence section, by message index."""
-
-    records: dict[int, TurnRecord] = field(default_factory=dict)
-    sections: dict[int, str] = field(default_factory=dict)
-
-
 def turn_updates(
     service: ChatService,
     message: str,
@@ -216,6 +212,7 @@ def turn_updates(
             history[-1] = {"role": "assistant", "content": end_text(event, turn)}
             session.sections[turn] = end_section(turn, message, event)
             session.records[turn] = TurnRecord.from_end("web", message, event)
+            session.ends[turn] = event
             yield history, gr.update(interactive=True), panel(session.sections), session
 
 
@@ -269,6 +266,7 @@ class PageActions:
     admin_token: str | None
     bound_host: str
     readers: Readers = field(default_factory=Readers)
+    kept: KeptChats | None = None  # a signed-in person's chats, where there is a state database
     hangups: dict[str, Hangup] = field(default_factory=dict)  # browser session -> its turn in progress
 
     def refresh(self, request: gr.Request) -> tuple[Any, ...]:
@@ -288,11 +286,24 @@ class PageActions:
             gr.update(samples=[[q] for q in questions], visible=bool(questions)),
         )
 
+    def knowledge_bases(self, request: gr.Request) -> Any:
+        """The picker: every knowledge base this visitor reads, all picked; shown when there is a
+        choice to make."""
+        names = sorted(self.readers.readable(asker(request)).kbs)
+        return gr.update(choices=names, value=names, visible=len(names) > 1)
+
     def respond(
-        self, message: str, history: list[Any], session: Session, request: gr.Request
+        self,
+        message: str,
+        history: list[Any],
+        session: Session,
+        kbs: list[str] | None,
+        request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
         """Stream one turn into the chat and the evidence panel; the input is locked meanwhile. The
-        turn is hung up when the tab goes (Gradio's unload), so a closed tab holds no place in line."""
+        turn searches the picked knowledge bases among those the asker reads (none picked: all of
+        them), and a signed-in person's turn is kept in their chat. It is hung up when the tab goes
+        (Gradio's unload), so a closed tab holds no place in line."""
         message = (message or "").strip()
         if not message:
             yield history, gr.update(), gr.skip(), session
@@ -309,8 +320,11 @@ class PageActions:
             self.hangups[key] = hangup
         try:
             client = _host(request) or ""
-            readable = self.readers.readable(asker(request))
+            readable = self.readers.readable(asker(request), wanted=picked(kbs))
             yield from turn_updates(self.service, message, prior, history, session, readable, hangup, client)
+            if self.kept is not None:
+                self.kept.keep(session, turn, message, request)
+                yield history, gr.skip(), gr.skip(), session  # the kept chat's id, for the sidebar
         finally:
             hangup.hang_up()
             if self.hangups.get(key) is hangup:
@@ -375,8 +389,9 @@ class PageActions:
 
     def _access(self, token: str, request: gr.Request) -> Access:
         """May this request change the library (bot/httpsafe.py)."""
+        editor = self.library is not None and self.readers.may(asker(request), self.library.kb, "edit")
         return edit_access(
-            self.admin_token, token or "", _host(request), dict(request.headers), self.bound_host
+            self.admin_token, token or "", _host(request), dict(request.headers), self.bound_host, editor
         )
 
 
@@ -386,6 +401,7 @@ class ChatTab:
 
     chatbot: gr.Chatbot
     box: gr.Textbox
+    kbs: gr.Dropdown
     examples: gr.Dataset
     comment_row: gr.Row
     comment: gr.Textbox
@@ -407,10 +423,20 @@ class DocumentsTab:
     delete_result: gr.HTML
 
 
-def chat_tab(t: gr.I18n, max_message_chars: int) -> ChatTab:
-    """The chat with its examples and feedback comment, beside the evidence panel."""
+def chat_tab(t: gr.I18n, max_message_chars: int, audit_notice: bool) -> tuple[ChatTab, Sidebar]:
+    """The kept chats (shown to a signed-in person), the chat with its knowledge-base picker,
+    examples and feedback comment, and the evidence panel."""
     with gr.Row(equal_height=False):
+        bar = sidebar(t, audit_notice)
         with gr.Column(scale=3):
+            kbs = gr.Dropdown(
+                label=t("kbs"),
+                info=t("kbs_info"),
+                choices=[],
+                multiselect=True,
+                visible=False,
+                elem_id="rb-kbs",
+            )
             chatbot = gr.Chatbot(
                 elem_id="rb-chat",
                 height=520,
@@ -439,7 +465,10 @@ def chat_tab(t: gr.I18n, max_message_chars: int) -> ChatTab:
         with gr.Column(scale=2):
             gr.Markdown(t("evidence"))
             evidence_panel = gr.HTML(panel({}), elem_id="rb-evidence")
-    return ChatTab(chatbot, box, examples, comment_row, comment, send_comment, feedback_note, evidence_panel)
+    tab = ChatTab(
+        chatbot, box, kbs, examples, comment_row, comment, send_comment, feedback_note, evidence_panel
+    )
+    return tab, bar
 
 
 def documents_tab(t: gr.I18n, admin_token: str | None) -> DocumentsTab:
@@ -471,20 +500,29 @@ def documents_tab(t: gr.I18n, admin_token: str | None) -> DocumentsTab:
     return DocumentsTab(token, uploader, upload_result, docs_list, to_delete, delete, delete_result)
 
 
-def wire_chat(actions: PageActions, chat: ChatTab, session: gr.State, concurrency: int) -> None:
-    """A question, typed or picked from the examples, streams its turn; clearing starts afresh."""
+def wire_chat(actions: PageActions, chat: ChatTab, bar: Sidebar, session: gr.State, concurrency: int) -> None:
+    """A question, typed or picked from the examples, streams its turn (then a signed-in person's
+    chat list shows it); clearing starts afresh."""
     respond = actions.respond  # one object for both events: Gradio limits concurrency per function id
     chat_io = dict(
-        inputs=[chat.box, chat.chatbot, session],
+        inputs=[chat.box, chat.chatbot, session, chat.kbs],
         outputs=[chat.chatbot, chat.box, chat.evidence_panel, session],
     )
-    chat.box.submit(respond, **chat_io, concurrency_limit=concurrency)  # type: ignore[arg-type]
-    chat.examples.click(lambda sample: sample[0], chat.examples, chat.box).then(
+    asked = chat.box.submit(respond, **chat_io, concurrency_limit=concurrency)  # type: ignore[arg-type]
+    picked_example = chat.examples.click(lambda sample: sample[0], chat.examples, chat.box).then(
         respond,
         **chat_io,
         concurrency_limit=concurrency,
     )
-    chat.chatbot.clear(lambda: (Session(), panel({})), None, [session, chat.evidence_panel])
+    if actions.kept is not None:
+        for event in (asked, picked_example):
+            event.then(actions.kept.on_turn, [session], [bar.chats, bar.export])
+        wire_sidebar(actions.kept, bar, chat.chatbot, session, chat.evidence_panel)
+    chat.chatbot.clear(
+        lambda: (Session(), panel({}), gr.update(value=None), ""),
+        None,
+        [session, chat.evidence_panel, bar.chats, bar.export],
+    )
 
 
 def wire_feedback(actions: PageActions, chat: ChatTab, session: gr.State) -> None:
@@ -518,27 +556,44 @@ def build_ui(
     bound_host: str = "127.0.0.1",
     texts: gr.I18n | None = None,
     readers: Readers | None = None,
+    state: State | None = None,
+    audit_notice: bool = False,
 ) -> gr.Blocks:
     """The page; `texts` are its words per browser language (bot/ui_texts.py), which the mount must
-    be given too; `readers` decides which knowledge bases each visitor reads."""
+    be given too; `readers` decides which knowledge bases each visitor reads; with `state` (where
+    people sign in), signed-in people keep their chats, and `audit_notice` tells them these may be
+    read for audit."""
+    kept = KeptChats(state.chats) if state is not None else None
     actions = PageActions(
-        service, conversations or ConversationStore(), library, admin_token, bound_host, readers or Readers()
+        service,
+        conversations or ConversationStore(),
+        library,
+        admin_token,
+        bound_host,
+        readers or Readers(),
+        kept,
     )
     t = texts or ui_texts(library.max_bytes / 1e6 if library else 0, bool(admin_token))
     # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
     with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(t("intro"))
+        with gr.Row():
+            gr.Markdown(t("intro"))
+            account = gr.HTML(elem_id="rb-account-box")
         status = gr.Markdown(elem_id="rb-status")
         session = gr.State(Session())
         with gr.Tabs():
             with gr.Tab(t("chat"), id="chat"):
-                chat = chat_tab(t, service.settings.max_message_chars)
+                chat, bar = chat_tab(t, service.settings.max_message_chars, audit_notice)
             with gr.Tab(t("docs"), id="docs"):
                 docs = documents_tab(t, admin_token)
         library_outputs = [status, docs.docs_list, docs.to_delete, chat.examples]
-        wire_chat(actions, chat, session, chat_concurrency)
+        wire_chat(actions, chat, bar, session, chat_concurrency)
         wire_feedback(actions, chat, session)
         demo.load(actions.refresh, None, library_outputs)
+        demo.load(actions.knowledge_bases, None, chat.kbs)
+        demo.load(account_html, None, account)
+        if kept is not None:
+            demo.load(kept.on_load, None, [bar.column, bar.chats])
         demo.unload(actions.on_leave)
         wire_documents(actions, docs, library_outputs)
     return demo

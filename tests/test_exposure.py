@@ -316,6 +316,16 @@ def test_with_a_token_only_the_token_counts() -> None:
     assert not edit_access("s3cret", "wrong", "127.0.0.1", LOCAL, "127.0.0.1").allowed
 
 
+def test_a_signed_in_editor_may_edit_from_this_sites_pages_only() -> None:
+    remote = {"host": "bot.example", "x-forwarded-for": "198.51.100.7"}
+    assert edit_access("s3cret", "", "192.0.2.4", remote, "0.0.0.0", editor=True).allowed
+    own_page = remote | {"origin": "https://bot.example"}
+    assert edit_access(None, "", "192.0.2.4", own_page, "0.0.0.0", editor=True).allowed
+    other_site = remote | {"origin": "https://evil.example"}
+    assert not edit_access("s3cret", "", "192.0.2.4", other_site, "0.0.0.0", editor=True).allowed
+    assert not edit_access("s3cret", "", "192.0.2.4", own_page, "0.0.0.0", editor=False).allowed
+
+
 def test_a_missing_peer_is_not_local() -> None:
     assert not edit_access(None, "", None, LOCAL, "127.0.0.1").allowed
 
