@@ -368,6 +368,14 @@ class PageActions:
                 return (_message(access.reason, "error"), None, *self.refresh(request))
             progress(0, desc=f"Ingesting {len(files)} file(s)…")
             outcomes = self.library.upload([(Path(f).name, Path(f)) for f in files])
+            for outcome in outcomes:
+                if outcome.stored_as:
+                    self._audit(
+                        request,
+                        "upload",
+                        outcome.stored_as,
+                        f"{outcome.status.value}, {outcome.chunks} chunks",
+                    )
             return (upload_table(outcomes), None, *self.refresh(request))
         finally:  # Gradio's cached copy would stay fetchable (and outlive a deleted document)
             for f in files:
@@ -384,8 +392,17 @@ class PageActions:
             return (_message("That document is no longer in the library.", "error"), *self.refresh(request))
         removed = self.library.delete(source)
         name = source.rsplit("/", 1)[-1]
+        self._audit(request, "delete", name, f"{removed} chunks")
         note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
         return (_message(note), *self.refresh(request))
+
+    def _audit(self, request: gr.Request, action: str, name: str, detail: str) -> None:
+        """Uploads and deletions go to the audit log (who, when, which file in which knowledge base)."""
+        state = self.readers.state
+        if state is not None and self.library is not None:
+            who = asker(request)
+            actor = who.label if who.kind != "anonymous" else f"local:{_host(request) or 'unknown'}"
+            state.audit.record(actor, action, f"{self.library.kb}/{name}", detail)
 
     def _access(self, token: str, request: gr.Request) -> Access:
         """May this request change the library (bot/httpsafe.py)."""

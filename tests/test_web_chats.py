@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.events import Answered
 from bot.library import Library
-from bot.web import PageActions, Session
+from bot.web import PageActions, Session, document_key
 from bot.web_chats import KeptChats, account_html
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
@@ -292,3 +292,22 @@ def test_the_upload_route_admits_editors_and_the_operator_only(world: World) -> 
     assert anonymous.post("/gradio_api/upload").status_code == 403
     anonymous.cookies.set("ragbot_operator", "operator-token")
     assert anonymous.post("/gradio_api/upload").status_code == 200
+
+
+def test_uploads_and_deletions_are_audited_with_who_and_which_file(world: World, tmp_path: Path) -> None:
+    browser(world, "ada").get("/test/page-event")
+    request = gr.Request(request=world.captured[-1], session_hash="tab")
+    upload = tmp_path / "minutes.md"
+    upload.write_text("# Minutes\n\nThe board met on Tuesday and approved the budget.")
+    world.actions.on_upload([str(upload)], "", request)
+    [key] = [document_key(d.source) for d in world.actions.library.documents() if d.name == "minutes.md"]  # type: ignore[union-attr]
+    world.actions.on_delete(key, "", request)
+    events = [
+        (e.actor, e.action, e.target) for e in world.state.audit.export() if e.action in ("upload", "delete")
+    ]
+    ada = world.state.people.by_username("ada")
+    assert ada is not None
+    assert events == [
+        (f"user:{ada.id}", "upload", "default/minutes.md"),
+        (f"user:{ada.id}", "delete", "default/minutes.md"),
+    ]
