@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from generation.protocol import ChatMessage, Generator
+from retrieval.sparse import hangul_terms
 
 CONDENSE_PROMPT = (
     "Rewrite the user's last message as one standalone search question that makes sense without the "
@@ -98,6 +99,23 @@ def parse_queries(text: str, original: str, m: int) -> list[str]:
     return queries
 
 
+def faithful_korean(rewrite: str, follow_up: str, conversation: Sequence[str]) -> bool:
+    """Whether a Korean rewrite keeps the follow-up's words and adds only the conversation's.
+
+    A small model rewriting Korean answers in English, or borrows nouns from its worked examples
+    ("에펠탑의 임시회는…"), or drops what the follow-up asked; each of these searches worse than the
+    user's own words. Compared by Hangul bigrams, which match across particles and endings.
+    """
+    said = set(hangul_terms(follow_up))
+    known = said | {t for text in conversation for t in hangul_terms(text)}
+    written = hangul_terms(rewrite)
+    if not written or len(rewrite) > 2 * max(len(t) for t in (follow_up, *conversation)):
+        return False
+    kept = len(said & set(written)) / len(said) if said else 1.0
+    borrowed = sum(t in known for t in written) / len(written)
+    return kept >= 0.5 and borrowed >= 0.7
+
+
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
@@ -146,9 +164,8 @@ class QueryRewriter:
         messages.append(ChatMessage(role="user", content=_condense_request(convo, question)))
         lines = self.generator.complete(messages, max_tokens=64).strip().splitlines()
         out = clean_line(lines[0]) if lines else ""
-        if korean and not _HANGUL.search(out):
-            # A Korean follow-up rewritten in another language searches Korean text badly; the last
-            # question and this one together still carry the subject.
+        if korean and not faithful_korean(out, question, [m.content for m in recent]):
+            # The last question and this one together still carry the subject, in the user's words.
             asked = [m.content for m in turns if m.role == "user"]
             return f"{_clip(asked[-1], 300)} {question}" if asked else question
         return out if 3 <= len(out) <= 400 else question
