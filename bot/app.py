@@ -451,7 +451,9 @@ def build_app(parts: Components) -> FastAPI:
         parts.ingestor, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
     )
     library.reconcile()  # finish or roll back an upload or delete a crash cut off, before serving
-    conversations = ConversationStore(s.conversations_path)
+    # Conversations, webhook ids and feedback live in the state database; a conversations file from
+    # before it is brought over once, at the first start.
+    conversations = ConversationStore(parts.state, import_from=s.conversations_path)
     deps = AppDeps(
         s,
         parts.chat_service(),

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="summarise or export feedback on answers",
         description="Feedback given in the web chat and the widget (👍/👎, comments), stored with the "
         "turn it is about (question, answer, sources, moderation verdict, timings) in "
-        "DATA_DIR/conversations.sqlite. Without --export, print counts.",
+        "the state database (RAGBOT_STATE_URL). Without --export, print counts.",
     )
     p.add_argument("--export", type=Path, metavar="OUT.jsonl", help="write one JSON object per rated answer")
     _common(p)
@@ -261,10 +261,10 @@ def _feedback(settings: Settings, export: Path | None) -> int:
     """Counts, or every feedback row with its turn as JSON lines (no store or model is opened)."""
     from bot.conversations import ConversationStore
     from bot.feedback import Rating
+    from state import open_state
 
-    store = ConversationStore(settings.conversations_path)
-    rows = store.feedback()
-    store.close()
+    with open_state(settings.state_db_url) as state:
+        rows = ConversationStore(state, import_from=settings.conversations_path).feedback()
     if export:
         export.parent.mkdir(parents=True, exist_ok=True)
         with export.open("w", encoding="utf-8") as f:

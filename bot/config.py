@@ -20,7 +20,9 @@ from retrieval.types import Method
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGBOT_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="Where local Qdrant data and conversations live.")
+    data_dir: Path = Field(
+        Path("data"), description="Where local Qdrant data, uploads and the SQLite state database live."
+    )
     collection: str = "ragbot"
     qdrant_url: str | None = Field(
         None,
@@ -220,9 +222,11 @@ class Settings(BaseSettings):
     )
     state_url: str | None = Field(
         None,
-        description="Database of accounts, knowledge bases, permissions, API keys, the audit log and "
-        "kept chats (an SQLAlchemy URL, e.g. postgresql+psycopg://user@host/ragbot). Unset: the "
-        "SQLite file DATA_DIR/state.db. Its schema is migrated on start.",
+        description="Database of accounts, knowledge bases, permissions, API keys, the audit log, "
+        "kept chats, Slack and Discord conversations, handled webhook events and feedback (an "
+        "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/ragbot). Unset: the SQLite file "
+        "DATA_DIR/state.db. Its schema is migrated on start; a DATA_DIR/conversations.sqlite from "
+        "before it is imported once and renamed conversations.sqlite.imported.",
     )
     chat_retention_audit: bool = Field(
         False,
@@ -281,6 +285,8 @@ class Settings(BaseSettings):
 
     @property
     def conversations_path(self) -> Path:
+        """The SQLite file conversations and feedback were kept in before the state database; read
+        once, at the first start that finds it, into the state database, then renamed `.imported`."""
         return self.data_dir / "conversations.sqlite"
 
     def widget_token_map(self) -> dict[str, str]:

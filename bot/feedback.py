@@ -1,5 +1,5 @@
 """Feedback on answers: the turn as it was shown (question, answer, sources, verdict, timings) plus a
-👍/👎 and an optional comment, kept in the conversations database and exported for review.
+👍/👎 and an optional comment, kept in the state database (state/conversations.py) and exported for review.
 
 A turn is only written when someone gives feedback on it; until then the web chat keeps it in the
 browser session's state and the widget in a small in-memory table (`RecentTurns`), so the server

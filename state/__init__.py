@@ -1,4 +1,5 @@
-"""Accounts, knowledge bases, permissions, API keys, the audit log and kept chats, in one database.
+"""Accounts, knowledge bases, permissions, API keys, the audit log, kept chats, Slack and Discord
+conversations, handled webhook events and feedback on answers, in one database.
 
     state = open_state("sqlite:///data/state.db")
     person = state.people.check_password("ada", "...")
@@ -17,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from state.access import Access
 from state.audit import Audit
 from state.chats import Chats
+from state.conversations import Conversations, Feedback
 from state.db import Clock, Context, connect, migrate
 from state.kbs import KnowledgeBases
 from state.keys import ApiKeys
@@ -24,17 +26,21 @@ from state.people import People
 from state.types import (
     ROLES,
     AlreadyExists,
+    AnswerFeedback,
     ApiKeyInfo,
     AuditEvent,
     Chat,
     ChatInfo,
     Grant,
     GranteeKind,
+    Imported,
     Invalid,
     KnowledgeBase,
+    Message,
     NotFound,
     Person,
     Principal,
+    Rating,
     Role,
     SourceRef,
     StateError,
@@ -46,17 +52,21 @@ from state.types import (
 __all__ = [
     "ROLES",
     "AlreadyExists",
+    "AnswerFeedback",
     "ApiKeyInfo",
     "AuditEvent",
     "Chat",
     "ChatInfo",
     "Grant",
     "GranteeKind",
+    "Imported",
     "Invalid",
     "KnowledgeBase",
+    "Message",
     "NotFound",
     "Person",
     "Principal",
+    "Rating",
     "Role",
     "SourceRef",
     "State",
@@ -72,6 +82,7 @@ class State:
 
     def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
         self.engine = engine
+        self.clock = clock
         ctx = Context(sessionmaker(engine, expire_on_commit=False), clock)
         self.people = People(ctx)
         self.kbs = KnowledgeBases(ctx)
@@ -79,6 +90,8 @@ class State:
         self.audit = Audit(ctx)
         self.chats = Chats(ctx)
         self.access = Access(ctx)
+        self.conversations = Conversations(ctx)
+        self.feedback = Feedback(ctx)
 
     def close(self) -> None:
         self.engine.dispose()

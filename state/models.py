@@ -173,3 +173,34 @@ class TurnRow(Base):
     sources: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     verdicts: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConversationMessageRow(Base):
+    """A message of a Slack thread or Discord channel conversation, numbered within it."""
+
+    __tablename__ = "conversation_messages"
+    conversation: Mapped[str] = mapped_column(String(300), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEventRow(Base):
+    """A webhook delivery already handled; the primary key is what makes a retry lose the race."""
+
+    __tablename__ = "webhook_events"
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class FeedbackRow(Base):
+    """A thumb and/or comment on one answer, with the answer as it was shown: a JSON document the
+    caller writes and reads back (the state does not look inside it)."""
+
+    __tablename__ = "answer_feedback"
+    turn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rating: Mapped[str | None] = mapped_column(String(10))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    turn: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

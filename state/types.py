@@ -172,3 +172,34 @@ class AlreadyExists(StateError, ValueError):
 
 class Invalid(StateError, ValueError):
     pass
+
+
+Rating = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a Slack or Discord conversation, as the model is shown it again."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class AnswerFeedback:
+    """A rated or commented answer. `turn` is the caller's JSON document of the answer as shown."""
+
+    turn_id: str
+    turn: str
+    rating: Rating | None
+    comment: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What `conversations.import_file` brought over from a conversations file of before."""
+
+    messages: int
+    events: int
+    feedback: int

@@ -20,6 +20,7 @@ from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.store import VectorStore
+from tests.postgres import PostgresServer, start
 
 TOPICS = {
     "cats.md": "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content and hunt mice at night.",
@@ -93,3 +94,12 @@ def backend(request: pytest.FixtureRequest) -> OpenAICompatibleGenerator:
 def smol(llama_engine: LlamaCppEngine) -> OpenAICompatibleGenerator:
     """The embedded engine's generator, for tests that need a real model but not both backends."""
     return llama_engine.generator()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | str]:
+    """One throwaway PostgreSQL server for the session (or why there is none): see tests/postgres.py."""
+    server = start()
+    yield server
+    if isinstance(server, PostgresServer):
+        server.stop()

@@ -1,4 +1,4 @@
-"""Feedback: stored with its turn in the conversations database, given from the widget, exported by the CLI."""
+"""Feedback: stored with its turn in the state database, given from the widget, exported by the CLI."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from guardrails.policy import Verdict
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from state import open_state
 from tests.generators import ScriptedGenerator
 
 ANSWER = "Mount Vesuvius buried Pompeii in 79 [1]."
@@ -77,12 +78,12 @@ def test_a_thumb_taken_back_without_a_comment_is_not_exported(tmp_path: Path) ->
 
 
 def test_cli_exports_feedback_as_json_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = ConversationStore(Settings(data_dir=tmp_path).conversations_path)
-    store.rate(answered_turn(), Rating.UP)
-    second = answered_turn()
-    store.rate(second, Rating.DOWN)
-    store.comment(second, "wrong source")
-    store.close()
+    with open_state(Settings(data_dir=tmp_path).state_db_url) as state:
+        store = ConversationStore(state)
+        store.rate(answered_turn(), Rating.UP)
+        second = answered_turn()
+        store.rate(second, Rating.DOWN)
+        store.comment(second, "wrong source")
     assert main(["feedback", "--data-dir", str(tmp_path)]) == 0
     assert "2 answers with feedback: 1 👍, 1 👎, 1 with comments" in capsys.readouterr().out
     out = tmp_path / "export" / "feedback.jsonl"
@@ -103,13 +104,13 @@ def widget(ingestor: Ingestor, store: VectorStore, corpus: Path, tmp_path: Path)
         ScriptedGenerator([ANSWER] * 5),
         TurnSettings(RetrievalSettings(k=2)),
     )
-    conversations = ConversationStore(settings.conversations_path)
-    with TestClient(
-        create_app(AppDeps(settings, service, conversations, lambda: {}), with_ui=False),
-        base_url="http://localhost",
-    ) as client:
-        yield client
-    conversations.close()
+    with open_state(settings.state_db_url) as state:
+        conversations = ConversationStore(state)
+        with TestClient(
+            create_app(AppDeps(settings, service, conversations, lambda: {}), with_ui=False),
+            base_url="http://localhost",
+        ) as client:
+            yield client
 
 
 def test_widget_answers_carry_passages_highlights_and_a_turn_id_for_feedback(
@@ -143,7 +144,8 @@ def test_widget_answers_carry_passages_highlights_and_a_turn_id_for_feedback(
     widget.post(
         "/widget/feedback", json={"token": "site-token-1", "turn_id": turn_id, "comment": "Too short."}
     )
-    (row,) = ConversationStore(tmp_path / "conversations.sqlite").feedback()
+    with open_state(Settings(data_dir=tmp_path).state_db_url) as state:
+        (row,) = ConversationStore(state).feedback()
     assert (row.rating, row.comment) == (Rating.DOWN, "Too short.")
     assert row.turn.channel == "widget:docs.example"
     assert row.turn.answer == ANSWER

@@ -34,7 +34,7 @@ from state import (
 )
 from state.db import alembic_config, connect
 from state.models import Base
-from tests.postgres import PostgresServer, fresh_database, start
+from tests.postgres import fresh_database
 
 
 class Clock:
@@ -48,14 +48,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer | str]:
-    server = start()
-    yield server
-    if isinstance(server, PostgresServer):
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

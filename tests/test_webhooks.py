@@ -1,10 +1,9 @@
-"""Slack and Discord webhooks under abuse and over time: replays, malformed signed payloads, and
-what the conversation store keeps (bounded history, forgotten event ids)."""
+"""Slack and Discord webhooks under abuse: replays and malformed signed payloads. What the
+conversation store keeps over time (bounded history, forgotten event ids) is in test_conversations.py."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from bot.app import AppDeps, create_app
 from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
-from generation.protocol import ChatMessage
 from retrieval.ingest import Ingestor
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
@@ -228,78 +226,3 @@ def test_a_discord_interaction_outside_a_channel_shares_no_memory(bot: Bot) -> N
         "What buried Pompeii?",
         ANSWER,
     ]
-
-
-# What the conversation store keeps
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def rows(path: Path, sql: str, *args: object) -> int:
-    """Count what the store's file holds, read through a connection of its own."""
-    with sqlite3.connect(path) as db:
-        (count,) = db.execute(sql, args).fetchone()
-    return int(count)
-
-
-def exchange(n: int) -> tuple[ChatMessage, ChatMessage]:
-    return ChatMessage(role="user", content=f"q{n}"), ChatMessage(role="assistant", content=f"a{n}")
-
-
-def test_event_ids_are_remembered_for_a_day(tmp_path: Path) -> None:
-    clock = Clock()
-    store = ConversationStore(tmp_path / "c.sqlite", clock=clock)
-    assert store.first_time("slack:Ev1")
-    clock.now += DAY - 60
-    assert not store.first_time("slack:Ev1")
-
-
-def test_event_ids_older_than_a_day_are_deleted(tmp_path: Path) -> None:
-    clock, path = Clock(), tmp_path / "c.sqlite"
-    store = ConversationStore(path, clock=clock)
-    for n in range(50):
-        store.first_time(f"slack:Ev{n}")
-    clock.now += DAY + 3600
-    store.first_time("discord:I1")  # any new delivery sweeps the old ones out
-    assert rows(path, "SELECT COUNT(*) FROM events") == 1
-    assert store.first_time("slack:Ev1")
-
-
-def test_a_conversation_keeps_only_its_latest_messages(tmp_path: Path) -> None:
-    path = tmp_path / "c.sqlite"
-    store = ConversationStore(path, max_messages=4)
-    for n in range(10):
-        store.append("slack:C1:1", *exchange(n))
-    assert rows(path, "SELECT COUNT(*) FROM messages WHERE conversation = ?", "slack:C1:1") == 4
-    assert [m.content for m in store.history("slack:C1:1")] == ["q8", "a8", "q9", "a9"]
-
-
-def test_idle_conversations_are_deleted_and_active_ones_kept(tmp_path: Path) -> None:
-    clock, path = Clock(), tmp_path / "c.sqlite"
-    store = ConversationStore(path, clock=clock, idle_ttl_s=30 * DAY)
-    store.append("slack:C1:old", *exchange(1))
-    clock.now += 20 * DAY
-    store.append("slack:C1:recent", *exchange(2))
-    clock.now += 11 * DAY  # the old thread idle for 31 days, the recent one for 11
-    store.first_time("slack:Ev1")
-    assert store.history("slack:C1:old") == []
-    assert [m.content for m in store.history("slack:C1:recent")] == ["q2", "a2"]
-    assert rows(path, "SELECT COUNT(*) FROM messages") == 2
-
-
-def test_a_store_reopened_after_a_long_pause_prunes_at_once(tmp_path: Path) -> None:
-    clock, path = Clock(), tmp_path / "c.sqlite"
-    store = ConversationStore(path, clock=clock)
-    store.append("discord:CH1", *exchange(1))
-    store.first_time("discord:I1")
-    store.close()
-    clock.now += 60 * DAY
-    ConversationStore(path, clock=clock).close()
-    assert rows(path, "SELECT COUNT(*) FROM messages") == 0
-    assert rows(path, "SELECT COUNT(*) FROM events") == 0
