@@ -12,7 +12,7 @@ example questions, a status line and feedback.
 - Sign-in (where people sign in): the account bar, a knowledge-base picker, and a signed-in person's
   kept chats beside the chat (bot/web_chats.py).
 - Feedback: 👍/👎 on an answer (Gradio's like buttons) and an optional comment, written with the turn
-  to the conversations database.
+  to the state database.
 """
 
 from __future__ import annotations

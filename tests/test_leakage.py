@@ -216,7 +216,8 @@ def test_the_web_chat_of_an_anonymous_visitor_never_shows_the_secret(world: Worl
     cases: list[tuple[str, list[str] | None]] = [(p, None) for p in PROBES] + [(PROBES[0], ["hr"])]
     for probe, picked in cases:  # the last picks `hr` itself: picking never widens
         shown = "".join(
-            json.dumps(update, default=str) for update in page.respond(probe, [], Session(), picked, Anonymous())
+            json.dumps(update, default=str)
+            for update in page.respond(probe, [], Session(), picked, Anonymous())
         )
         assert leaks(shown, probe) == []
     assert leaks(json.dumps(page.refresh(Anonymous()), default=str)) == []  # documents, examples
@@ -270,7 +271,9 @@ def test_a_person_in_a_granted_group_reads_it_in_the_web_chat_and_others_do_not(
     assert reader.id != other.id
     for who, password, expected in (("rhea", "correct-horse-9", True), ("otto", "correct-horse-8", False)):
         request = signed_in(world, who, password)
-        shown = "".join(json.dumps(u, default=str) for u in page.respond(PROBES[0], [], Session(), None, request))
+        shown = "".join(
+            json.dumps(u, default=str) for u in page.respond(PROBES[0], [], Session(), None, request)
+        )
         assert (SECRET in shown) is expected
 
 

@@ -71,5 +71,7 @@ def test_a_korean_follow_up_rewritten_in_english_keeps_the_korean_words() -> Non
 def test_a_korean_rewrite_that_borrows_or_drops_words_falls_back_to_the_users_words() -> None:
     borrowed = QueryRewriter(ScriptedGenerator(["에펠탑의 임시회는 언제 분화했어?"]))  # nouns from an example
     assert borrowed.condense(KO_HISTORY, "임시회는요?") == "국회 정기회 회기는 최대 며칠이에요? 임시회는요?"
-    dropped = QueryRewriter(ScriptedGenerator(["국회 정기회 회기는 최대 며칠이에요?"]))  # the follow-up is gone
+    dropped = QueryRewriter(
+        ScriptedGenerator(["국회 정기회 회기는 최대 며칠이에요?"])
+    )  # the follow-up is gone
     assert dropped.condense(KO_HISTORY, "임시회는요?") == "국회 정기회 회기는 최대 며칠이에요? 임시회는요?"
