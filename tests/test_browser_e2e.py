@@ -34,6 +34,7 @@ from guardrails.guard import Guard
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from tests.browser import open_chromium
 from tests.capture_server import CaptureServer
 from tests.conftest import TOPICS, make_ingestor
 from tests.generators import ScriptedGenerator
@@ -159,17 +160,7 @@ def site(
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    profile = tmp_path_factory.mktemp("chrome")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):  # fmt: skip
-        options.add_argument(flag)
-    d = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+    d = open_chromium(tmp_path_factory.mktemp("chrome"))
     ARTIFACTS.mkdir(exist_ok=True)
     yield d
     d.quit()
