@@ -200,10 +200,10 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
                 legend="New knowledge base",
             )
         return (
-            f"<h1>Administration</h1><p>Signed in as {e(admin.person.name)}"
+            f"<h1>Administration</h1><div>Signed in as {e(admin.person.name)}"
             f"{' (site admin)' if admin.site else ''}. "
             + admin.form("/auth/logout", "", "Sign out", "inline")
-            + f"</p><h2>Knowledge bases</h2>{kb_table}{create}<h2>API keys</h2>{keys_section(admin)}"
+            + f"</div><h2>Knowledge bases</h2>{kb_table}{create}<h2>API keys</h2>{keys_section(admin)}"
         )
 
     def keys_section(admin: Admin) -> str:
@@ -225,7 +225,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
             )
         table = (
             "<table><tr><th>Id</th><th>Name</th><th>Reads</th><th>Created</th><th>Expires</th><th>State</th>"
-            f"<th>Revoked</th></tr>{''.join(rows)}</table>"
+            f"<th>Revoke</th></tr>{''.join(rows)}</table>"
             if rows
             else "<p>No API keys.</p>"
         )
@@ -293,8 +293,8 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
             )
         body = (
             f"<h1>Knowledge base {e(name)}</h1>"
-            f"<p>{'Public: everyone reads it, signed in or not.' if public else 'Private: read by its grants only.'} "
-            f"{visibility}</p><h2>Grants</h2>{grants}{add}{site}"
+            f"<div>{'Public: everyone reads it, signed in or not.' if public else 'Private: read by its grants only.'} "
+            f"{visibility}</div><h2>Grants</h2>{grants}{add}{site}"
         )
         return page(f"Knowledge base {name}", body)
 
