@@ -109,11 +109,8 @@ def hidden(name: str, value: str) -> str:
     return f'<input type="hidden" name="{e(name)}" value="{e(value)}">'
 
 
-def options(values: Iterable[tuple[str, str]], selected: str = "") -> str:
-    return "".join(
-        f'<option value="{e(v)}"{" selected" if v == selected else ""}>{e(label)}</option>'
-        for v, label in values
-    )
+def options(values: Iterable[tuple[str, str]]) -> str:
+    return "".join(f'<option value="{e(v)}">{e(label)}</option>' for v, label in values)
 
 
 def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRouter:
@@ -150,7 +147,8 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
             return problem("Form expired", "Missing or wrong CSRF token: reload the page and try again.", 403)
         return found
 
-    def kb_admin(admin: Admin, name: str) -> Response | None:
+    def kb_refusal(admin: Admin, name: str) -> Response | None:
+        """None when `admin` administers the knowledge base `name`, else the page saying no."""
         if name in admin.kbs or (admin.site and name in {k.name for k in kbs.summaries({name})}):
             return None
         if admin.site:
@@ -248,7 +246,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = who(request)
         if isinstance(admin, Response):
             return admin
-        if (refused := kb_admin(admin, name)) is not None:
+        if (refused := kb_refusal(admin, name)) is not None:
             return refused
         kb = state.kbs.get(name)
         public = kb is not None and kb.public
@@ -332,7 +330,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = posted(request, csrf)
         if isinstance(admin, Response):
             return admin
-        if (refused := kb_admin(admin, kb)) is not None:
+        if (refused := kb_refusal(admin, kb)) is not None:
             return refused
 
         def change() -> Response:
@@ -346,7 +344,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = posted(request, csrf)
         if isinstance(admin, Response):
             return admin
-        if (refused := site_only(admin) or kb_admin(admin, kb)) is not None:
+        if (refused := site_only(admin) or kb_refusal(admin, kb)) is not None:
             return refused
 
         def change() -> Response:
@@ -360,7 +358,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = posted(request, csrf)
         if isinstance(admin, Response):
             return admin
-        if (refused := site_only(admin) or kb_admin(admin, kb)) is not None:
+        if (refused := site_only(admin) or kb_refusal(admin, kb)) is not None:
             return refused
         if confirm != "yes":
             return problem("Not deleted", "Tick the box to confirm the delete.", 400, kb_path(kb))
@@ -379,7 +377,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = posted(request, csrf)
         if isinstance(admin, Response):
             return admin
-        if (refused := kb_admin(admin, kb)) is not None:
+        if (refused := kb_refusal(admin, kb)) is not None:
             return refused
         if kind not in {k for k, _, _ in GRANTEES} or role not in ROLES:
             return problem("Not done", "Choose whom to grant and which role.", 400, kb_path(kb))
@@ -405,7 +403,7 @@ def admin_router(auth: WebAuth, state: State, kbs: KnowledgeBaseAdmin) -> APIRou
         admin = posted(request, csrf)
         if isinstance(admin, Response):
             return admin
-        if (refused := kb_admin(admin, kb)) is not None:
+        if (refused := kb_refusal(admin, kb)) is not None:
             return refused
 
         def change() -> Response:

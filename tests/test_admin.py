@@ -46,6 +46,7 @@ class Site:
     root: Person  # site admin
     kim: Person  # admin of `hr` only
     rita: Person  # reads `hr`
+    settings: Settings
 
     def browser(self, username: str | None = None) -> TestClient:
         """A browser of its own, signed in as `username` through the sign-in form (None: anonymous)."""
@@ -88,7 +89,7 @@ def site(embedder: MultiHeadEmbedder, tmp_path: Path) -> Iterator[Site]:
         readers=Readers(state),
         chunks=StoreChunks(store, on_change=service.retriever.reload),
     )
-    yield Site(create_app(deps, with_ui=False), state, store, root, kim, rita)
+    yield Site(create_app(deps, with_ui=False), state, store, root, kim, rita, settings)
     state.close()
     store.close()
 
@@ -245,6 +246,21 @@ def test_posts_without_the_sessions_token_or_from_another_site_are_refused(site:
         "/admin/kbs/create", data={"name": "e", "csrf": csrf}, headers={"Origin": "http://localhost"}
     )
     assert own.status_code == 303 and site.state.kbs.get("e") is not None
+
+
+def test_renaming_onto_a_taken_name_is_refused_and_deleting_default_takes_its_uploads(site: Site) -> None:
+    root = site.browser("root")
+    taken = post(root, "/admin/kb/rename", "/admin/kb?name=hr", kb="hr", new="finance")
+    assert taken.status_code == 400 and "already exists" in taken.text
+    assert site.store.kb_names() == ["hr"] and kb(site, "hr").name == "hr"
+    uploads = site.settings.uploads_dir
+    uploads.mkdir(parents=True)
+    (uploads / "notes.md").write_text("uploaded in the web chat")
+    kept = post(root, "/admin/kb/delete", "/admin/kb?name=default", kb="default")  # not confirmed
+    assert kept.status_code == 400 and (uploads / "notes.md").exists()
+    gone = post(root, "/admin/kb/delete", "/admin/kb?name=default", kb="default", confirm="yes")
+    assert gone.status_code == 303 and list(uploads.iterdir()) == []
+    assert site.state.kbs.get("default") is None
 
 
 def test_names_are_shown_escaped(site: Site) -> None:
