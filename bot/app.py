@@ -1,5 +1,6 @@
 """The one ASGI app: the web chat at / (chat, evidence, documents, feedback), /widget and its
-feedback, Slack and Discord webhooks, /healthz, /v1 API.
+feedback, Slack and Discord webhooks, /healthz, /v1 API, and, with a state database, sign-in (/auth)
+and administration (/admin).
 
 `build_app(Components)` wires the real pieces; `create_app(AppDeps)` takes them ready-made, so
 tests can run the same routes over a small index.
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.access import Readers
+from bot.admin import admin_router
 from bot.admission import Busy, Hangup
 from bot.auth import AuthContext, Directory, WebAuth, auth_router, current_principal, require_person
 from bot.chat import ChatService, InputError
@@ -44,6 +46,7 @@ from bot.httpsafe import (
     unless_gone,
     widget_csp,
 )
+from bot.kb_admin import ChunkStore, KnowledgeBaseAdmin, StoreChunks
 from bot.library import Library
 from bot.openai_api import ApiError, CompletionRequest, bounded_history, completion, split, sse
 from bot.slack import SlackEvents
@@ -69,6 +72,7 @@ class AppDeps:
     library: Library | None = None  # the web documents panel; None hides upload and delete
     directory: Directory | None = None  # the people web sign-in checks; None: no /auth, everyone anonymous
     readers: Readers = field(default_factory=Readers)  # who may read which knowledge bases
+    chunks: ChunkStore | None = None  # the store's knowledge bases, for /admin; None: no rename or delete
 
 
 class WidgetMessage(BaseModel):
@@ -362,8 +366,10 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
     auth = WebAuth(deps.settings, deps.directory) if deps.directory is not None else None
     if auth is not None:
         app.include_router(auth_router(auth))
-        if deps.readers.state is not None:
-            app.include_router(chats_router(deps.readers.state))
+        if (state := deps.readers.state) is not None:
+            app.include_router(chats_router(state))
+            kbs = KnowledgeBaseAdmin(state.kbs, deps.chunks, deps.settings.uploads_dir)
+            app.include_router(admin_router(auth, state, kbs))
     if with_ui:
         app = mount_web_chat(app, deps)
     if auth is not None:
@@ -462,6 +468,7 @@ def build_app(parts: Components) -> FastAPI:
         library,
         directory=parts.state.people,
         readers=parts.readers,
+        chunks=StoreChunks(parts.store, on_change=parts.retriever.reload),
     )
     return create_app(deps)
 

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Queued, Refused
 from generation.protocol import GeneratorUnavailable
 from retrieval.store import SchemaMismatch, StoreUnavailable
-from retrieval.types import DEFAULT_KB, Method, Scope, check_kb_name
+from retrieval.types import DEFAULT_KB, Method, Scope
 from state import Principal
 
 if TYPE_CHECKING:  # imported when needed: only `--vllm` starts a server
@@ -409,8 +409,8 @@ def _kb_parser(sub: argparse._SubParsersAction) -> None:
 
 def _kb_command(parts: Components, args: argparse.Namespace) -> int:
     """The store holds a knowledge base's chunks, the state database its name, visibility and grants:
-    each action changes both, the store first (a cut-off delete leaves a name without chunks, never
-    chunks without their grants)."""
+    each action changes both, through the one KnowledgeBaseAdmin the web admin page uses too."""
+    from bot.kb_admin import KnowledgeBaseAdmin, StoreChunks
     from state import StateError
 
     store, kbs, actor = parts.store, parts.state.kbs, f"cli:{state_cli.login()}"
@@ -422,36 +422,19 @@ def _kb_command(parts: Components, args: argparse.Namespace) -> int:
             shown = "public" if name in known and known[name].public else "private"
             print(f"{name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents\t{shown}")
         return 0
+    admin = KnowledgeBaseAdmin(kbs, StoreChunks(store), parts.settings.uploads_dir)
     try:
         if args.kb_action == "create":
-            kbs.create(check_kb_name(args.name), public=args.public, actor=actor)
+            admin.create(args.name, public=args.public, actor=actor)
             print(f"created knowledge base '{args.name}' ({'public' if args.public else 'private'})")
         elif args.kb_action in ("public", "private"):
-            kbs.set_public(args.name, args.kb_action == "public", actor=actor)
+            admin.set_public(args.name, args.kb_action == "public", actor=actor)
             print(f"knowledge base '{args.name}' is now {args.kb_action}")
         elif args.kb_action == "delete":
-            in_store = store.exists() and (args.name in store.kb_names() or store.count(Scope.of(args.name)))
-            if not in_store and kbs.get(args.name) is None:
-                print(f"error: no knowledge base '{args.name}'", file=sys.stderr)
-                return 1
-            if (
-                args.name == DEFAULT_KB
-            ):  # files first, as Library.delete does: a cut-off delete never comes back
-                uploads = parts.settings.uploads_dir
-                for path in sorted(uploads.iterdir()) if uploads.is_dir() else []:
-                    if path.is_file() and not path.is_symlink():
-                        path.unlink()
-            n = store.delete_kb(args.name) if in_store else 0
-            if kbs.get(args.name) is not None:
-                kbs.delete(args.name, actor=actor)
+            n = admin.delete(args.name, actor=actor)
             print(f"deleted knowledge base '{args.name}' ({n} chunks)")
         else:
-            if kbs.get(args.new) is not None:
-                raise ValueError(f"knowledge base '{args.new}' already exists")
-            if store.exists() and args.old in store.kb_names():
-                store.rename_kb(args.old, args.new)
-            if kbs.get(args.old) is not None:
-                kbs.rename(args.old, args.new, actor=actor)
+            admin.rename(args.old, args.new, actor=actor)
             print(f"renamed knowledge base '{args.old}' to '{args.new}'")
     except (KeyError, ValueError, StateError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
