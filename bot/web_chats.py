@@ -22,6 +22,7 @@ import gradio as gr
 from bot.auth import current_person, web_auth
 from bot.events import Answered, Refused, TurnEnd
 from bot.evidence import panel, turn_section
+from bot.markdown import link_citations, safe_markdown
 from bot.web_session import Session
 from state import Chat, NotFound, SourceRef, TurnRecord
 from state.chats import Chats
@@ -71,7 +72,6 @@ def kept_turn(end: TurnEnd, question: str) -> TurnRecord | None:
 def restored(chat: Chat) -> tuple[list[dict[str, str]], dict[int, str]]:
     """A kept chat as the Chatbot's history and the evidence panel's sections (the passages are not
     kept: each turn lists its sources by number, title and file)."""
-    from bot.web import link_citations, safe_markdown
 
     history: list[dict[str, str]] = []
     sections: dict[int, str] = {}

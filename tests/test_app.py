@@ -280,9 +280,9 @@ def withdrawn(ingestor: Ingestor, store: VectorStore, corpus: Path) -> Iterator[
 
 def test_every_door_reports_a_refusal_after_shown_text_as_a_withdrawal(withdrawn, capsys) -> None:
     from bot.cli import _ask
+    from bot.markdown import unsafe_text
     from bot.openai_api import CompletionRequest, stream
     from bot.replies import reply_text
-    from bot.web import unsafe_text
     from bot.widget import widget_events
     from tests.doors import web_bubbles
 

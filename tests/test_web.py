@@ -9,14 +9,13 @@ import gradio as gr
 from bot.chat import ChatService, TurnSettings
 from bot.events import Answered, ErrorKind, Failed, Refused, Source
 from bot.library import DocumentInfo, UploadOutcome
+from bot.markdown import history_messages, link_citations
 from bot.web import (
     build_ui,
     documents_table,
     end_section,
     end_text,
     example_questions,
-    history_messages,
-    link_citations,
     upload_table,
 )
 from guardrails.categories import Category
