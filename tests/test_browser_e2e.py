@@ -95,10 +95,10 @@ def hostile_answer(capture: str) -> str:
     )
 
 
-def _serve(deps: AppDeps) -> tuple[str, Callable[[], None]]:
+def _serve(deps: AppDeps, port: int | None = None) -> tuple[str, Callable[[], None]]:
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(deps), host="127.0.0.1", port=port, log_level="warning")
     )

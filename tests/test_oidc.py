@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
@@ -57,22 +58,22 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def site(embedder: MultiHeadEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+@contextmanager
+def openid_provider(redirect_uri: str) -> Iterator[str]:
+    """node's oidc-provider on a free port of 127.0.0.1, with ragbot registered as its client
+    (CLIENT_ID, CLIENT_SECRET, `redirect_uri`); yields its issuer. Skips the test where node or the
+    provider package is missing."""
     node = shutil.which("node")
     if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.skip(
             "node or tests/oidc/node_modules/oidc-provider is missing: `bash .ci/setup` installs them"
         )
-    import uvicorn
-
-    app_port, provider_port = free_port(), free_port()
-    url, issuer = f"http://localhost:{app_port}", f"http://127.0.0.1:{provider_port}"
+    port = free_port()
     env = os.environ | {
-        "PORT": str(provider_port),
+        "PORT": str(port),
         "CLIENT_ID": CLIENT_ID,
         "CLIENT_SECRET": CLIENT_SECRET,
-        "REDIRECT_URI": f"{url}/auth/oidc/callback",
+        "REDIRECT_URI": redirect_uri,
     }
     provider = subprocess.Popen(
         [node, "provider.mjs"],
@@ -81,37 +82,50 @@ def site(embedder: MultiHeadEmbedder, tmp_path_factory: pytest.TempPathFactory) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    tmp = tmp_path_factory.mktemp("oidc")
-    store = VectorStore("oidc", path=tmp / "qdrant")
+    issuer = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{issuer}/.well-known/openid-configuration", provider)
-        s = Settings(
-            data_dir=tmp,
-            oidc_issuer=issuer,
-            oidc_client_id=CLIENT_ID,
-            oidc_client_secret=CLIENT_SECRET,
-            oidc_scopes="openid email profile groups",
-        )
-        people = PeopleBook()
-        service = ChatService(
-            Retriever(embedder, store), ScriptedGenerator([]), TurnSettings(RetrievalSettings(k=2))
-        )
-        deps = AppDeps(s, service, ConversationStore(s.conversations_path), dict, directory=people)
-        app = create_app(deps, with_ui=False)
-        auth = next(m.kwargs["auth"] for m in app.user_middleware if m.cls is AuthContext)
-        config = uvicorn.Config(app, host="127.0.0.1", port=app_port, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        yield Site(url, issuer, people, auth)
-        server.should_exit = True
-        thread.join(10)
+        yield issuer
     finally:
         provider.terminate()
         provider.wait(10)
-        store.close()
+
+
+@pytest.fixture(scope="module")
+def site(embedder: MultiHeadEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    import uvicorn
+
+    app_port = free_port()
+    url = f"http://localhost:{app_port}"  # another host than the provider's: cookies are not per port
+    with openid_provider(f"{url}/auth/oidc/callback") as issuer:
+        tmp = tmp_path_factory.mktemp("oidc")
+        store = VectorStore("oidc", path=tmp / "qdrant")
+        try:
+            s = Settings(
+                data_dir=tmp,
+                oidc_issuer=issuer,
+                oidc_client_id=CLIENT_ID,
+                oidc_client_secret=CLIENT_SECRET,
+                oidc_scopes="openid email profile groups",
+            )
+            people = PeopleBook()
+            service = ChatService(
+                Retriever(embedder, store), ScriptedGenerator([]), TurnSettings(RetrievalSettings(k=2))
+            )
+            deps = AppDeps(s, service, ConversationStore(s.conversations_path), dict, directory=people)
+            app = create_app(deps, with_ui=False)
+            auth = next(m.kwargs["auth"] for m in app.user_middleware if m.cls is AuthContext)
+            config = uvicorn.Config(app, host="127.0.0.1", port=app_port, log_level="warning")
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.02)
+            yield Site(url, issuer, people, auth)
+            server.should_exit = True
+            thread.join(10)
+        finally:
+            store.close()
 
 
 def submit(browser: httpx.Client, page: httpx.Response, fields: dict[str, str]) -> httpx.Response:
