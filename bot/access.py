@@ -32,6 +32,10 @@ class Readers:
             kbs = kbs & frozenset(wanted)
         return Scope(frozenset(kbs))
 
+    def editable(self, principal: Principal) -> frozenset[str]:
+        """The knowledge bases `principal` may change (upload to, delete from)."""
+        return frozenset(kb for kb in self.readable(principal).kbs if self.may(principal, kb, "edit"))
+
     def may(self, principal: Principal, kb: str, role: Role) -> bool:
         """Whether `principal` holds `role` (read < edit < admin) on `kb`."""
         if self.state is None:

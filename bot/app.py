@@ -47,7 +47,7 @@ from bot.httpsafe import (
     widget_csp,
 )
 from bot.kb_admin import ChunkStore, KnowledgeBaseAdmin, StoreChunks
-from bot.library import Library
+from bot.library import Libraries
 from bot.openai_api import ApiError, CompletionRequest, bounded_history, completion, split, sse
 from bot.slack import SlackEvents
 from bot.widget import widget_page, widget_rows
@@ -69,7 +69,7 @@ class AppDeps:
     service: ChatService
     conversations: ConversationStore
     health: HealthCheck
-    library: Library | None = None  # the web documents panel; None hides upload and delete
+    libraries: Libraries | None = None  # the web documents panel, per knowledge base; None hides it
     directory: Directory | None = None  # the people web sign-in checks; None: no /auth, everyone anonymous
     readers: Readers = field(default_factory=Readers)  # who may read which knowledge bases
     chunks: ChunkStore | None = None  # the store's knowledge bases, for /admin; None: no rename or delete
@@ -311,8 +311,10 @@ def chats_router(state: State) -> APIRouter:
 
 class UploadGate:
     """Gradio's upload route takes files before any event handler runs: only an editor may post
-    there (a signed-in person with the edit role on the library's knowledge base, the operator token,
-    sent by the documents panel as a SameSite cookie, or a direct local request when no token is set)."""
+    there (a signed-in person with the edit role on some knowledge base, the operator token, sent by
+    the documents panel as a SameSite cookie, or a direct local request when no token is set). Which
+    knowledge base the files go to is the upload handler's to check, before it stores anything
+    (bot/web.py PageActions.on_upload)."""
 
     def __init__(
         self,
@@ -320,14 +322,14 @@ class UploadGate:
         admin_token: str | None,
         bound_host: str,
         readers: Readers | None = None,
-        kb: str | None = None,
+        enabled: bool = True,
     ) -> None:
         self.app, self.admin_token, self.bound_host = app, admin_token, bound_host
-        self.readers, self.kb = readers or Readers(), kb
+        self.readers, self.enabled = readers or Readers(), enabled
 
     def editor(self, request: Request) -> bool:
-        """Whether the signed-in person (bot/auth.py) may edit the library's knowledge base."""
-        return self.kb is not None and self.readers.may(current_principal(request), self.kb, "edit")
+        """Whether the signed-in person (bot/auth.py) may edit at least one knowledge base."""
+        return self.enabled and bool(self.readers.editable(current_principal(request)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -368,7 +370,13 @@ def create_app(deps: AppDeps, with_ui: bool = True) -> FastAPI:
         app.include_router(auth_router(auth))
         if (state := deps.readers.state) is not None:
             app.include_router(chats_router(state))
-            kbs = KnowledgeBaseAdmin(state.kbs, deps.chunks, deps.settings.uploads_dir)
+            libraries = deps.libraries
+            kbs = KnowledgeBaseAdmin(
+                state.kbs,
+                deps.chunks,
+                deps.settings.uploads_dir,
+                on_uploads_moved=libraries.moved if libraries is not None else None,
+            )
             app.include_router(admin_router(auth, state, kbs))
     if with_ui:
         app = mount_web_chat(app, deps)
@@ -390,7 +398,7 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
     ui = build_ui(
         deps.service,
         deps.conversations,
-        deps.library,
+        deps.libraries,
         s.admin_token,
         bound_host=s.host,
         texts=texts,
@@ -407,8 +415,13 @@ def mount_web_chat(app: FastAPI, deps: AppDeps) -> FastAPI:
         max_file_size=int(s.max_upload_mb * 1_000_000),
         i18n=texts,
     )
-    kb = deps.library.kb if deps.library is not None else None
-    app.add_middleware(UploadGate, admin_token=s.admin_token, bound_host=s.host, readers=deps.readers, kb=kb)
+    app.add_middleware(
+        UploadGate,
+        admin_token=s.admin_token,
+        bound_host=s.host,
+        readers=deps.readers,
+        enabled=deps.libraries is not None,
+    )
     return app
 
 
@@ -453,10 +466,12 @@ def component_health(parts: Components) -> HealthCheck:
 
 def build_app(parts: Components) -> FastAPI:
     s = parts.settings
-    library = Library(
-        parts.ingestor, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
+    libraries = Libraries(
+        parts.ingestor_for, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
     )
-    library.reconcile()  # finish or roll back an upload or delete a crash cut off, before serving
+    # Finish or roll back an upload or delete a crash cut off, in every knowledge base, before serving.
+    known = {kb.name for kb in parts.state.kbs.list()}
+    libraries.reconcile(known | (set(parts.store.kb_names()) if parts.store.exists() else set()))
     # Conversations, webhook ids and feedback live in the state database; a conversations file from
     # before it is brought over once, at the first start.
     conversations = ConversationStore(parts.state, import_from=s.conversations_path)
@@ -465,7 +480,7 @@ def build_app(parts: Components) -> FastAPI:
         parts.chat_service(),
         conversations,
         component_health(parts),
-        library,
+        libraries,
         directory=parts.state.people,
         readers=parts.readers,
         chunks=StoreChunks(parts.store, on_change=parts.retriever.reload),

@@ -381,7 +381,7 @@ def _kb_parser(sub: argparse._SubParsersAction) -> None:
         description="Knowledge bases split the collection's documents: `ragbot ingest --kb NAME` writes into one, "
         "and each door reads only the ones its asker may (`ragbot grant`). A public knowledge base is read by "
         f"everyone, signed in or not; '{DEFAULT_KB}' starts public, any other private. Deleting removes exactly a "
-        f"knowledge base's chunks, its grants (and, for '{DEFAULT_KB}', the files uploaded in the web chat); "
+        "knowledge base's chunks, its grants and the files uploaded into it in the web chat; "
         "renaming keeps every chunk and grant, re-embedding nothing.",
     )
     actions = p.add_subparsers(dest="kb_action", metavar="ACTION", required=True)

@@ -99,7 +99,7 @@ def edit_access(
     bound_host: str,
     editor: bool = False,
 ) -> Access:
-    """May this request upload or delete? A signed-in person with the edit role on the library's
+    """May this request upload or delete? A signed-in person with the edit role on the chosen
     knowledge base (`editor`) may, from a page of this site (an Origin, when the browser sends one,
     naming this Host). Otherwise, with an operator token: only with that token. Without one: only a
     direct request from this machine: the server bound to loopback, a loopback peer, a loopback

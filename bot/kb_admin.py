@@ -6,13 +6,17 @@ cut-off delete leaves a name without chunks, never chunks without their grants).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from retrieval.store import VectorStore
+from bot.library import kb_folder
+from retrieval.store import VectorStore, fsync_dir
 from retrieval.types import DEFAULT_KB, Scope, check_kb_name
 from state import AlreadyExists, Invalid, KnowledgeBase, NotFound
 from state.kbs import KnowledgeBases
@@ -69,15 +73,23 @@ class KbSummary:
 
 class KnowledgeBaseAdmin:
     """Create, list, share, rename and delete knowledge bases. Each change is audited under `actor`
-    (the state does it). `uploads_dir` holds the web chat's uploaded files, which are `default`'s: they
-    go with it, before its chunks, as Library.delete does (a cut-off delete never comes back)."""
+    (the state does it). `uploads_dir` holds the web chat's uploaded files, each knowledge base's in its
+    folder (bot/library.py `kb_folder`): they go with it, before its chunks, as Library.delete does (a
+    cut-off delete never comes back), and move with it on a rename."""
 
     def __init__(
-        self, kbs: KnowledgeBases, store: ChunkStore | None, uploads_dir: Path | None = None
+        self,
+        kbs: KnowledgeBases,
+        store: ChunkStore | None,
+        uploads_dir: Path | None = None,
+        on_uploads_moved: Callable[[str, str | None], object] | None = None,
     ) -> None:
         """Without a `store` (an app assembled without one) names and visibility can change, but
-        deleting or renaming, which must move chunks too, is refused."""
+        deleting or renaming, which must move chunks too, is refused. `on_uploads_moved(old, new)` runs
+        after a delete (`new` None) or a rename moved the uploaded files: the web chat's libraries
+        (bot/library.py Libraries.moved) re-key the documents now rather than at the next start."""
         self.kbs, self.store, self.uploads_dir = kbs, store, uploads_dir
+        self.on_uploads_moved = on_uploads_moved
 
     @property
     def moves_chunks(self) -> bool:
@@ -106,17 +118,16 @@ class KnowledgeBaseAdmin:
         return self.kbs.set_public(name, public, actor=actor)
 
     def delete(self, name: str, *, actor: str) -> int:
-        """Its uploaded files (for `default`), its chunks, then its name and grants; the chunks removed."""
+        """Its uploaded files, its chunks, then its name and grants; the chunks removed."""
         store = self._store()
         if self.kbs.get(name) is None and name not in store.kb_names() and not store.chunks(name):
             raise NotFound(f"no knowledge base {name!r}")
-        if name == DEFAULT_KB and self.uploads_dir is not None and self.uploads_dir.is_dir():
-            for path in sorted(self.uploads_dir.iterdir()):
-                if path.is_file() and not path.is_symlink():
-                    path.unlink()
+        self._remove_uploads(name)
         n = store.delete(name)
         if self.kbs.get(name) is not None:
             self.kbs.delete(name, actor=actor)
+        if self.on_uploads_moved is not None:
+            self.on_uploads_moved(name, None)
         return n
 
     def rename(self, old: str, new: str, *, actor: str) -> None:
@@ -135,6 +146,46 @@ class KnowledgeBaseAdmin:
             raise Invalid(str(exc.args[0] if exc.args else exc)) from None
         if self.kbs.get(old) is not None:
             self.kbs.rename(old, new, actor=actor)
+        self._move_uploads(old, new)
+        if self.on_uploads_moved is not None:
+            self.on_uploads_moved(old, new)
+
+    def _remove_uploads(self, name: str) -> None:
+        """The files first (`default`'s: the files in the uploads folder, never the other knowledge
+        bases' folders in it), then, for another knowledge base, its emptied folder."""
+        if self.uploads_dir is None:
+            return
+        folder = kb_folder(self.uploads_dir, name)
+        if not folder.is_dir() or folder.is_symlink():
+            return
+        for path in sorted(folder.iterdir()):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        fsync_dir(folder)
+        if name != DEFAULT_KB:
+            shutil.rmtree(folder)  # what is left: the staging folder of a cut-off upload
+
+    def _move_uploads(self, old: str, new: str) -> None:
+        """Move the uploaded files to the new name's folder (one rename of the folder, unless `default`,
+        whose files sit beside the other folders). The chunks still name the old paths: Library.reconcile
+        re-keys them (at once through `on_uploads_moved`, else at the next start)."""
+        if self.uploads_dir is None:
+            return
+        source, target = kb_folder(self.uploads_dir, old), kb_folder(self.uploads_dir, new)
+        if not source.is_dir() or source.is_symlink():
+            return
+        if DEFAULT_KB not in (old, new) and not target.exists():
+            os.replace(source, target)
+            fsync_dir(self.uploads_dir)
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted(source.iterdir()):
+            if path.is_file() and not path.is_symlink() and not (target / path.name).exists():
+                os.replace(path, target / path.name)
+        fsync_dir(target)
+        if old != DEFAULT_KB:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(source)
 
     def _store(self) -> ChunkStore:
         if self.store is None:

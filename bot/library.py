@@ -17,12 +17,15 @@ versions, no chunks, no file) is re-ingested from the file in `uploads/`, or rem
 gone. Deleting removes the file before the chunks, so a cut-off delete never comes back.
 
 A library is one knowledge base's: its ingestor's `kb`. It lists, changes and reconciles only that
-knowledge base's chunks, and `uploads_dir` holds only that knowledge base's files.
+knowledge base's chunks, and its folder holds only that knowledge base's files. `Libraries` holds one
+per knowledge base, made on demand: `default`'s folder is the uploads folder itself (where installs from
+before knowledge bases keep their files), any other's a sub-folder named by `kb_folder`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -30,20 +33,21 @@ import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.ingest import Ingestor, refresh_importance, refresh_stale
 from retrieval.loaders import SUPPORTED_SUFFIXES, DocumentError, load_document
 from retrieval.store import PENDING, StoredSource, fsync_dir
-from retrieval.types import Document, FileStatus, Scope
+from retrieval.types import DEFAULT_KB, Document, FileStatus, Scope
 
 log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 120
 STAGING = ".staging"  # under uploads/: new versions wait here until the store has committed their chunks
 TEMP_PREFIX = ".upload-"  # temporary files of earlier versions of this module, removed by reconcile
 _UNSAFE = re.compile(r"[^\w.\- ]+")  # \w is Unicode-aware: accented and non-Latin names survive
+_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class UploadRejected(ValueError):
@@ -83,6 +87,7 @@ class Reconciled:
     rolled_back: tuple[str, ...] = ()  # cut off before the commit: staged file dropped, previous version kept
     repaired: tuple[str, ...] = ()  # re-ingested from uploads/ so the store holds exactly that file's chunks
     removed: tuple[str, ...] = ()  # documents dropped: file gone (a cut-off delete) or no longer readable
+    moved: tuple[str, ...] = ()  # its knowledge base was renamed: chunks under the old folder's path dropped
     pending_removed: int = 0  # pending chunks of other sources' cut-off ingests deleted (embedded store only)
     temp_files_removed: int = 0
     importance_refreshed: bool = False
@@ -94,6 +99,7 @@ class Reconciled:
             or self.rolled_back
             or self.repaired
             or self.removed
+            or self.moved
             or self.pending_removed
             or self.temp_files_removed
             or self.importance_refreshed
@@ -117,6 +123,17 @@ def safe_filename(name: str) -> str:
     return stem[: MAX_NAME_CHARS - len(suffix)].rstrip(" .") + suffix
 
 
+def kb_folder(uploads_dir: Path, kb: str) -> Path:
+    """Where knowledge base `kb`'s uploaded files live: `default`'s in `uploads_dir` itself, any other's
+    in a sub-folder named by its ASCII letters, digits, `_` and `-` and a hash of the whole name (names
+    are any printable text: the hash keeps `Team`, `team` and `tëam` apart on any file system). A
+    folder is never a document of `default` (those are files), and never starts with a dot."""
+    if kb == DEFAULT_KB:
+        return uploads_dir
+    slug = _FOLDER_UNSAFE.sub("_", kb)[:40].strip("_") or "kb"
+    return uploads_dir / f"{slug}-{hashlib.sha256(kb.encode()).hexdigest()[:10]}"
+
+
 class Library:
     """List, upload and delete documents; one change at a time (a lock), readers never wait."""
 
@@ -127,12 +144,17 @@ class Library:
         max_bytes: int = 20_000_000,
         on_change: Callable[[], None] | None = None,
         list_ttl_s: float = 30.0,
+        uploads_root: Path | None = None,
     ) -> None:
+        """`uploads_root`, the folder above every knowledge base's (when `uploads_dir` is one of them):
+        reconcile drops this knowledge base's chunks of a file there that is gone (its knowledge base
+        was renamed, the file moved here and is re-ingested under its new path)."""
         self.ingestor = ingestor
         self.store = ingestor.store
         self.kb = ingestor.kb
         self.scope = Scope.of(self.kb)
         self.uploads_dir = uploads_dir.resolve()
+        self.uploads_root = uploads_root.resolve() if uploads_root is not None else self.uploads_dir
         self.max_bytes = max_bytes
         self.on_change = on_change  # e.g. the retriever forgetting cached collection facts
         self._lock = threading.Lock()
@@ -231,9 +253,14 @@ class Library:
             completed, rolled_back = self._settle_staged(stored)
             suspects: set[Path] = set()
             leftovers: list[str] = []  # pending chunks of sources outside uploads/
+            moved: list[str] = []  # documents whose file a knowledge-base rename moved into this folder
             for source, entry in stored.items():
                 path = self._uploaded(source)
-                if path is None:
+                if path is None and self._moved_away(source):
+                    moved.append(Path(source).name)
+                    self._remove_chunks(list(entry.chunks))
+                    suspects.add(self.uploads_dir / Path(source).name)
+                elif path is None:
                     leftovers += entry.pending
                 elif not path.is_file() or entry.pending or len(entry.versions) != 1:
                     suspects.add(path)
@@ -244,13 +271,14 @@ class Library:
             if self.store.is_server:  # another process may be ingesting those right now
                 leftovers = []
             self._remove_chunks(leftovers)
-            repaired, removed = self._converge(sorted(suspects))
-            refreshed = self._refresh_if_stale() or bool(repaired)
+            repaired, removed = self._converge(sorted(p for p in suspects if p.is_file() or str(p) in stored))
+            refreshed = self._refresh_if_stale() or bool(repaired) or bool(moved)
             report = Reconciled(
                 completed=tuple(completed),
                 rolled_back=tuple(rolled_back),
                 repaired=tuple(repaired),
                 removed=tuple(removed),
+                moved=tuple(moved),
                 pending_removed=len(leftovers),
                 temp_files_removed=temp_files,
                 importance_refreshed=refreshed,
@@ -421,6 +449,15 @@ class Library:
         path = Path(source)
         return path if path.parent == self.uploads_dir and path.name else None
 
+    def _moved_away(self, source: str) -> bool:
+        """A source in another knowledge base's folder under the uploads root, whose file is gone: this
+        knowledge base was renamed and its folder moved (the file, when it came along, is re-ingested)."""
+        if source.startswith(("http://", "https://")):
+            return False
+        path = Path(source)
+        under_root = self.uploads_root in (path.parent, path.parent.parent)
+        return under_root and path.parent != self.uploads_dir and not path.exists()
+
     def _uploaded_at(self, source: str) -> float | None:
         path = self._uploaded(source)
         try:
@@ -441,3 +478,53 @@ def _load_as(path: Path, final: Path) -> Document:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+class Libraries:
+    """One `Library` per knowledge base, made on first use, all under one uploads folder (`kb_folder`)."""
+
+    def __init__(
+        self,
+        ingestor_for: Callable[[str], Ingestor],
+        uploads_dir: Path,
+        max_bytes: int = 20_000_000,
+        on_change: Callable[[], None] | None = None,
+        list_ttl_s: float = 30.0,
+    ) -> None:
+        self.ingestor_for = ingestor_for
+        self.uploads_dir = uploads_dir.resolve()
+        self.max_bytes, self.on_change, self.list_ttl_s = max_bytes, on_change, list_ttl_s
+        self._made: dict[str, Library] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kb: str) -> Library:
+        """Knowledge base `kb`'s library (its folder is made at its first upload)."""
+        with self._lock:
+            if (library := self._made.get(kb)) is None:
+                library = Library(
+                    self.ingestor_for(kb),
+                    kb_folder(self.uploads_dir, kb),
+                    self.max_bytes,
+                    on_change=self.on_change,
+                    list_ttl_s=self.list_ttl_s,
+                    uploads_root=self.uploads_dir,
+                )
+                self._made[kb] = library
+            return library
+
+    def reconcile(self, kbs: Iterable[str]) -> dict[str, Reconciled]:
+        """`Library.reconcile` for `default` and each of `kbs` that has a folder; at start-up, before
+        serving. A folder of a knowledge base no longer known is left alone (never re-ingested into a
+        knowledge base that was deleted)."""
+        names = {DEFAULT_KB} | {kb for kb in kbs if kb_folder(self.uploads_dir, kb).is_dir()}
+        return {kb: self.get(kb).reconcile() for kb in sorted(names)}
+
+    def moved(self, old: str, new: str | None) -> Reconciled | None:
+        """After knowledge base `old` was deleted (`new` None) or renamed to `new`, its folder removed or
+        moved by bot/kb_admin.py: the libraries made for either name are forgotten, and the renamed
+        one's documents are keyed by their new paths (Library.reconcile)."""
+        with self._lock:
+            self._made.pop(old, None)
+            if new is not None:
+                self._made.pop(new, None)
+        return self.get(new).reconcile() if new is not None else None

@@ -26,11 +26,16 @@ def ui_texts(max_mb: float, token_rule: bool, editors: bool = False) -> gr.I18n:
             if token_rule
             else "Uploading and deleting are allowed from this machine only."
         )
-        + (" People with the edit role on this knowledge base may too, once signed in." if editors else ""),
+        + (
+            " People with the edit role on the chosen knowledge base may too, once signed in."
+            if editors
+            else ""
+        ),
         "token": "Operator token",
         "add": "Add documents",
         "to_delete": "Document to delete",
         "delete": "Delete",
+        "doc_kb": "Knowledge base",
         "kbs": "Knowledge bases",
         "kbs_info": "Answers come from the ones picked (none picked: all you may read).",
         "chats": "Your chats",
@@ -57,11 +62,12 @@ def ui_texts(max_mb: float, token_rule: bool, editors: bool = False) -> gr.I18n:
             if token_rule
             else "올리기와 삭제는 이 컴퓨터에서만 할 수 있습니다."
         )
-        + (" 이 지식 베이스의 편집 권한이 있는 사람도 로그인하면 할 수 있습니다." if editors else ""),
+        + (" 고른 지식 베이스의 편집 권한이 있는 사람도 로그인하면 할 수 있습니다." if editors else ""),
         "token": "운영자 토큰",
         "add": "문서 추가",
         "to_delete": "삭제할 문서",
         "delete": "삭제",
+        "doc_kb": "지식 베이스",
         "kbs": "지식 베이스",
         "kbs_info": "고른 지식 베이스에서 답합니다 (고르지 않으면 읽을 수 있는 모든 곳).",
         "chats": "내 대화",

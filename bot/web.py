@@ -7,8 +7,9 @@ example questions, a status line and feedback.
 - Evidence: per answer, every source with number, title, file or link, retrieval score and the
   passage, the sentences supporting the citing claim marked (bot/evidence.py); cited ones first.
 - Documents (bot/library.py): upload several files through the CLI's Ingestor with progress and a
-  result per file, the list with chunk counts, delete. Changes need the edit role on the library's
-  knowledge base (signed in), the operator token, or, without one, a direct request from this machine.
+  result per file, the list with chunk counts, delete, in the knowledge base picked there (among those
+  the visitor reads). Changes need the edit role on that knowledge base (signed in), the operator
+  token, or, without one, a direct request from this machine.
 - Sign-in (where people sign in): the account bar, a knowledge-base picker, and a signed-in person's
   kept chats beside the chat (bot/web_chats.py).
 - Feedback: 👍/👎 on an answer (Gradio's like buttons) and an optional comment, written with the turn
@@ -22,7 +23,7 @@ import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import gradio as gr
 
@@ -35,14 +36,14 @@ from bot.events import Answered, Delta, Failed, Queued, Refused, Started, TurnEn
 from bot.evidence import evidence, panel, turn_section
 from bot.feedback import Rating, TurnRecord
 from bot.httpsafe import OPERATOR_COOKIE, Access, edit_access
-from bot.library import DocumentInfo, Library, UploadOutcome
+from bot.library import DocumentInfo, Libraries, Library, UploadOutcome
 from bot.markdown import history_messages, link_citations, safe_markdown
 from bot.ui_texts import ui_texts
 from bot.web_chats import KeptChats, Sidebar, account_html, picked, sidebar, wire_sidebar
 from bot.web_session import Session
 from generation.protocol import ChatMessage
 from retrieval.loaders import SUPPORTED_SUFFIXES
-from retrieval.types import FileStatus, Scope
+from retrieval.types import DEFAULT_KB, FileStatus, Scope
 from state import Principal, State
 
 
@@ -217,18 +218,39 @@ class PageActions:
 
     service: ChatService
     conversations: ConversationStore
-    library: Library | None
+    libraries: Libraries | None
     admin_token: str | None
     bound_host: str
     readers: Readers = field(default_factory=Readers)
     kept: KeptChats | None = None  # a signed-in person's chats, where there is a state database
     hangups: dict[str, Hangup] = field(default_factory=dict)  # browser session -> its turn in progress
 
-    def refresh(self, request: gr.Request) -> tuple[Any, ...]:
-        """Everything that depends on the library: status, list, delete choices, example questions;
-        only what this visitor may read (a library they cannot read lists nothing)."""
-        readable = self.library is not None and self.readers.may(asker(request), self.library.kb, "read")
-        docs = self.library.documents() if self.library and readable else []
+    def library(
+        self, kb: str | None, request: gr.Request, role: Literal["read", "known"] = "read"
+    ) -> Library | None:
+        """Knowledge base `kb`'s library, when this visitor may read it (`role` "read"), or when it is a
+        knowledge base this site knows (`role` "known": whether they may change it is `_access`'s)."""
+        if self.libraries is None or not kb:
+            return None
+        if role == "read" and not self.readers.may(asker(request), kb, "read"):
+            return None
+        state = self.readers.state
+        known = state.kbs.get(kb) is not None if state is not None else kb == DEFAULT_KB
+        return self.libraries.get(kb) if known else None
+
+    def document_kbs(self, request: gr.Request) -> Any:
+        """The documents tab's knowledge-base choice: those this visitor reads, `default` first picked
+        (else the first); shown when there is a choice to make."""
+        names = sorted(self.readers.readable(asker(request)).kbs) if self.libraries is not None else []
+        value = DEFAULT_KB if DEFAULT_KB in names else (names[0] if names else None)
+        return gr.update(choices=names, value=value, visible=len(names) > 1)
+
+    def refresh(self, kb: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Everything that depends on the chosen knowledge base's library: status, list, delete
+        choices, example questions; only what this visitor may read (a library they cannot read
+        lists nothing)."""
+        library = self.library(kb, request)
+        docs = library.documents() if library is not None else []
         # The page names a document by its file name and an opaque key, never by the server's path.
         choices = [(f"{d.title} ({d.name}, {d.chunks} chunks)", document_key(d.source)) for d in docs]
         # What was uploaded last is likely what people want to ask about next.
@@ -312,56 +334,66 @@ class PageActions:
         self,
         files: list[str] | None,
         token: str,
+        kb: str | None,
         request: gr.Request,
         progress: gr.Progress = _PROGRESS,
     ) -> tuple[Any, ...]:
-        if self.library is None or not files:
-            return (gr.skip(), None, *self.refresh(request))
+        """Ingest the files into the chosen knowledge base, when this request may change it (checked
+        before anything is stored: the upload route only checked that the person edits some)."""
+        if self.libraries is None or not files:
+            return (gr.skip(), None, *self.refresh(kb, request))
         try:
-            access = self._access(token, request)
+            library = self.library(kb, request, role="known")
+            if library is None:
+                return (_message("Choose a knowledge base.", "error"), None, *self.refresh(kb, request))
+            access = self._access(token, request, library.kb)
             if not access.allowed:
-                return (_message(access.reason, "error"), None, *self.refresh(request))
+                return (_message(access.reason, "error"), None, *self.refresh(kb, request))
             progress(0, desc=f"Ingesting {len(files)} file(s)…")
-            outcomes = self.library.upload([(Path(f).name, Path(f)) for f in files])
+            outcomes = library.upload([(Path(f).name, Path(f)) for f in files])
             for outcome in outcomes:
                 if outcome.stored_as:
                     self._audit(
                         request,
                         "upload",
+                        library.kb,
                         outcome.stored_as,
                         f"{outcome.status.value}, {outcome.chunks} chunks",
                     )
-            return (upload_table(outcomes), None, *self.refresh(request))
+            return (upload_table(outcomes), None, *self.refresh(kb, request))
         finally:  # Gradio's cached copy would stay fetchable (and outlive a deleted document)
             for f in files:
                 Path(f).unlink(missing_ok=True)
 
-    def on_delete(self, key: str | None, token: str, request: gr.Request) -> tuple[Any, ...]:
-        if self.library is None or not key:
-            return (_message("Choose a document to delete.", "error"), *self.refresh(request))
-        access = self._access(token, request)
+    def on_delete(self, key: str | None, token: str, kb: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Delete the chosen document of the chosen knowledge base, when this request may change it."""
+        library = self.library(kb, request, role="known")
+        if library is None or not key:
+            return (_message("Choose a document to delete.", "error"), *self.refresh(kb, request))
+        access = self._access(token, request, library.kb)
         if not access.allowed:
-            return (_message(access.reason, "error"), *self.refresh(request))
-        source = next((d.source for d in self.library.documents() if document_key(d.source) == key), None)
+            return (_message(access.reason, "error"), *self.refresh(kb, request))
+        source = next((d.source for d in library.documents() if document_key(d.source) == key), None)
         if source is None:
-            return (_message("That document is no longer in the library.", "error"), *self.refresh(request))
-        removed = self.library.delete(source)
+            message = _message("That document is no longer in the library.", "error")
+            return (message, *self.refresh(kb, request))
+        removed = library.delete(source)
         name = source.rsplit("/", 1)[-1]
-        self._audit(request, "delete", name, f"{removed} chunks")
+        self._audit(request, "delete", library.kb, name, f"{removed} chunks")
         note = f"Deleted {name}: {removed} chunks removed." if removed else f"{name} is not in the store."
-        return (_message(note), *self.refresh(request))
+        return (_message(note), *self.refresh(kb, request))
 
-    def _audit(self, request: gr.Request, action: str, name: str, detail: str) -> None:
+    def _audit(self, request: gr.Request, action: str, kb: str, name: str, detail: str) -> None:
         """Uploads and deletions go to the audit log (who, when, which file in which knowledge base)."""
         state = self.readers.state
-        if state is not None and self.library is not None:
+        if state is not None:
             who = asker(request)
             actor = who.label if who.kind != "anonymous" else f"local:{_host(request) or 'unknown'}"
-            state.audit.record(actor, action, f"{self.library.kb}/{name}", detail)
+            state.audit.record(actor, action, f"{kb}/{name}", detail)
 
-    def _access(self, token: str, request: gr.Request) -> Access:
-        """May this request change the library (bot/httpsafe.py)."""
-        editor = self.library is not None and self.readers.may(asker(request), self.library.kb, "edit")
+    def _access(self, token: str, request: gr.Request, kb: str) -> Access:
+        """May this request change knowledge base `kb`'s documents (bot/httpsafe.py)."""
+        editor = self.readers.may(asker(request), kb, "edit")
         return edit_access(
             self.admin_token, token or "", _host(request), dict(request.headers), self.bound_host, editor
         )
@@ -387,6 +419,7 @@ class DocumentsTab:
     """The documents tab's components that events read or write."""
 
     token: gr.Textbox
+    kb: gr.Dropdown
     uploader: gr.File
     upload_result: gr.HTML
     docs_list: gr.HTML
@@ -444,8 +477,9 @@ def chat_tab(t: gr.I18n, max_message_chars: int, audit_notice: bool) -> tuple[Ch
 
 
 def documents_tab(t: gr.I18n, admin_token: str | None) -> DocumentsTab:
-    """Upload (with the operator token field when one is set), the list, and delete."""
+    """The knowledge base, upload (with the operator token field when one is set), the list, and delete."""
     gr.Markdown(t("docs_rule"))
+    kb = gr.Dropdown(label=t("doc_kb"), choices=[], visible=False, elem_id="rb-doc-kb")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             token = gr.Textbox(
@@ -469,7 +503,7 @@ def documents_tab(t: gr.I18n, admin_token: str | None) -> DocumentsTab:
                 to_delete = gr.Dropdown(label=t("to_delete"), choices=[], scale=4, elem_id="rb-delete-choice")
                 delete = gr.Button(t("delete"), variant="stop", scale=1, elem_id="rb-delete")
             delete_result = gr.HTML(elem_id="rb-delete-result")
-    return DocumentsTab(token, uploader, upload_result, docs_list, to_delete, delete, delete_result)
+    return DocumentsTab(token, kb, uploader, upload_result, docs_list, to_delete, delete, delete_result)
 
 
 def wire_chat(actions: PageActions, chat: ChatTab, bar: Sidebar, session: gr.State, concurrency: int) -> None:
@@ -509,20 +543,25 @@ def wire_feedback(actions: PageActions, chat: ChatTab, session: gr.State) -> Non
 
 
 def wire_documents(actions: PageActions, docs: DocumentsTab, library_outputs: list[Any]) -> None:
-    """Upload and delete, each refreshing what depends on the library."""
+    """Choosing a knowledge base, upload and delete, each refreshing what depends on the library."""
     # The documents panel's uploads go to Gradio's upload route, which sees no event inputs: the
     # token travels as a same-site cookie for this tab's session (bot/app.py UploadGate).
     docs.token.change(None, [docs.token], None, js=TOKEN_COOKIE_JS)
+    docs.kb.change(actions.refresh, [docs.kb], library_outputs)
     docs.uploader.upload(
-        actions.on_upload, [docs.uploader, docs.token], [docs.upload_result, docs.uploader, *library_outputs]
+        actions.on_upload,
+        [docs.uploader, docs.token, docs.kb],
+        [docs.upload_result, docs.uploader, *library_outputs],
     )
-    docs.delete.click(actions.on_delete, [docs.to_delete, docs.token], [docs.delete_result, *library_outputs])
+    docs.delete.click(
+        actions.on_delete, [docs.to_delete, docs.token, docs.kb], [docs.delete_result, *library_outputs]
+    )
 
 
 def build_ui(
     service: ChatService,
     conversations: ConversationStore | None = None,
-    library: Library | None = None,
+    libraries: Libraries | None = None,
     admin_token: str | None = None,
     chat_concurrency: int = 4,
     bound_host: str = "127.0.0.1",
@@ -539,13 +578,13 @@ def build_ui(
     actions = PageActions(
         service,
         conversations or ConversationStore(),
-        library,
+        libraries,
         admin_token,
         bound_host,
         readers or Readers(),
         kept,
     )
-    t = texts or ui_texts(library.max_bytes / 1e6 if library else 0, bool(admin_token))
+    t = texts or ui_texts(libraries.max_bytes / 1e6 if libraries else 0, bool(admin_token))
     # Gradio's own upload cache: files older than an hour go (uploads are ingested and removed at once).
     with gr.Blocks(title="ragbot", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         with gr.Row():
@@ -561,7 +600,7 @@ def build_ui(
         library_outputs = [status, docs.docs_list, docs.to_delete, chat.examples]
         wire_chat(actions, chat, bar, session, chat_concurrency)
         wire_feedback(actions, chat, session)
-        demo.load(actions.refresh, None, library_outputs)
+        demo.load(actions.document_kbs, None, docs.kb).then(actions.refresh, [docs.kb], library_outputs)
         demo.load(actions.knowledge_bases, None, chat.kbs)
         demo.load(account_html, None, account)
         if kept is not None:

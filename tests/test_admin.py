@@ -23,6 +23,7 @@ from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.kb_admin import StoreChunks
+from bot.library import Libraries, kb_folder
 from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
@@ -47,6 +48,7 @@ class Site:
     kim: Person  # admin of `hr` only
     rita: Person  # reads `hr`
     settings: Settings
+    libraries: Libraries
 
     def browser(self, username: str | None = None) -> TestClient:
         """A browser of its own, signed in as `username` through the sign-in form (None: anonymous)."""
@@ -80,16 +82,22 @@ def site(embedder: MultiHeadEmbedder, tmp_path: Path) -> Iterator[Site]:
     settings = Settings(data_dir=tmp_path / "data", session_secret="s" * 40)
     service = ChatService(Retriever(embedder, store), EchoGenerator(), TurnSettings(RetrievalSettings(k=4)))
     conversations = ConversationStore(state)
+    libraries = Libraries(
+        lambda kb: Ingestor(embedder, Chunker(embedder.tokenizer, 64, 8), store, kb=kb, progress=False),
+        settings.uploads_dir,
+        on_change=service.retriever.reload,
+    )
     deps = AppDeps(
         settings,
         service,
         conversations,
         dict,
+        libraries,
         directory=state.people,
         readers=Readers(state),
         chunks=StoreChunks(store, on_change=service.retriever.reload),
     )
-    yield Site(create_app(deps, with_ui=False), state, store, root, kim, rita, settings)
+    yield Site(create_app(deps, with_ui=False), state, store, root, kim, rita, settings, libraries)
     state.close()
     store.close()
 
@@ -256,10 +264,12 @@ def test_renaming_onto_a_taken_name_is_refused_and_deleting_default_takes_its_up
     uploads = site.settings.uploads_dir
     uploads.mkdir(parents=True)
     (uploads / "notes.md").write_text("uploaded in the web chat")
+    kb_folder(uploads, "hr").mkdir()
+    (kb_folder(uploads, "hr") / "rota.md").write_text("hr's upload")  # another knowledge base's: kept
     kept = post(root, "/admin/kb/delete", "/admin/kb?name=default", kb="default")  # not confirmed
     assert kept.status_code == 400 and (uploads / "notes.md").exists()
     gone = post(root, "/admin/kb/delete", "/admin/kb?name=default", kb="default", confirm="yes")
-    assert gone.status_code == 303 and list(uploads.iterdir()) == []
+    assert gone.status_code == 303 and list(uploads.iterdir()) == [kb_folder(uploads, "hr")]
     assert site.state.kbs.get("default") is None
 
 
@@ -295,3 +305,29 @@ def kb(site: Site, name: str) -> KnowledgeBase:
     found = site.state.kbs.get(name)
     assert found is not None
     return found
+
+
+def test_renaming_a_knowledge_base_moves_its_uploads_and_deleting_it_removes_them(
+    site: Site, tmp_path: Path
+) -> None:
+    upload = tmp_path / "rota.md"
+    upload.write_text("# Rota\n\nThe night shift rota changes every second Monday.")
+    site.libraries.get("hr").upload([("rota.md", upload)])
+    uploads = site.settings.uploads_dir.resolve()
+    (uploads / "notes.md").write_text("uploaded into default")  # another knowledge base's: kept throughout
+    root = site.browser("root")
+    assert post(root, "/admin/kb/rename", "/admin/kb?name=hr", kb="hr", new="people").status_code == 303
+    moved = kb_folder(uploads, "people") / "rota.md"
+    assert moved.is_file() and not kb_folder(uploads, "hr").exists()
+    listed = {d.source: d for d in site.libraries.get("people").documents()}
+    assert listed[str(moved)].uploaded  # keyed by the moved file: deleting it in the web chat removes it
+    assert {s.source for s in site.store.sources(Scope.of("people"))} >= {str(moved)}
+    assert not [
+        s for s in site.store.sources(Scope.of("people")) if "/" + kb_folder(uploads, "hr").name in s.source
+    ]
+
+    assert (
+        post(root, "/admin/kb/delete", "/admin/kb?name=people", kb="people", confirm="yes").status_code == 303
+    )
+    assert not kb_folder(uploads, "people").exists() and site.store.count(Scope.of("people")) == 0
+    assert (uploads / "notes.md").exists() and site.libraries.get("people").documents() == []

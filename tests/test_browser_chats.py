@@ -20,7 +20,7 @@ from bot.app import AppDeps
 from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
-from bot.library import Library
+from bot.library import Libraries
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
@@ -69,7 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder) 
     retriever = Retriever(embedder, store)
     service = ChatService(retriever, ScriptedGenerator([ANSWER] * 20), TurnSettings(RetrievalSettings(k=2)))
     conversations = ConversationStore(settings.conversations_path)
-    library = Library(ingestor, settings.uploads_dir, on_change=retriever.reload)
+    library = Libraries(lambda kb: replace(ingestor, kb=kb), settings.uploads_dir, on_change=retriever.reload)
     deps = AppDeps(
         settings,
         service,

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from bot.app import AppDeps, create_app
 from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
-from bot.library import Library
+from bot.library import Libraries
 from generation.openai_compat import OpenAICompatibleGenerator
 from generation.protocol import ChatMessage
 from generation.vllm_server import free_port
@@ -79,7 +79,7 @@ class Site:
     capture: CaptureServer
     hostile_service: ChatService
     data_dir: Path
-    library: Library
+    library: Libraries
     conversations: ConversationStore
 
 
@@ -129,7 +129,7 @@ def site(
     settings = Settings(data_dir=root / "data", admin_token=TOKEN, widget_tokens=f"tests={WIDGET_TOKEN}")
     conversations = ConversationStore(settings.conversations_path)
     retriever = Retriever(embedder, store)
-    library = Library(ingestor, settings.uploads_dir, on_change=retriever.reload)
+    library = Libraries(lambda kb: replace(ingestor, kb=kb), settings.uploads_dir, on_change=retriever.reload)
     moderation = SelfReflectionClassifier(KeywordLabels())  # type: ignore[arg-type]  # labels only
     real = ChatService(
         retriever,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bot.library import Library, Reconciled, UploadRejected, safe_filename
+from bot.library import Libraries, Library, Reconciled, UploadRejected, kb_folder, safe_filename
 from retrieval.ingest import Ingestor
 from retrieval.store import PENDING, VectorStore
 from retrieval.types import DEFAULT_KB, Document, FileStatus, Scope
@@ -238,3 +239,66 @@ def test_a_library_sees_and_changes_only_its_own_knowledge_base(
     assert library.delete(str(corpus.resolve() / "volcano.md")) == 0  # in 'other' only: not this library's
     assert not library.reconcile().pending_removed  # another knowledge base's pending chunks are left alone
     assert set(store.ids(Scope.of("other"))) == theirs | {c.id for c in chunks}
+
+
+def test_each_knowledge_base_keeps_its_uploads_in_its_own_folder(ingestor: Ingestor, tmp_path: Path) -> None:
+    uploads = (tmp_path / "data" / "uploads").resolve()
+    libraries = Libraries(lambda kb: replace(ingestor, kb=kb), uploads, max_bytes=2000)
+    assert (
+        libraries.get(DEFAULT_KB).uploads_dir == uploads
+    )  # where installs before knowledge bases keep theirs
+    team = libraries.get("team")
+    assert team.kb == "team" and team.uploads_dir.parent == uploads and libraries.get("team") is team
+    folders = {kb_folder(uploads, name).name for name in ["team", "Team", "tëam", "../..", ".staging", "a/b"]}
+    assert len(folders) == 6 and not any(f.startswith(".") or "/" in f or ".." in f for f in folders)
+    team.upload([("cats.md", incoming(tmp_path, "c", CATS))])
+    assert [d.name for d in team.documents()] == ["cats.md"] and (team.uploads_dir / "cats.md").is_file()
+    assert libraries.get(DEFAULT_KB).documents() == [] and not (uploads / "cats.md").exists()
+
+
+def test_reconcile_at_start_covers_every_knowledge_base_folder(
+    ingestor: Ingestor, store: VectorStore, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "data" / "uploads"
+    libraries = Libraries(lambda kb: replace(ingestor, kb=kb), uploads, max_bytes=2000)
+    team = libraries.get("team")
+    team.upload([("cats.md", incoming(tmp_path, "c", CATS)), ("dogs.txt", incoming(tmp_path, "d", DOGS))])
+    folder = team.uploads_dir
+    # A crash in `team`: a re-upload cut off before its commit, a file never ingested, a delete cut off.
+    (folder / ".staging").mkdir()
+    (folder / ".staging" / "cats.md").write_text(CATS_V2)
+    (folder / "birds.md").write_text(BIRDS)
+    (folder / "dogs.txt").unlink()
+    gone = kb_folder(uploads.resolve(), "gone")  # the folder of a knowledge base no longer known: left alone
+    gone.mkdir()
+    (gone / "orphan.md").write_text(BIRDS)
+
+    fresh = Libraries(lambda kb: replace(ingestor, kb=kb), uploads, max_bytes=2000)  # the next start
+    reports = fresh.reconcile(["team", "other"])
+    assert set(reports) == {DEFAULT_KB, "team"}
+    assert reports["team"].rolled_back == ("cats.md",) and reports["team"].repaired == ("birds.md",)
+    assert reports["team"].removed == ("dogs.txt",)
+    assert sorted(d.name for d in fresh.get("team").documents()) == ["birds.md", "cats.md"]
+    assert {s.source for s in store.sources(Scope.of("team"))} == {
+        str(folder / "birds.md"),
+        str(folder / "cats.md"),
+    }
+    assert store.sources(Scope.of("gone")) == [] and (gone / "orphan.md").exists()
+    assert not fresh.get("team").reconcile().changed
+
+
+def test_a_renamed_knowledge_bases_documents_are_keyed_by_their_moved_files(
+    ingestor: Ingestor, store: VectorStore, tmp_path: Path
+) -> None:
+    uploads = (tmp_path / "data" / "uploads").resolve()
+    libraries = Libraries(lambda kb: replace(ingestor, kb=kb), uploads, max_bytes=2000)
+    libraries.get("team").upload([("cats.md", incoming(tmp_path, "c", CATS))])
+    store.rename_kb("team", "crew")  # as bot/kb_admin.py does: the chunks first, then the folder
+    kb_folder(uploads, "team").rename(kb_folder(uploads, "crew"))
+    report = libraries.moved("team", "crew")
+    assert report is not None and report.moved == ("cats.md",) and report.repaired == ("cats.md",)
+    crew = libraries.get("crew")
+    [doc] = crew.documents()
+    assert doc.source == str(kb_folder(uploads, "crew") / "cats.md") and doc.uploaded
+    assert [s.source for s in store.sources(Scope.of("crew"))] == [doc.source]
+    assert crew.delete(doc.source) == 1 and not (kb_folder(uploads, "crew") / "cats.md").exists()

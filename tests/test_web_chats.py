@@ -23,12 +23,13 @@ from bot.chat import ChatService, TurnSettings
 from bot.config import Settings
 from bot.conversations import ConversationStore
 from bot.events import Answered
-from bot.library import Library
-from bot.web import PageActions, Session, document_key
+from bot.library import Libraries, kb_folder
+from bot.web import PageActions, Session, asker, document_key
 from bot.web_chats import KeptChats, account_html
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from retrieval.types import Scope
 from state import Person, State, open_state
 from tests.conftest import TOPICS, make_ingestor
 from tests.generators import ScriptedGenerator
@@ -46,7 +47,10 @@ class World:
     captured: list[Request]
     ada: Person
     bob: Person
+    carl: Person
     settings: Settings
+    store: VectorStore
+    retriever: Retriever
 
 
 @pytest.fixture
@@ -66,13 +70,15 @@ def world(tmp_path: Path, embedder: MultiHeadEmbedder) -> Iterator[World]:
     state.kbs.create("team")
     ada = state.people.create_local("ada", PASSWORD, name="Ada Lovelace")
     bob = state.people.create_local("bob", PASSWORD, name="Bob")
+    carl = state.people.create_local("carl", PASSWORD, name="Carl")
     state.access.grant("team", "user", str(ada.id), "read")
+    state.access.grant("team", "user", str(carl.id), "edit")
     state.access.grant("default", "user", str(ada.id), "edit")
     settings = Settings(data_dir=tmp_path / "data", admin_token="operator-token")
     retriever = Retriever(embedder, store)
     service = ChatService(retriever, ScriptedGenerator([ANSWER] * 20), TurnSettings(RetrievalSettings(k=2)))
     conversations = ConversationStore(settings.conversations_path)
-    library = Library(ingestor, settings.uploads_dir, on_change=retriever.reload)
+    library = Libraries(lambda kb: replace(ingestor, kb=kb), settings.uploads_dir, on_change=retriever.reload)
     readers = Readers(state)
     deps = AppDeps(
         settings, service, conversations, lambda: {}, library, directory=state.people, readers=readers
@@ -88,7 +94,7 @@ def world(tmp_path: Path, embedder: MultiHeadEmbedder) -> Iterator[World]:
     actions = PageActions(
         service, conversations, library, settings.admin_token, "127.0.0.1", readers, KeptChats(state.chats)
     )
-    yield World(state, actions, app, captured, ada, bob, settings)
+    yield World(state, actions, app, captured, ada, bob, carl, settings, store, retriever)
     conversations.close()
     state.close()
     store.close()
@@ -258,7 +264,7 @@ def test_an_editor_of_the_librarys_knowledge_base_may_change_documents(world: Wo
     def allowed(client: TestClient, **headers: str) -> bool:
         client.get("/test/page-event", headers=headers)
         request = gr.Request(request=world.captured[-1], session_hash="tab")
-        return world.actions._access("", request).allowed
+        return world.actions._access("", request, "default").allowed
 
     assert allowed(browser(world, "ada"))  # the edit role on `default`, no operator token needed
     assert allowed(browser(world, "ada"), origin="http://localhost")
@@ -282,12 +288,13 @@ def test_the_upload_route_admits_editors_and_the_operator_only(world: World) -> 
         admin_token="operator-token",
         bound_host="127.0.0.1",
         readers=Readers(world.state),
-        kb="default",
     )
     app.add_middleware(AuthContext, auth=auth)
     world.app = app
     assert browser(world, "ada").post("/gradio_api/upload").status_code == 200
-    assert browser(world, "bob").post("/gradio_api/upload").status_code == 403
+    assert browser(world, "bob").post("/gradio_api/upload").status_code == 403  # edits nothing
+    assert browser(world, "carl").post("/gradio_api/upload").status_code == 200  # edits `team` (the page
+    # checks the chosen knowledge base before it stores anything)
     anonymous = browser(world)
     assert anonymous.post("/gradio_api/upload").status_code == 403
     anonymous.cookies.set("ragbot_operator", "operator-token")
@@ -299,9 +306,11 @@ def test_uploads_and_deletions_are_audited_with_who_and_which_file(world: World,
     request = gr.Request(request=world.captured[-1], session_hash="tab")
     upload = tmp_path / "minutes.md"
     upload.write_text("# Minutes\n\nThe board met on Tuesday and approved the budget.")
-    world.actions.on_upload([str(upload)], "", request)
-    [key] = [document_key(d.source) for d in world.actions.library.documents() if d.name == "minutes.md"]  # type: ignore[union-attr]
-    world.actions.on_delete(key, "", request)
+    world.actions.on_upload([str(upload)], "", "default", request)
+    library = world.actions.library("default", request)
+    assert library is not None
+    [key] = [document_key(d.source) for d in library.documents() if d.name == "minutes.md"]
+    world.actions.on_delete(key, "", "default", request)
     events = [
         (e.actor, e.action, e.target) for e in world.state.audit.export() if e.action in ("upload", "delete")
     ]
@@ -311,3 +320,69 @@ def test_uploads_and_deletions_are_audited_with_who_and_which_file(world: World,
         (f"user:{ada.id}", "upload", "default/minutes.md"),
         (f"user:{ada.id}", "delete", "default/minutes.md"),
     ]
+
+
+def documents_listed(world: World, kb: str, request: gr.Request) -> str:
+    """The documents tab's list for knowledge base `kb`, as this visitor sees it."""
+    return str(world.actions.refresh(kb, request)[1])
+
+
+def test_an_editor_of_team_uploads_into_team_and_only_its_readers_find_it(
+    world: World, tmp_path: Path
+) -> None:
+    carl = event(world, browser(world, "carl"))
+    upload = tmp_path / "marmalade-budget.md"
+    upload.write_text("# Probe budget\n\nThe Marmalade probe costs four million crowns, paid in spring.")
+    result = world.actions.on_upload([str(upload)], "", "team", carl)
+    assert "added" in str(result[0]).lower() and "marmalade-budget.md" in documents_listed(
+        world, "team", carl
+    )
+    stored = kb_folder(world.settings.uploads_dir.resolve(), "team") / "marmalade-budget.md"
+    assert stored.is_file() and not (world.settings.uploads_dir / "marmalade-budget.md").exists()
+    [source] = [s for s in world.store.sources(Scope.of("team")) if s.source == str(stored)]
+    assert source.committed and not [
+        s for s in world.store.sources(Scope.of("default")) if s.source == str(stored)
+    ]
+
+    def found_by(username: str | None) -> bool:
+        scope = world.actions.readers.readable(asker(event(world, browser(world, username))))
+        hits = world.retriever.retrieve("How much does the Marmalade probe cost?", scope=scope).chunks
+        return any(h.chunk.source == str(stored) for h in hits)
+
+    assert found_by("carl") and found_by("ada")  # ada reads `team`
+    assert not found_by("bob") and not found_by(None)
+    assert "marmalade-budget.md" not in documents_listed(world, "team", event(world, browser(world, "bob")))
+    events = [(e.action, e.target) for e in world.state.audit.export() if e.action == "upload"]
+    assert events == [("upload", "team/marmalade-budget.md")]
+
+
+def test_an_editor_of_team_alone_cannot_upload_into_default(world: World, tmp_path: Path) -> None:
+    carl = event(world, browser(world, "carl"))
+    upload = tmp_path / "notes.md"
+    upload.write_text("# Notes\n\nThe canteen opens at eight.")
+    result = world.actions.on_upload([str(upload)], "", "default", carl)
+    assert "rb-error" in str(result[0])
+    assert not (world.settings.uploads_dir / "notes.md").exists()
+    assert "notes.md" not in documents_listed(world, "default", carl)
+    assert not world.actions._access("", carl, "default").allowed
+    assert world.actions._access("", carl, "team").allowed
+    library = world.actions.library("team", carl)
+    assert library is not None and library.documents()
+    [key, *_] = [document_key(d.source) for d in library.documents()]
+    before = len(library.documents())
+    bob = event(world, browser(world, "bob"))  # reads nothing of `team`, edits nothing
+    world.actions.on_delete(key, "", "team", bob)
+    assert len(library.documents()) == before
+
+
+def test_the_documents_tab_offers_only_the_knowledge_bases_the_visitor_reads(world: World) -> None:
+    def offered(username: str | None) -> list[str]:
+        return list(world.actions.document_kbs(event(world, browser(world, username)))["choices"])
+
+    assert offered("ada") == ["default", "team"]
+    assert offered("carl") == ["default", "team"]
+    assert offered("bob") == ["default"]
+    assert offered(None) == ["default"]
+    bob = event(world, browser(world, "bob"))
+    assert "launch.md" not in documents_listed(world, "team", bob)  # asking for it anyway lists nothing
+    assert "launch.md" in documents_listed(world, "team", event(world, browser(world, "ada")))
