@@ -34,6 +34,7 @@ from guardrails.guard import Guard
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
+from state import open_state
 from tests.browser import open_chromium
 from tests.capture_server import CaptureServer
 from tests.conftest import TOPICS, make_ingestor
@@ -127,7 +128,9 @@ def site(
     ingestor = make_ingestor(embedder, store)
     ingestor.ingest_paths([docs])
     settings = Settings(data_dir=root / "data", admin_token=TOKEN, widget_tokens=f"tests={WIDGET_TOKEN}")
-    conversations = ConversationStore(settings.conversations_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    state = open_state(settings.state_db_url)  # where `ragbot feedback` reads the feedback back
+    conversations = ConversationStore(state)
     retriever = Retriever(embedder, store)
     library = Libraries(lambda kb: replace(ingestor, kb=kb), settings.uploads_dir, on_change=retriever.reload)
     moderation = SelfReflectionClassifier(KeywordLabels())  # type: ignore[arg-type]  # labels only
@@ -155,6 +158,7 @@ def site(
     stop_hostile()
     capture.__exit__(None, None, None)
     conversations.close()
+    state.close()
     store.close()
 
 
@@ -168,9 +172,14 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 # ---- page helpers ------------------------------------------------------------------------------------
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 60) -> Any:
+    """Until `condition` holds; an element that went stale as the page changed is asked about again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(condition)
 
 
 def css(driver: Any, selector: str) -> list[Any]:
