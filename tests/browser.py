@@ -18,3 +18,29 @@ def open_chromium(profile: Path) -> Any:
                  "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):  # fmt: skip
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+
+
+def two_knowledge_bases(root: Path, embedder: Any, team_doc: str) -> tuple[Any, Any, Any]:
+    """The browser tests' data: the sample topics in public `default`, one document in private `team`;
+    the store, a state database under `root` and the `default` ingestor (the caller grants `team` and
+    closes the store and the state)."""
+    from dataclasses import replace
+
+    from retrieval.store import VectorStore
+    from state import open_state
+    from tests.conftest import TOPICS, make_ingestor
+
+    docs, team = root / "docs", root / "team"
+    docs.mkdir()
+    team.mkdir()
+    for name, text in TOPICS.items():
+        (docs / name).write_text(text)
+    (team / "launch.md").write_text(team_doc)
+    store = VectorStore("test", path=root / "qdrant")
+    ingestor = make_ingestor(embedder, store)
+    ingestor.ingest_paths([docs])
+    replace(ingestor, kb="team").ingest_paths([team])
+    state = open_state(f"sqlite:///{root / 'state.db'}")
+    state.kbs.create("default", public=True)
+    state.kbs.create("team")
+    return store, state, ingestor

@@ -23,10 +23,7 @@ from bot.conversations import ConversationStore
 from bot.library import Libraries
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
-from retrieval.store import VectorStore
-from state import open_state
-from tests.browser import open_chromium
-from tests.conftest import TOPICS, make_ingestor
+from tests.browser import open_chromium, two_knowledge_bases
 from tests.generators import ScriptedGenerator
 from tests.test_browser_e2e import ARTIFACTS, _serve, css, text_of, wait_answered, wait_for
 
@@ -49,19 +46,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("chats-site")
-    docs, team = root / "docs", root / "team"
-    docs.mkdir()
-    team.mkdir()
-    for name, text in TOPICS.items():
-        (docs / name).write_text(text)
-    (team / "launch.md").write_text(TEAM_DOC)
-    store = VectorStore("test", path=root / "qdrant")
-    ingestor = make_ingestor(embedder, store)
-    ingestor.ingest_paths([docs])
-    replace(ingestor, kb="team").ingest_paths([team])
-    state = open_state(f"sqlite:///{root / 'state.db'}")
-    state.kbs.create("default", public=True)
-    state.kbs.create("team")
+    store, state, ingestor = two_knowledge_bases(root, embedder, TEAM_DOC)
     ada = state.people.create_local("ada", PASSWORD, name="Ada Lovelace")
     state.people.create_local("bob", PASSWORD, name="Bob Builder")
     state.access.grant("team", "user", str(ada.id), "read")

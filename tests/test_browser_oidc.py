@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,10 +27,7 @@ from bot.conversations import ConversationStore
 from generation.vllm_server import free_port
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
-from retrieval.store import VectorStore
-from state import open_state
-from tests.browser import open_chromium
-from tests.conftest import TOPICS, make_ingestor
+from tests.browser import open_chromium, two_knowledge_bases
 from tests.generators import ScriptedGenerator
 from tests.test_browser_chats import ANSWER, QUESTION, TEAM_DOC, chat_list, wait_page
 from tests.test_browser_e2e import ARTIFACTS, _serve, css, text_of, wait_answered, wait_for
@@ -52,19 +49,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("oidc-site")
-    docs, team = root / "docs", root / "team"
-    docs.mkdir()
-    team.mkdir()
-    for name, text in TOPICS.items():
-        (docs / name).write_text(text)
-    (team / "launch.md").write_text(TEAM_DOC)
-    store = VectorStore("test", path=root / "qdrant")
-    ingestor = make_ingestor(embedder, store)
-    ingestor.ingest_paths([docs])
-    replace(ingestor, kb="team").ingest_paths([team])
-    state = open_state(f"sqlite:///{root / 'state.db'}")
-    state.kbs.create("default", public=True)
-    state.kbs.create("team")
+    store, state, _ = two_knowledge_bases(root, embedder, TEAM_DOC)
     state.access.grant("team", "group", "research", "read")  # alice's provider puts her in research
     # The app on localhost, the provider on 127.0.0.1: two hosts, so their cookies stay apart.
     app_port = free_port()

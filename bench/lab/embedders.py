@@ -22,6 +22,8 @@ Parts (`--parts`, default all):
   chunks (overlap 30) by e5's tokenizer so every embedder ranks the same chunks: hit@k = a top-k chunk
   from the gold document contains a gold answer; MRR of the first such chunk. Through the Retriever:
   dense, mrag, bm25 (same for all embedders), fusion.
+- en: the same over the English QA sets the chat is measured on: bench/data/qa (300 Wikipedia
+  articles) and bench/data/qa_leads (200 held-out leads), reported as `en` and `leads`.
 """
 
 from __future__ import annotations
@@ -234,18 +236,28 @@ def part_mrag(emb: MultiHeadEmbedder, res: dict) -> None:
 
 
 def part_ko(emb: MultiHeadEmbedder, res: dict) -> None:
+    part_qa(emb, res, "qa_ko", "ko")
+
+
+def part_en(emb: MultiHeadEmbedder, res: dict) -> None:
+    """The English QA sets the chat is measured on: 300 Wikipedia articles and 200 held-out leads."""
+    part_qa(emb, res, "qa", "en")
+    part_qa(emb, res, "qa_leads", "leads")
+
+
+def part_qa(emb: MultiHeadEmbedder, res: dict, set_name: str, key: str) -> None:
+    """A QA set's answerable first turns (both halves): is a top-k chunk from the gold document one
+    that holds a gold answer. Chunks cut once by e5's tokenizer, so every embedder ranks the same ones."""
+    from bench.qa import load_set
     from retrieval import multilingual
 
-    docs = ko_docs()
-    conversations = [
-        json.loads(line) for line in (KO / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    docs, conversations = load_set(set_name, "all")
     turns = [
         c["turns"][0] for c in conversations if c["kind"] != "unanswerable" and c["turns"][0].get("answers")
     ]
     e5_tokenizer = multilingual.load_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
-        store = build(emb, docs, Path(tmp), "ko", Chunker(e5_tokenizer, 200, 30))
+        store = build(emb, docs, Path(tmp), key, Chunker(e5_tokenizer, 200, 30))
         retriever = Retriever(Queries(emb), store)  # type: ignore[arg-type]
         chunks = store.chunks(store.ids())
         source_title = {d.source: d.title for d in docs}
@@ -265,7 +277,8 @@ def part_ko(emb: MultiHeadEmbedder, res: dict) -> None:
                         for r, (cid, _) in enumerate(ranked, 1)
                         if source_title[chunks[cid].source] in turn["gold_titles"]
                         and any(
-                            a.replace(" ", "") in chunks[cid].text.replace(" ", "") for a in turn["answers"]
+                            a.replace(" ", "").lower() in chunks[cid].text.replace(" ", "").lower()
+                            for a in turn["answers"]
                         )
                     ),
                     None,
@@ -277,8 +290,8 @@ def part_ko(emb: MultiHeadEmbedder, res: dict) -> None:
                 "hit@5": statistics.mean(r is not None and r <= 5 for r in ranks),
                 "mrr@10": statistics.mean(1 / r if r else 0.0 for r in ranks),
             }
-        res["ko"] = {"questions": len(turns), "chunks": len(chunks), **out}
-        print("ko", res["ko"], flush=True)
+        res[key] = {"questions": len(turns), "chunks": len(chunks), **out}
+        print(key, res[key], flush=True)
         store.close()
 
 
@@ -295,7 +308,7 @@ def run(args: argparse.Namespace) -> None:
     res["model_name"] = emb.model_name
     print(res, flush=True)
     parts = args.parts.split(",")
-    for part in ("speed", "scifact", "mrag", "ko"):
+    for part in ("speed", "scifact", "mrag", "ko", "en"):
         if part in parts:
             globals()[f"part_{part}"](emb, res)
     res["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -343,9 +356,10 @@ def report(_: argparse.Namespace) -> None:
     row("SciFact nDCG@10 without query prefix", lambda r: r["scifact no query prefix"]["ndcg@10"])
     for key in ("dense", "mrag (heads only)", "fusion (default)"):
         row(f"MRAG v1 {key}", lambda r, key=key: r["mrag"][key])
-    for method in ("dense", "mrag", "bm25", "fusion (default)"):
-        for key in ("hit@1", "hit@5", "mrr@10"):
-            row(f"ko {method} {key}", lambda r, method=method, key=key: r["ko"][method][key])
+    for qa in ("ko", "en", "leads"):
+        for method in ("dense", "mrag", "bm25", "fusion (default)"):
+            for key in ("hit@1", "hit@5", "mrr@10"):
+                row(f"{qa} {method} {key}", lambda r, qa=qa, method=method, key=key: r[qa][method][key])
     print(table(["", *label], rows))
 
 
@@ -356,7 +370,7 @@ def main() -> None:
     r.add_argument("--embedder", choices=list(EMBEDDERS), required=True)
     r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     r.add_argument("--threads", type=int, default=2)
-    r.add_argument("--parts", default="speed,scifact,mrag,ko")
+    r.add_argument("--parts", default="speed,scifact,mrag,ko,en")
     sub.add_parser("report")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else report(args)
