@@ -78,3 +78,22 @@ def ui_texts(max_mb: float, token_rule: bool, editors: bool = False) -> gr.I18n:
         "audit": "대화는 보관되며 감사를 위해 열람될 수 있습니다.",
     }
     return gr.I18n(en=en, ko=ko)
+
+
+# Words the server writes into the page's HTML itself (the account bar, the export link), where
+# Gradio's I18n does not reach: the browser's Accept-Language picks the row.
+PAGE_WORDS: dict[str, dict[str, str]] = {
+    "en": {"sign_in": "Sign in", "signed_in_as": "Signed in as", "sign_out": "Sign out",
+           "export": "Export this chat (JSON)"},
+    "ko": {"sign_in": "로그인", "signed_in_as": "로그인한 사람:", "sign_out": "로그아웃",
+           "export": "이 대화 내보내기 (JSON)"},
+}  # fmt: skip
+
+
+def page_words(accept_language: str) -> dict[str, str]:
+    """The row of the first language in an Accept-Language header that the page speaks; English else."""
+    for part in accept_language.split(","):
+        code = part.split(";")[0].strip().lower().split("-")[0]
+        if code in PAGE_WORDS:
+            return PAGE_WORDS[code]
+    return PAGE_WORDS["en"]

@@ -23,6 +23,7 @@ from bot.auth import current_person, web_auth
 from bot.events import Answered, Refused, TurnEnd
 from bot.evidence import panel, turn_section
 from bot.markdown import link_citations, safe_markdown
+from bot.ui_texts import page_words
 from bot.web_session import Session
 from state import Chat, NotFound, SourceRef, TurnRecord
 from state.chats import Chats
@@ -39,14 +40,15 @@ def account_html(request: gr.Request) -> str:
         return ""
     person = auth.person(http)
     session = auth.session(http)
-    if person is None or session is None:
-        return '<p id="rb-account"><a href="/auth/login" id="rb-sign-in">Sign in</a></p>'
+    words = page_words(http.headers.get("accept-language", ""))
     e = html.escape
+    if person is None or session is None:
+        return f'<p id="rb-account"><a href="/auth/login" id="rb-sign-in">{e(words["sign_in"])}</a></p>'
     return (
         '<form id="rb-account" method="post" action="/auth/logout">'
-        f'Signed in as <b id="rb-person">{e(person.name)}</b> '
+        f'{e(words["signed_in_as"])} <b id="rb-person">{e(person.name)}</b> '
         f'<input type="hidden" name="csrf" value="{e(session.csrf)}">'
-        '<button type="submit" id="rb-sign-out">Sign out</button></form>'
+        f'<button type="submit" id="rb-sign-out">{e(words["sign_out"])}</button></form>'
     )
 
 

@@ -116,3 +116,12 @@ def test_a_short_follow_up_keeps_the_conversation_language(
     assert isinstance(waiting, Queued)
     assert waiting.message == texts(KOREAN).queued_one
     service.queue.leave(busy)
+
+
+def test_the_page_words_follow_the_browsers_first_spoken_language() -> None:
+    from bot.ui_texts import page_words
+
+    assert page_words("ko-KR,ko;q=0.9,en;q=0.8")["sign_out"] == "로그아웃"
+    assert page_words("fr-FR,ko;q=0.5")["sign_out"] == "로그아웃"  # the first language the page speaks
+    assert page_words("fr-FR,de")["sign_out"] == "Sign out"
+    assert page_words("")["sign_in"] == "Sign in"
