@@ -469,9 +469,9 @@ def build_app(parts: Components) -> FastAPI:
     libraries = Libraries(
         parts.ingestor_for, s.uploads_dir, int(s.max_upload_mb * 1_000_000), on_change=parts.retriever.reload
     )
-    # Finish or roll back an upload or delete a crash cut off, in every knowledge base, before serving.
-    known = {kb.name for kb in parts.state.kbs.list()}
-    libraries.reconcile(known | (set(parts.store.kb_names()) if parts.store.exists() else set()))
+    # Finish or roll back an upload or delete a crash cut off, in every knowledge base, before serving
+    # (the state knows every one the store holds: Components.state registers them when it opens).
+    libraries.reconcile({kb.name for kb in parts.state.kbs.list()})
     # Conversations, webhook ids and feedback live in the state database; a conversations file from
     # before it is brought over once, at the first start.
     conversations = ConversationStore(parts.state, import_from=s.conversations_path)

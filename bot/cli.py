@@ -413,16 +413,15 @@ def _kb_command(parts: Components, args: argparse.Namespace) -> int:
     from bot.kb_admin import KnowledgeBaseAdmin, StoreChunks
     from state import StateError
 
-    store, kbs, actor = parts.store, parts.state.kbs, f"cli:{state_cli.login()}"
+    store, actor = parts.store, f"cli:{state_cli.login()}"
+    admin = KnowledgeBaseAdmin(parts.state.kbs, StoreChunks(store), parts.settings.uploads_dir)
     if args.kb_action == "list":
-        known = {kb.name: kb for kb in kbs.list()}
-        for name in sorted(set(known) | set(store.kb_names() if store.exists() else [])):
-            docs = store.sources(Scope.of(name)) if store.exists() else []
-            chunks = sum(s.committed for s in docs)
-            shown = "public" if name in known and known[name].public else "private"
-            print(f"{name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents\t{shown}")
+        for kb in admin.summaries():
+            docs = store.sources(Scope.of(kb.name)) if store.exists() else []
+            chunks = sum(s.committed for s in docs)  # stored and searchable: pending ones are not counted
+            shown = "public" if kb.public else "private"
+            print(f"{kb.name}\t{chunks} chunks\t{sum(1 for s in docs if s.committed)} documents\t{shown}")
         return 0
-    admin = KnowledgeBaseAdmin(kbs, StoreChunks(store), parts.settings.uploads_dir)
     try:
         if args.kb_action == "create":
             admin.create(args.name, public=args.public, actor=actor)
