@@ -479,14 +479,6 @@ def require_person(request: Request) -> Person:
     return person
 
 
-def require_csrf(request: Request) -> None:
-    """FastAPI dependency for state-changing requests sent by the page's script: the session's CSRF
-    token in the X-CSRF-Token header (a form field works for HTML forms: see auth_router)."""
-    auth = web_auth(request)
-    if auth is None or not auth.csrf_ok(request, request.headers.get(CSRF_HEADER)):
-        raise HTTPException(403, "Missing or wrong CSRF token: reload the page.")
-
-
 # --- pages ----------------------------------------------------------------------------------
 PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "

@@ -180,15 +180,6 @@ class People:
             self._ctx.log(s, actor, "groups.set", f"person:{person_id}", names)
             return to_person(row)
 
-    def set_admin(self, person_id: int, admin: bool, *, actor: str = "system") -> Person:
-        with self._ctx.write() as s:
-            row = get_row(s, PersonRow, person_id)
-            if row is None:
-                raise NotFound(f"no person {person_id}")
-            row.admin = admin
-            self._ctx.log(s, actor, "admin.set" if admin else "admin.unset", f"person:{person_id}")
-            return to_person(row)
-
     def sign_in_link(self, person_id: int, ttl_s: float = LINK_TTL_S, *, actor: str = "system") -> str:
         """A one-time token that signs `person_id` in until it is used or `ttl_s` seconds pass.
         Only its hash is stored: the token exists in this return value alone."""
