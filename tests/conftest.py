@@ -20,7 +20,9 @@ from retrieval.chunking import Chunker
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.store import VectorStore
-from tests.postgres import PostgresServer, start
+from state import State, open_state
+from tests.postgres import PostgresServer, fresh_database, start
+from tests.state_db import Clock
 
 TOPICS = {
     "cats.md": "# Cats\n\nCats are small carnivorous mammals kept as pets. They purr when content and hunt mice at night.",
@@ -103,3 +105,23 @@ def postgres() -> Iterator[PostgresServer | str]:
     yield server
     if isinstance(server, PostgresServer):
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A state database for each state test: an SQLite file, then a fresh PostgreSQL database (the
+    same behaviour on both; skipped where no PostgreSQL can start)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return fresh_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def state(url: str, clock: Clock) -> Iterator[State]:
+    with open_state(url, clock=clock) as s:
+        yield s

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -28,37 +28,10 @@ from generation.protocol import ChatMessage
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.store import VectorStore
 from state import Imported, State, open_state
-from tests.postgres import PostgresServer, fresh_database
+from tests.state_db import Clock
 
 DAY = timedelta(days=1)
 T = TypeVar("T")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    server: PostgresServer | str = request.getfixturevalue("postgres")
-    return fresh_database(server)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def state(url: str, clock: Clock) -> Iterator[State]:
-    with open_state(url, clock=clock) as s:
-        yield s
 
 
 def rows(state: State, table: str) -> int:

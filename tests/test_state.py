@@ -5,7 +5,7 @@ tests/postgres.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,39 +34,7 @@ from state import (
 )
 from state.db import alembic_config, connect
 from state.models import Base
-from tests.postgres import fresh_database
-
-
-class Clock:
-    """A clock the test moves, so expiry is tested without waiting."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each state test runs on an SQLite file and on PostgreSQL: the same behaviour on both."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return fresh_database(request.getfixturevalue("postgres"))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def state(url: str, clock: Clock) -> Iterator[State]:
-    with open_state(url, clock=clock) as s:
-        yield s
+from tests.state_db import Clock
 
 
 def local(state: State, username: str, **kw: bool) -> Person:
