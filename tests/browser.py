@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots the tests take
+
 
 def open_chromium(profile: Path) -> Any:
     from selenium import webdriver

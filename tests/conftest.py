@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from retrieval.embedder import MultiHeadEmbedder
 from retrieval.ingest import Ingestor
 from retrieval.store import VectorStore
 from state import State, open_state
+from tests.browser import ARTIFACTS, open_chromium
 from tests.postgres import PostgresServer, fresh_database, start
 from tests.state_db import Clock
 
@@ -125,3 +127,12 @@ def clock() -> Clock:
 def state(url: str, clock: Clock) -> Iterator[State]:
     with open_state(url, clock=clock) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile, one per browser-test module (tests/browser.py)."""
+    d = open_chromium(tmp_path_factory.mktemp("chrome"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield d
+    d.quit()

@@ -23,9 +23,9 @@ from bot.conversations import ConversationStore
 from bot.library import Libraries
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
-from tests.browser import open_chromium, two_knowledge_bases
+from tests.browser import ARTIFACTS, two_knowledge_bases
 from tests.generators import ScriptedGenerator
-from tests.test_browser_e2e import ARTIFACTS, _serve, css, text_of, wait_answered, wait_for
+from tests.test_browser_e2e import _serve, css, text_of, wait_answered, wait_for
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
@@ -70,14 +70,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder) 
     conversations.close()
     state.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    d = open_chromium(tmp_path_factory.mktemp("chrome-chats"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield d
-    d.quit()
 
 
 def sign_in(driver: Any, site: Site, username: str) -> None:

@@ -35,13 +35,12 @@ from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from state import open_state
-from tests.browser import open_chromium
+from tests.browser import ARTIFACTS
 from tests.capture_server import CaptureServer
 from tests.conftest import TOPICS, make_ingestor
 from tests.generators import ScriptedGenerator
 from tests.pdf_maker import write_pdf
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TOKEN = "operator-token-for-tests"
 WIDGET_TOKEN = "widget-token-for-tests"
 pytestmark = pytest.mark.skipif(
@@ -160,14 +159,6 @@ def site(
     conversations.close()
     state.close()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    d = open_chromium(tmp_path_factory.mktemp("chrome"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield d
-    d.quit()
 
 
 # ---- page helpers ------------------------------------------------------------------------------------

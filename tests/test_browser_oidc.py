@@ -27,10 +27,10 @@ from bot.conversations import ConversationStore
 from generation.vllm_server import free_port
 from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
-from tests.browser import open_chromium, two_knowledge_bases
+from tests.browser import ARTIFACTS, two_knowledge_bases
 from tests.generators import ScriptedGenerator
 from tests.test_browser_chats import ANSWER, QUESTION, TEAM_DOC, chat_list, wait_page
-from tests.test_browser_e2e import ARTIFACTS, _serve, css, text_of, wait_answered, wait_for
+from tests.test_browser_e2e import _serve, css, text_of, wait_answered, wait_for
 from tests.test_oidc import CLIENT_ID, CLIENT_SECRET, openid_provider
 
 pytestmark = pytest.mark.skipif(
@@ -84,14 +84,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, embedder: MultiHeadEmbedder) 
             conversations.close()
             state.close()
             store.close()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    d = open_chromium(tmp_path_factory.mktemp("chrome-oidc"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield d
-    d.quit()
 
 
 def test_a_person_signs_in_through_the_provider_and_her_groups_open_a_private_knowledge_base(
