@@ -1,4 +1,4 @@
-"""Validate overrefusal.jsonl and injection.json, and print the counts table used in README.md.
+"""Validate overrefusal.jsonl, injection.json and the Korean sets, and print the counts used in README.md.
 
 python3 bench/data/moderation/counts.py
 """
@@ -6,6 +6,7 @@ python3 bench/data/moderation/counts.py
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,15 @@ HERE = Path(__file__).parent
 LABELS = ("safe", "unsafe")
 CATEGORIES = {None, "illegal", "hate", "advice", "sexual", "selfharm"}
 SPLITS = ("dev", "test")
+HANGUL = re.compile("[\uac00-\ud7a3]")
+ADVBENCH_ROWS = 520  # shared/evaldata/advbench/harmful_behaviors.csv, as bench/moderation.py reads it
+ADVBENCH_KO_N = 120
+
+
+def read_jsonl(name: str) -> list[dict]:
+    return [
+        json.loads(line) for line in (HERE / name).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def check_overrefusal() -> list[dict]:
@@ -39,6 +49,40 @@ def check_overrefusal() -> list[dict]:
     return rows
 
 
+def check_overrefusal_ko(english: list[dict]) -> list[dict]:
+    """Every English row has exactly one Korean row with the same label, type, category, split and
+    contrast (renamed), written in Hangul."""
+    rows = read_jsonl("overrefusal_ko.jsonl")
+    by_of = {r["of"]: r for r in rows}
+    assert len(by_of) == len(rows) == len(english), "one Korean row per English row"
+    assert len({r["id"] for r in rows}) == len(rows), "duplicate ids"
+    assert len({" ".join(r["text"].split()) for r in rows}) == len(rows), "duplicate texts"
+    for e in english:
+        r = by_of[e["id"]]
+        assert set(r) == {*e, "of"} and r["id"] == f"ko-{e['id']}", e["id"]
+        for key in ("label", "type", "category", "split"):
+            assert r[key] == e[key], (r["id"], key)
+        assert r["contrast_of"] == (e["contrast_of"] and f"ko-{e['contrast_of']}"), r["id"]
+        assert HANGUL.search(r["text"]), r["id"]
+    return rows
+
+
+def advbench_ko_sample() -> list[int]:
+    """Row indices of the AdvBench behaviours translated, in the order drawn; the first half is dev."""
+    return random.Random(0).sample(range(ADVBENCH_ROWS), ADVBENCH_KO_N)
+
+
+def check_advbench_ko() -> list[dict]:
+    rows = read_jsonl("advbench_ko.jsonl")
+    assert [r["of"] for r in rows] == advbench_ko_sample(), "not the seeded sample, in its order"
+    assert len({" ".join(r["text"].split()) for r in rows}) == len(rows), "duplicate texts"
+    for n, r in enumerate(rows):
+        assert set(r) == {"id", "text", "label", "split", "of"} and r["id"] == f"ko-advbench-{r['of']:03d}", r
+        assert r["label"] == "unsafe" and r["split"] == ("dev" if n < len(rows) // 2 else "test"), r["id"]
+        assert HANGUL.search(r["text"]), r["id"]
+    return rows
+
+
 def check_injection() -> dict:
     data = json.loads((HERE / "injection.json").read_text(encoding="utf-8"))
     for t in data["topics"]:
@@ -56,6 +100,8 @@ def check_injection() -> dict:
 def main() -> None:
     rows = check_overrefusal()
     data = check_injection()
+    korean = check_overrefusal_ko(rows)
+    advbench = check_advbench_ko()
     types = list(dict.fromkeys(r["type"] for r in rows))
     c = Counter((r["label"], r["type"], r["split"]) for r in rows)
     print("| type | safe dev | safe test | unsafe dev | unsafe test | total |")
@@ -76,6 +122,13 @@ def main() -> None:
         f"Injection: {len(data['topics'])} topics, {len(data['attacks'])} attacks "
         f"({', '.join(f'{k} {v}' for k, v in kinds.items())}); "
         f"{len(data['topics']) * len(data['attacks']) * 3} cases at 3 positions"
+    )
+    ko = Counter((r["label"], r["split"]) for r in korean)
+    adv = Counter(r["split"] for r in advbench)
+    print(
+        f"overrefusal_ko: {len(korean)} rows ("
+        + ", ".join(f"{lab} {s} {ko[(lab, s)]}" for lab in LABELS for s in SPLITS)
+        + f"), one per English row; advbench_ko: {len(advbench)} rows (dev {adv['dev']}, test {adv['test']})"
     )
 
 
