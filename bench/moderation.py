@@ -3,7 +3,10 @@
 Sets: the OpenAI moderation set (1,680; harmful = any category), HarmBench (text behaviours; the
 copyright ones reported apart: they are not among ragbot's categories), AdvBench (520), Do-Not-Answer
 (939), and bench/data/moderation/overrefusal.jsonl (benign prompts with alarming words and unsafe
-prompts that contrast with them; its test half unless --split dev).
+prompts that contrast with them). Korean sets, scored only when --sets names them: overrefusal_ko
+(a Korean rendering of every over-refusal row) and advbench_ko (120 AdvBench behaviours in Korean);
+with the English set beside them, each Korean item is also compared with the English item it renders
+(how many flip between languages).
 
 Variants (input stage, the user's message):
 - binary: safe/unsafe first, then the category; contrast few-shot examples (the shipped check)
@@ -12,12 +15,13 @@ Variants (input stage, the user's message):
   (a ~60-token second call instead of a few tokens; bench/lab/variants.py)
 
 Dev items (threshold choice only): the OpenAI development sample (100, seed 0), HarmBench's val
-behaviours and the over-refusal set's dev half. Everything is cached in --cache, so reruns and new
+behaviours and the dev halves of the over-refusal set and the Korean sets. Everything is cached in --cache, so reruns and new
 variants cost only what is new.
 
     python -m bench.moderation                        # the default variants, full sets
     python -m bench.moderation --variants binary --limit 50
     python -m bench.moderation --variants binary --limit 150 --limit-sets openai   # the others whole
+    python -m bench.moderation --variants binary --sets overrefusal,overrefusal_ko,advbench,advbench_ko
 """
 
 from __future__ import annotations
@@ -41,7 +45,12 @@ from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
 from guardrails.classifier import Scores, SelfReflectionClassifier
 
 OPENAI_KEYS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
-OVERREFUSAL = Path(__file__).resolve().parent / "data" / "moderation" / "overrefusal.jsonl"
+DATA = Path(__file__).resolve().parent / "data" / "moderation"
+OVERREFUSAL = DATA / "overrefusal.jsonl"
+ENGLISH = ("openai", "harmbench", "advbench", "donotanswer", "overrefusal")
+KOREAN = ("overrefusal_ko", "advbench_ko")
+OWN = frozenset({"overrefusal", "overrefusal_ko"})  # ragbot's own sets: --limit leaves them whole by default
+PAIRS = (("overrefusal", "overrefusal_ko"), ("advbench", "advbench_ko"))  # (English, Korean rendering)
 ALL = frozenset(HARMFUL)
 VARIANTS: dict[str, type[SelfReflectionClassifier]] = {
     "binary": SelfReflectionClassifier,
@@ -57,6 +66,7 @@ class Item:
     dataset: str
     kind: str = ""  # harmbench functional category, DNA risk area, over-refusal type
     split: str = "test"
+    ref: str = ""  # over-refusal row id or AdvBench row index; a Korean item carries its English item's
 
     @property
     def key(self) -> str:
@@ -70,34 +80,42 @@ def stratified(items: list[Item], n: int, rng: random.Random) -> list[Item]:
     return rng.sample(bad, n_bad) + rng.sample(good, n - n_bad)
 
 
-def load_items() -> list[Item]:
-    with gzip.open(EVALDATA / "openai_moderation/samples-1680.jsonl.gz", "rt") as f:
-        rows = [json.loads(line) for line in f]
-    labels = [",".join(k for k in OPENAI_KEYS if r.get(k) == 1) for r in rows]  # "S,V"; "" harmless
-    openai = [Item(r["prompt"], bool(kind), "openai", kind) for r, kind in zip(rows, labels, strict=True)]
-    dev = {i.text for i in stratified(openai, 100, random.Random(0))}  # the development sample
-    items = [Item(i.text, i.harmful, "openai", i.kind, "dev" if i.text in dev else "test") for i in openai]
-    for name, split in (
-        ("harmbench_behaviors_text_val.csv", "dev"),
-        ("harmbench_behaviors_text_test.csv", "test"),
-    ):
+def load_items(sets: tuple[str, ...] = ENGLISH) -> list[Item]:
+    items: list[Item] = []
+    if "openai" in sets:
+        with gzip.open(EVALDATA / "openai_moderation/samples-1680.jsonl.gz", "rt") as f:
+            rows = [json.loads(line) for line in f]
+        labels = [",".join(k for k in OPENAI_KEYS if r.get(k) == 1) for r in rows]  # "S,V"; "" harmless
+        openai = [Item(r["prompt"], bool(kind), "openai", kind) for r, kind in zip(rows, labels, strict=True)]
+        dev = {i.text for i in stratified(openai, 100, random.Random(0))}  # the development sample
+        items += [
+            Item(i.text, i.harmful, "openai", i.kind, "dev" if i.text in dev else "test") for i in openai
+        ]
+    harmbench = (("harmbench_behaviors_text_val.csv", "dev"), ("harmbench_behaviors_text_test.csv", "test"))
+    for name, split in harmbench if "harmbench" in sets else ():
         with open(EVALDATA / "harmbench" / name, newline="") as f:
             for r in csv.DictReader(f):
                 text = (
                     f"{r['ContextString']}\n\n---\n\n{r['Behavior']}" if r["ContextString"] else r["Behavior"]
                 )
                 items.append(Item(text, True, "harmbench", r["FunctionalCategory"], split))
-    with open(EVALDATA / "advbench/harmful_behaviors.csv", newline="") as f:
-        items += [Item(r["goal"], True, "advbench") for r in csv.DictReader(f)]
-    for path in sorted((EVALDATA / "donotanswer").glob("*.jsonl")):
+    if "advbench" in sets:
+        with open(EVALDATA / "advbench/harmful_behaviors.csv", newline="") as f:
+            items += [Item(r["goal"], True, "advbench", ref=str(n)) for n, r in enumerate(csv.DictReader(f))]
+    for path in sorted((EVALDATA / "donotanswer").glob("*.jsonl")) if "donotanswer" in sets else []:
         items += [
             Item(json.loads(line)["prompt"], True, "donotanswer", path.stem.split("_")[0])
             for line in path.read_text().splitlines()
             if line.strip()
         ]
-    for line in OVERREFUSAL.read_text().splitlines():
-        r = json.loads(line)
-        items.append(Item(r["text"], r["label"] == "unsafe", "overrefusal", r["type"], r["split"]))
+    for name in ("overrefusal", "overrefusal_ko", "advbench_ko"):
+        if name in sets:
+            for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+                r = json.loads(line)
+                ref = str(r.get("of", r["id"]))
+                items.append(
+                    Item(r["text"], r["label"] == "unsafe", name, r.get("type", ""), r["split"], ref)
+                )
     return items
 
 
@@ -252,11 +270,55 @@ def evaluate(items: list[Item], scores: list[Scores], t: float, split: str) -> d
     out["harmbench copyright R"] = rate(
         [flag[DEFAULT_ENFORCED][n] for n in pick("harmbench", kinds=("copyright",))]
     )
-    out["advbench R"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("advbench")])
     out["dna R"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("donotanswer")])
-    out["overrefusal benign refused"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("overrefusal", False)])
-    out["overrefusal unsafe flagged"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick("overrefusal", True)])
+    for name in ("advbench", "advbench_ko"):
+        out[f"{name} R"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick(name)])
+    for name in ("overrefusal", "overrefusal_ko"):
+        out[f"{name} benign refused"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick(name, False)])
+        out[f"{name} unsafe flagged"] = rate([flag[DEFAULT_ENFORCED][n] for n in pick(name, True)])
     return out
+
+
+COLUMNS = (  # (dataset, evaluate() key, header): a column shows when its dataset is scored
+    ("openai", "openai P", "OpenAI P"),
+    ("openai", "openai R", "R"),
+    ("openai", "openai F1", "F1"),
+    ("openai", "openai benign refused", "OpenAI benign ref."),
+    ("harmbench", "harmbench R", "HarmBench R"),
+    ("harmbench", "harmbench copyright R", "(copyright)"),
+    ("advbench", "advbench R", "AdvBench R"),
+    ("advbench_ko", "advbench_ko R", "AdvBench ko R"),
+    ("donotanswer", "dna R", "DNA R"),
+    ("overrefusal", "overrefusal benign refused", "over-ref. benign ref."),
+    ("overrefusal", "overrefusal unsafe flagged", "over-ref. unsafe flagged"),
+    ("overrefusal_ko", "overrefusal_ko benign refused", "over-ref. ko benign ref."),
+    ("overrefusal_ko", "overrefusal_ko unsafe flagged", "over-ref. ko unsafe flagged"),
+)
+
+
+PAIR_HEADERS = ["set", "split", "label", "pairs", "EN flagged", "KO flagged", "EN only", "KO only"]
+
+
+def paired(items: list[Item], scores: list[Scores], t: float, english: str, korean: str) -> list[list]:
+    """Korean items beside the English items they render, per split and label: how many each language
+    flags and how many flip (flagged in one language only). Items without their English twin are left out."""
+    en = {
+        i.ref: harm(s, DEFAULT_ENFORCED) >= t
+        for i, s in zip(items, scores, strict=True)
+        if i.dataset == english
+    }
+    counts: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # n, both, en only, ko only
+    for i, s in zip(items, scores, strict=True):
+        if i.dataset == korean and i.ref in en:
+            ko, c = harm(s, DEFAULT_ENFORCED) >= t, counts[(i.split, i.harmful)]
+            c[0] += 1
+            c[1] += en[i.ref] and ko
+            c[2] += en[i.ref] and not ko
+            c[3] += ko and not en[i.ref]
+    return [
+        [korean, split, "unsafe" if harmful else "safe", n, both + en_only, both + ko_only, en_only, ko_only]
+        for (split, harmful), (n, both, en_only, ko_only) in sorted(counts.items())
+    ]
 
 
 def openai_by_category(items: list[Item], scores: list[Scores], t: float) -> dict[str, str]:
@@ -274,10 +336,12 @@ def openai_by_category(items: list[Item], scores: list[Scores], t: float) -> dic
     return out
 
 
-def by_type(items: list[Item], scores: list[Scores], t: float, split: str) -> dict[str, tuple[int, int]]:
+def by_type(
+    items: list[Item], scores: list[Scores], t: float, split: str, dataset: str = "overrefusal"
+) -> dict[str, tuple[int, int]]:
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for item, s in zip(items, scores, strict=True):
-        if item.dataset == "overrefusal" and not item.harmful and item.split == split:
+        if item.dataset == dataset and not item.harmful and item.split == split:
             counts[item.kind][0] += harm(s, DEFAULT_ENFORCED) >= t
             counts[item.kind][1] += 1
     return {k: (a, b) for k, (a, b) in sorted(counts.items())}
@@ -294,15 +358,23 @@ def main() -> None:
         default="",
         help="comma-separated datasets --limit applies to (default: every public set)",
     )
+    ap.add_argument(
+        "--sets",
+        default=",".join(ENGLISH),
+        help=f"comma-separated datasets to score: {', '.join(ENGLISH + KOREAN)} (default: the English ones)",
+    )
     ap.add_argument("--dev-only", action="store_true", help="score the dev items only (trying a variant)")
     ap.add_argument("--cache", type=Path, default=CACHE / "moderation")
     args = ap.parse_args()
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    sets = tuple(args.sets.split(","))
+    if unknown := set(sets) - set(ENGLISH + KOREAN):
+        ap.error(f"unknown sets {sorted(unknown)}; choose from {', '.join(ENGLISH + KOREAN)}")
     args.cache.mkdir(parents=True, exist_ok=True)
 
-    items = load_items()
+    items = load_items(sets)
     if args.limit:
         per: dict[str, int] = defaultdict(int)
         rng = random.Random(3)
@@ -310,7 +382,7 @@ def main() -> None:
         kept = []
         limit_sets = set(filter(None, args.limit_sets.split(",")))
         for i in items:
-            limited = i.dataset != "overrefusal" and (not limit_sets or i.dataset in limit_sets)
+            limited = i.dataset in limit_sets if limit_sets else i.dataset not in OWN
             if not limited or per[i.dataset] < args.limit:
                 per[i.dataset] += 1
                 kept.append(i)
@@ -333,8 +405,8 @@ def main() -> None:
     }
 
     thresholds = [float(x) for x in args.thresholds.split(",")]
-    headers = ["variant", "t", "OpenAI P", "R", "F1", "OpenAI benign ref.", "HarmBench R", "(copyright)",
-               "AdvBench R", "DNA R", "over-ref. benign ref.", "over-ref. unsafe flagged", "s/check p50"]  # fmt: skip
+    columns = [(key, head) for dataset, key, head in COLUMNS if dataset in sets]
+    headers = ["variant", "t", *(head for _, head in columns), "s/check p50"]
     for split, label in (
         ("dev", "DEV items (thresholds are chosen here)"),
         ("full", "TEST: full sets minus dev items"),
@@ -346,10 +418,7 @@ def main() -> None:
             scores, secs = results[name]
             for t in thresholds:
                 m = evaluate(items, scores, t, split)
-                rows.append([name, t, m["openai P"], m["openai R"], m["openai F1"], m["openai benign refused"],
-                             m["harmbench R"], m["harmbench copyright R"], m["advbench R"], m["dna R"],
-                             m["overrefusal benign refused"], m["overrefusal unsafe flagged"],
-                             p50(secs)])  # fmt: skip
+                rows.append([name, t, *(m[key] for key, _ in columns), p50(secs)])
         print(f"\n{label}; OpenAI F1 with all categories enforced, everything else with the default three")
         print(table(headers, rows))
     for name in variants:
@@ -363,11 +432,22 @@ def main() -> None:
                 f"call) {p50(split[False]):.2f}; one that also gets the category question {p50(split[True]):.2f}"
             )
             for t in (0.5,):
-                print(
-                    f"\n{name} @ {t}: benign refused by type (test half):",
-                    by_type(items, scores, t, "test"),
-                )
-            for t in thresholds:
+                for dataset in ("overrefusal", "overrefusal_ko"):
+                    if dataset in sets:
+                        print(
+                            f"\n{name} @ {t}: {dataset} benign refused by type (test half):",
+                            by_type(items, scores, t, "test", dataset),
+                        )
+                pairs = [
+                    row
+                    for en, ko in PAIRS
+                    if {en, ko} <= set(sets)
+                    for row in paired(items, scores, t, en, ko)
+                ]
+                if pairs:
+                    print(f"\n{name} @ {t}: Korean items beside the English ones they render")
+                    print(table(PAIR_HEADERS, pairs))
+            for t in thresholds if "openai" in sets else ():
                 print(
                     f"\n{name} @ {t}: OpenAI recall by category, all enforced (default three):",
                     openai_by_category(items, scores, t),
