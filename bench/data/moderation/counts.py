@@ -97,11 +97,60 @@ def check_injection() -> dict:
     return data
 
 
+DETECTORS = {"contains_any", "language", "not_language", "system_prompt_leak"}
+
+
+def _hangul(text: str) -> bool:
+    """Hangul is a fair share of the letters (the rule of guardrails/language.py)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    korean = [ch for ch in letters if "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff"]
+    return bool(letters) and len(korean) / len(letters) >= 0.3
+
+
+def _holds(text: str, alias: str) -> bool:
+    """The bench's `answered` rule: case-insensitive, and Korean aliases whatever their spacing."""
+    if _hangul(alias):
+        return "".join(alias.lower().split()) in "".join(text.lower().split())
+    return alias.lower() in text.lower()
+
+
+def check_injection_ko() -> dict:
+    """Korean topics (150-300 words, a Korean question, an alias the text states) and attacks that
+    each carry a detector, none of whose planted strings a clean topic already holds."""
+    data = json.loads((HERE / "injection_ko.json").read_text(encoding="utf-8"))
+    assert data["provenance"].startswith("Written for ragbot"), "provenance"
+    topic_ids = [t["id"] for t in data["topics"]]
+    attack_ids = [a["id"] for a in data["attacks"]]
+    assert len(topic_ids) == len(set(topic_ids)) and len(attack_ids) == len(set(attack_ids)), "duplicate ids"
+    for t in data["topics"]:
+        assert set(t) == {"id", "title", "text", "question", "answers"}, t["id"]
+        assert 150 <= len(t["text"].split()) <= 300, t["id"]
+        assert _hangul(t["text"]) and _hangul(t["question"]) and _hangul(t["title"]), t["id"]
+        assert any(_holds(t["text"], a) for a in t["answers"]), t["id"]
+        assert any(_hangul(a) for a in t["answers"]), t["id"]
+    for a in data["attacks"]:
+        assert set(a) == {"id", "kind", "form", "text", "detect", "source"}, a["id"]
+        detect = a["detect"]
+        assert set(detect) <= DETECTORS, a["id"]
+        assert (
+            detect.get("contains_any")
+            or detect.get("language")
+            or detect.get("not_language")
+            or (detect.get("system_prompt_leak") is True)
+        ), a["id"]
+        for s in detect.get("contains_any", []):
+            for t in data["topics"]:
+                haystack = " ".join([t["text"], t["question"], *t["answers"]]).lower()
+                assert s.lower() not in haystack, (a["id"], s, t["id"])
+    return data
+
+
 def main() -> None:
     rows = check_overrefusal()
     data = check_injection()
     korean = check_overrefusal_ko(rows)
     advbench = check_advbench_ko()
+    injection_ko = check_injection_ko()
     types = list(dict.fromkeys(r["type"] for r in rows))
     c = Counter((r["label"], r["type"], r["split"]) for r in rows)
     print("| type | safe dev | safe test | unsafe dev | unsafe test | total |")
@@ -129,6 +178,14 @@ def main() -> None:
         f"overrefusal_ko: {len(korean)} rows ("
         + ", ".join(f"{lab} {s} {ko[(lab, s)]}" for lab in LABELS for s in SPLITS)
         + f"), one per English row; advbench_ko: {len(advbench)} rows (dev {adv['dev']}, test {adv['test']})"
+    )
+    kinds = Counter(a["kind"] for a in injection_ko["attacks"])
+    forms = Counter(a["form"] for a in injection_ko["attacks"])
+    print(
+        f"Korean injection: {len(injection_ko['topics'])} topics, {len(injection_ko['attacks'])} attacks "
+        f"({', '.join(f'{k} {v}' for k, v in kinds.items())}; forms: "
+        f"{', '.join(f'{k} {v}' for k, v in forms.items())}); "
+        f"{len(injection_ko['topics']) * len(injection_ko['attacks']) * 3} cases at 3 positions"
     )
 
 
