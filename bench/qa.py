@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import EVALDATA, SCOPE, table
+from bench.data._docs import FOLDER, read_articles
 from bench.metrics import percentile
 from bot.config import Settings
 from bot.events import Answered, Delta, Failed, Refused, TurnEnd
@@ -218,14 +219,19 @@ def konlpy_corpus() -> Path:
 def load_set(name: str, split: str) -> tuple[list[Document], list[dict]]:
     """A QA set's documents and its conversations of one split.
 
-    corpus.json names where the documents come from: {"source": "mrag/...", "titles": [...]} reads MRAG
-    Wikipedia v2 articles from the evaluation data; {"source": "konlpy", "files": [...]} reads text files
-    bundled with the konlpy package (data/corpus/<file>), each a file name or {"file": ..., "title": ...}
-    (the title defaults to the file's first line).
+    A set with a docs/ folder brings its own articles: docs/*.md, each titled by its front matter
+    (bench/data/_docs.py). Otherwise corpus.json names where the documents come from: {"source":
+    "mrag/...", "titles": [...]} reads MRAG Wikipedia v2 articles from the evaluation data; {"source":
+    "konlpy", "files": [...]} reads text files bundled with the konlpy package (data/corpus/<file>), each
+    a file name or {"file": ..., "title": ...} (the title defaults to the file's first line).
     """
     data = DATA.parent / name
-    corpus = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
-    if corpus["source"] == "konlpy":
+    if (data / FOLDER).is_dir():
+        docs = [
+            Document(source=f"qa-docs://{name}/{a.file}", title=a.title, text=a.text)
+            for a in read_articles(data)
+        ]
+    elif (corpus := json.loads((data / "corpus.json").read_text(encoding="utf-8")))["source"] == "konlpy":
         root = konlpy_corpus()
         docs = []
         for entry in corpus["files"]:
