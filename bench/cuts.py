@@ -96,11 +96,19 @@ def play(parts: Components, conversation: ThisTurn) -> Iterator[Record]:
 
 
 # ---- offline replay ---------------------------------------------------------------------------------
-def grounded(record: Record, names: bool) -> str:
-    """The answer as the guard would release it: cut before its first unsupported sentence."""
+def grounded(record: Record, names: bool, skip: bool = False) -> str:
+    """The answer as the guard would release it: cut before its first unsupported sentence (or, with
+    `skip`, with every unsupported sentence left out and the rest kept)."""
     titles = [t for t, _ in record.chunks]
     shown = [(t, f"{t}\n{text}") for t, text in zip(titles, record.focused, strict=True)]  # as bot/chat.py
     evidence = Evidence(shown, (record.standalone, record.question))
+    if skip:
+        kept, before = "", ""
+        for sentence in re.findall(r".+?(?:[.!?](?:\s*\[\d+\])*(?=\s|$)|$)\s*", record.answer, re.DOTALL):
+            if not grounding.unsupported(sentence, evidence.for_piece(sentence, before), names):
+                kept += sentence
+            before += sentence
+        return kept.strip() or ABSTENTION
     tokens = re.findall(r"\S+\s*", record.answer)
     shown = ""
     for piece in Guard(None).checked_stream(record.standalone, tokens, evidence=evidence, names=names):
@@ -130,8 +138,9 @@ def final_text(record: Record, gate: float, rule: str) -> str:
     if rule == "off":
         return record.answer
     undo = exact_lookup() if rule.startswith("exact") else (lambda: None)
+    skip = rule.endswith(", skip")
     try:
-        return grounded(record, names=rule.endswith("names"))
+        return grounded(record, names=rule.removesuffix(", skip").endswith("names"), skip=skip)
     finally:
         undo()
 
@@ -174,13 +183,14 @@ def report(paths: list[Path]) -> None:
         "| gate | grounding | single | follow-up 2nd | wrong abstention | unanswerable abstained | unanswerable answered |"
     )
     print("|---|---|---|---|---|---|---|")
-    for gate in (0.0, 0.3, 0.5, 0.62, 0.7):
+    for gate in (0.0, 0.5, 0.55, 0.62):
         for rule in (
             "off",
             "exact numbers",
             "exact numbers+names",
             "normalised numbers",
             "normalised numbers+names",
+            "normalised numbers+names, skip",
         ):
             s = score(records, gate, rule)
             print(f"| {gate:g} | {rule} | {s['single']:.2f} | {s['second']:.2f} | {s['wrong_abstention']:.2f} | "
