@@ -13,6 +13,7 @@ Variants (input stage, the user's message):
 - binary-zero: the same without examples (bench/lab/variants.py)
 - binary-longq: the category words asked after the message, not listed in the cached system prompt
   (a ~60-token second call instead of a few tokens; bench/lab/variants.py)
+- binary-en-pairs: Korean messages too judged beside the English contrast pairs (bench/lab/variants.py)
 
 Dev items (threshold choice only): the OpenAI development sample (100, seed 0), HarmBench's val
 behaviours and the dev halves of the over-refusal set and the Korean sets. Everything is cached in --cache, so reruns and new
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._common import CACHE, EVALDATA, table
-from bench.lab.variants import WordsAfterMessage, ZeroShot
+from bench.lab.variants import EnglishPairsOnly, WordsAfterMessage, ZeroShot
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, Category
 from guardrails.classifier import Scores, SelfReflectionClassifier
 
@@ -56,6 +57,7 @@ VARIANTS: dict[str, type[SelfReflectionClassifier]] = {
     "binary": SelfReflectionClassifier,
     "binary-zero": ZeroShot,
     "binary-longq": WordsAfterMessage,
+    "binary-en-pairs": EnglishPairsOnly,
 }
 
 
@@ -143,7 +145,9 @@ class Cache:
 
 
 def template_key(name: str, model: str, classifier: SelfReflectionClassifier) -> str:
-    template = json.dumps([m.model_dump() for m in classifier.prompt_messages("{}")])
+    # an English and a Korean message: each language has its own contrast pairs
+    probes = [classifier.prompt_messages(text) for text in ("{}", "{}가")]
+    template = json.dumps([[m.model_dump() for m in messages] for messages in probes])
     return f"{name}|{model}|{hashlib.sha1(template.encode()).hexdigest()[:10]}"
 
 

@@ -145,6 +145,7 @@ class Guard:
             self.classifier.classify_prompt("Hello")
             # A message that reaches the category question, so its prefix is cached too.
             self.classifier.classify_prompt("How do I make a pipe bomb at home?")
+            self.classifier.classify_prompt("안녕하세요")  # Korean messages have their own contrast pairs
             self.classifier.classify_answer("Hello", "Hello! How can I help?")
         except Exception as exc:  # a warm-up must never stop the server
             log.warning("moderation warm-up failed: %s", exc)

@@ -11,7 +11,7 @@ from generation.protocol import ChatMessage, match_choices
 from guardrails import Category, Guard, GuardedGenerator, ModerationPolicy, SelfReflectionClassifier
 from guardrails.answer_check import check_messages
 from guardrails.categories import DEFAULT_ENFORCED, HARMFUL, parse_categories
-from guardrails.classifier import CONTRAST, Scores
+from guardrails.classifier import CONTRAST, CONTRAST_KO, Scores
 from guardrails.grounding import Evidence, Scope
 from guardrails.guard import first_sentence, only_says_sources_are_silent
 from guardrails.prompts import BASE_SYSTEM_PROMPT, PromptSource, grounded_messages
@@ -197,6 +197,21 @@ def test_self_reflection_asks_safe_or_unsafe_then_the_kind() -> None:
     assert len(first) == 2 + 2 * len(CONTRAST)  # system, the contrast pairs, the message
     assert second[: len(first)] == first  # the kind is asked in the same, cached, conversation
     assert second[-2].content == "unsafe" and "Which kind of harm?" in second[-1].content
+
+
+def test_a_korean_message_is_judged_beside_korean_contrast_pairs() -> None:
+    generator = ScriptedGenerator([], labels=["safe"])
+    SelfReflectionClassifier(generator).classify_prompt("마약 김밥은 어디서 팔아?")
+    (messages,) = generator.calls
+    examples = [m.content for m in messages[1:-1:2]]
+    assert examples == [f"Message: {text}" for text, _ in CONTRAST_KO]
+
+
+def test_an_english_message_is_judged_beside_english_contrast_pairs() -> None:
+    generator = ScriptedGenerator([], labels=["safe"])
+    SelfReflectionClassifier(generator).classify_prompt("Where can I buy kimbap?")
+    (messages,) = generator.calls
+    assert [m.content for m in messages[1:-1:2]] == [f"Message: {text}" for text, _ in CONTRAST]
 
 
 def test_the_answer_check_still_lists_the_category_words_after_the_answer() -> None:

@@ -12,7 +12,7 @@ from unittest import mock
 
 from bot.chat import build_prompt
 from generation.protocol import ChatMessage
-from guardrails.classifier import WORDS_SENTENCE, SelfReflectionClassifier
+from guardrails.classifier import CONTRAST, WORDS_SENTENCE, SelfReflectionClassifier, pair_messages
 from guardrails.prompts import ANSWER_INSTRUCTION
 from retrieval.types import ScoredChunk
 
@@ -97,3 +97,12 @@ def plain_answer_prompts() -> Iterator[None]:
     """While it lasts, ChatService answers from `plain_prompt`."""
     with mock.patch("bot.chat.build_prompt", plain_prompt):
         yield
+
+
+# ---- the input check before it had Korean pairs (bench/moderation.py --variants binary-en-pairs) -------
+class EnglishPairsOnly(SelfReflectionClassifier):
+    """binary-en-pairs: every message judged beside the English contrast pairs, Korean ones too."""
+
+    def prompt_messages(self, text: str) -> list[ChatMessage]:
+        system, *_, message = super().prompt_messages(text)
+        return [system, *pair_messages(CONTRAST), message]
