@@ -11,6 +11,7 @@ Latin script are answered in English (the table has no other Latin-script langua
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from guardrails.categories import TITLES, Category
@@ -95,11 +96,20 @@ def _hangul(ch: str) -> bool:
 
 
 def detect(text: str, default: str = ENGLISH) -> str:
-    """The language a message is written in, by script; `default` when it has no letters."""
+    """The language a message is written in, by script; `default` when it has no letters.
+
+    Korean when Hangul is a fair share of the letters, or when a sentence made mostly of Latin terms
+    ends in Hangul words: Korean puts its predicate last ("Reciprocal Rank Fusion(RRF)이 뭐예요?"),
+    while an English sentence that quotes a Korean word ends in English.
+    """
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return default
-    return KOREAN if sum(map(_hangul, letters)) / len(letters) >= 0.3 else ENGLISH
+    if sum(map(_hangul, letters)) / len(letters) >= 0.3:
+        return KOREAN
+    words = [w for w in re.findall(r"[^\W\d_]+", text)]
+    korean_words = [w for w in words if any(map(_hangul, w))]
+    return KOREAN if len(korean_words) >= 2 and any(map(_hangul, words[-1])) else ENGLISH
 
 
 def texts(language: str) -> Texts:

@@ -29,6 +29,9 @@ KOREAN_QUESTION = "폼페이를 묻어 버린 화산은 무엇인가요?"
         ("MRAG는 어떻게 attention head를 고르나요?", KOREAN),  # Korean with English terms
         ("What buried Pompeii?", ENGLISH),
         ("Was ist Qdrant? RAG 시스템", ENGLISH),  # mostly Latin letters
+        ("Reciprocal Rank Fusion(RRF)이 뭐예요?", KOREAN),  # Latin terms, a Korean predicate last
+        ("Georgi Gerganov은 llama.cpp 만든 사람입니다. [1]", KOREAN),
+        ("Is 대한민국헌법 the name of the constitution?", ENGLISH),  # a Korean word quoted in English
     ],
 )
 def test_the_language_is_told_by_its_script(text: str, language: str) -> None:
