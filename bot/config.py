@@ -159,9 +159,8 @@ class Settings(BaseSettings):
     prompt_chars: int = Field(
         1400,
         ge=0,
-        description="Source text given to the generator: the best chunk whole, of the others the "
-        "sentences nearest the question (0: whole chunks). 1400 was best on bench/qa.py dev: accuracy "
-        "0.9 and 43% less time than whole chunks.",
+        description="Source text given to the generator, the sentences nearest the question (0: whole "
+        "chunks). 1400 was best on bench/qa.py dev: accuracy 0.9 and 43% less time than whole chunks.",
     )
     method: Method = Method.FUSION
     n_queries: int = Field(0, ge=0, le=8, description="LLM rewrites per question (multi-query); 0 disables.")

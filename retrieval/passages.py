@@ -1,13 +1,10 @@
 """Focus retrieved chunks on the sentences that bear on the question, under a size budget.
 
 On a 2-core CPU the generator reads about 50 prompt tokens a second, so every retrieved sentence
-the answer does not need costs the person waiting. The best-ranked chunk is kept whole (its answer
-sentence is often not the one most like the question: on the development sets, focusing it dropped
-the answer from 3 of 93 prompts, keeping it whole from none, for 3% more characters). Every other
-chunk keeps its best sentences (by cosine similarity to the question in the embedder's space, plus
-shared content words), in their original order, with "…" marking what was left out; the sentence
-after a chosen one comes along when it fits, because answers often sit right after the sentence that
-names the subject.
+the answer does not need costs the person waiting. Each chunk keeps its best sentences (by cosine
+similarity to the question in the embedder's space, plus shared content words), in their original
+order, with "…" marking what was left out; the sentence after a chosen one comes along when it fits,
+because answers often sit right after the sentence that names the subject.
 """
 
 from __future__ import annotations
@@ -32,34 +29,18 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
 
 
-# What the chunks after a whole best chunk get at least, when that chunk takes most of the budget.
-_REST_AT_LEAST = 200
-
-
 def focus(
     question: str,
     chunks: Sequence[ScoredChunk],
     embedder: Embedder,
     budget_chars: int,
+    min_per_chunk: int = 1,
 ) -> list[ScoredChunk]:
-    """The chunks in about `budget_chars` of text: the first (best-ranked) whole, the others cut
-    down to their sentences nearest the question.
+    """The chunks with their text cut down to the sentences worth `budget_chars` in all.
 
-    Chunks keep their order and number. Chunks that already fit the budget together are returned
-    unchanged.
+    Chunks keep their order and number; each keeps at least `min_per_chunk` sentences. Chunks that
+    already fit the budget together are returned unchanged.
     """
-    if sum(len(c.chunk.text) for c in chunks) <= budget_chars or not chunks:
-        return list(chunks)
-    first, rest = chunks[0], chunks[1:]
-    left = max(_REST_AT_LEAST, budget_chars - len(first.chunk.text))
-    return [first, *nearest_sentences(question, rest, embedder, left)]
-
-
-def nearest_sentences(
-    question: str, chunks: Sequence[ScoredChunk], embedder: Embedder, budget_chars: int
-) -> list[ScoredChunk]:
-    """Each chunk cut down to its sentences nearest the question, `budget_chars` in all; every
-    chunk keeps at least its best sentence."""
     if sum(len(c.chunk.text) for c in chunks) <= budget_chars or not chunks:
         return list(chunks)
     split = [sentences(c.chunk.text) for c in chunks]
@@ -85,10 +66,10 @@ def nearest_sentences(
         return True
 
     order = np.argsort(-score)
-    for ci in range(len(chunks)):  # every chunk keeps its best sentence first
-        best = next((int(i) for i in order if flat[i][0] == ci), None)
-        if best is not None:
-            take(ci, flat[best][1])
+    for ci in range(len(chunks)):  # every chunk keeps its best sentences first
+        best = [i for i in order if flat[i][0] == ci][:min_per_chunk]
+        for i in best:
+            take(ci, flat[i][1])
     for i in order:
         ci, si, _ = flat[i]
         if take(ci, si):

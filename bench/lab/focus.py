@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.qa import contains_alias
 from retrieval.embedder import MultiHeadEmbedder
-from retrieval.passages import focus, nearest_sentences, sentences
+from retrieval.passages import focus, sentences
 from retrieval.types import Chunk, ScoredChunk
 
 Rule = Callable[[str, list[ScoredChunk], MultiHeadEmbedder], list[str]]
@@ -31,21 +31,15 @@ def scored(chunks: list[tuple[str, str]]) -> list[ScoredChunk]:
 
 
 def budget(chars: int) -> Rule:
-    """As shipped: the best chunk whole, the others focused into what is left of the budget."""
     return lambda q, cs, e: [c.chunk.text for c in (focus(q, cs, e, chars) if chars else cs)]
 
 
-def every_chunk(chars: int) -> Rule:
-    """Every chunk focused, the best one too (the rule before the best chunk was kept whole)."""
-    return lambda q, cs, e: [c.chunk.text for c in nearest_sentences(q, cs, e, chars)]
-
-
 def with_leads(chars: int) -> Rule:
-    """Every chunk focused, and each keeps its first sentence (it names the subject)."""
+    """Focused, and every chunk keeps its first sentence (it names the subject; answers often sit there)."""
 
     def rule(q: str, cs: list[ScoredChunk], e: MultiHeadEmbedder) -> list[str]:
         out = []
-        for whole, shown in zip(cs, nearest_sentences(q, cs, e, chars), strict=True):
+        for whole, shown in zip(cs, focus(q, cs, e, chars), strict=True):
             lead = sentences(whole.chunk.text)[:1]
             text = shown.chunk.text
             out.append(text if not lead or text.startswith(lead[0]) else f"{lead[0]} … {text.lstrip('… ')}")
@@ -54,13 +48,28 @@ def with_leads(chars: int) -> Rule:
     return rule
 
 
+def best_whole(chars: int) -> Rule:
+    """The best-ranked chunk whole, the others focused into what is left of the budget."""
+
+    def rule(q: str, cs: list[ScoredChunk], e: MultiHeadEmbedder) -> list[str]:
+        first, rest = cs[0], cs[1:]
+        left = max(200, chars - len(first.chunk.text))
+        return (
+            [first.chunk.text, *(c.chunk.text for c in focus(q, rest, e, left))]
+            if rest
+            else [first.chunk.text]
+        )
+
+    return rule
+
+
 RULES: dict[str, Rule] = {
     "whole chunks": budget(0),
-    "every chunk focused, 1400": every_chunk(1400),
-    "every chunk focused, 2000": every_chunk(2000),
-    "every chunk focused + leads, 1400": with_leads(1400),
-    "best whole + focus 1400 (shipped)": budget(1400),
-    "best whole + focus 2000": budget(2000),
+    "focus 1400 (shipped)": budget(1400),
+    "focus 2000": budget(2000),
+    "focus 1400 + leads": with_leads(1400),
+    "best whole + focus 1400": best_whole(1400),
+    "best whole + focus 2000": best_whole(2000),
 }
 
 
