@@ -23,9 +23,9 @@ def open_chromium(profile: Path) -> Any:
 
 
 def two_knowledge_bases(root: Path, embedder: Any, team_doc: str) -> tuple[Any, Any, Any]:
-    """The browser tests' data: the sample topics in public `default`, one document in private `team`;
-    the store, a state database under `root` and the `default` ingestor (the caller grants `team` and
-    closes the store and the state)."""
+    """The browser and web-chat tests' data: the sample topics in public `default`, one document in
+    private `team`; the store, a state database under `root` and the `default` ingestor (the caller
+    grants `team` and closes the store and the state)."""
     from dataclasses import replace
 
     from retrieval.store import VectorStore

@@ -30,8 +30,8 @@ from retrieval.embedder import MultiHeadEmbedder
 from retrieval.retriever import RetrievalSettings, Retriever
 from retrieval.store import VectorStore
 from retrieval.types import Scope
-from state import Person, State, open_state
-from tests.conftest import TOPICS, make_ingestor
+from state import Person, State
+from tests.browser import two_knowledge_bases
 from tests.generators import ScriptedGenerator
 
 PASSWORD = "correct horse battery staple"
@@ -55,19 +55,7 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, embedder: MultiHeadEmbedder) -> Iterator[World]:
-    store = VectorStore("test", path=tmp_path / "qdrant")
-    docs, team = tmp_path / "docs", tmp_path / "team"
-    docs.mkdir()
-    team.mkdir()
-    for name, text in TOPICS.items():
-        (docs / name).write_text(text)
-    (team / "launch.md").write_text(TEAM_DOC)
-    ingestor = make_ingestor(embedder, store)
-    ingestor.ingest_paths([docs])
-    replace(ingestor, kb="team").ingest_paths([team])
-    state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
-    state.kbs.create("default", public=True)
-    state.kbs.create("team")
+    store, state, ingestor = two_knowledge_bases(tmp_path, embedder, TEAM_DOC)
     ada = state.people.create_local("ada", PASSWORD, name="Ada Lovelace")
     bob = state.people.create_local("bob", PASSWORD, name="Bob")
     carl = state.people.create_local("carl", PASSWORD, name="Carl")
