@@ -116,6 +116,13 @@ def faithful_korean(rewrite: str, follow_up: str, conversation: Sequence[str]) -
     return kept >= 0.5 and borrowed >= 0.7
 
 
+def with_last_question(history: Sequence[ChatMessage], question: str) -> str:
+    """The asker's last question and this one, searched together: they still carry the subject, in
+    the asker's own words."""
+    asked = [m.content for m in history if m.role == "user"]
+    return f"{_clip(asked[-1], 300)} {question}" if asked else question
+
+
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
@@ -165,9 +172,7 @@ class QueryRewriter:
         lines = self.generator.complete(messages, max_tokens=64).strip().splitlines()
         out = clean_line(lines[0]) if lines else ""
         if korean and not faithful_korean(out, question, [m.content for m in recent]):
-            # The last question and this one together still carry the subject, in the user's words.
-            asked = [m.content for m in turns if m.role == "user"]
-            return f"{_clip(asked[-1], 300)} {question}" if asked else question
+            return with_last_question(turns, question)
         return out if 3 <= len(out) <= 400 else question
 
     def expand(self, question: str, m: int) -> list[str]:

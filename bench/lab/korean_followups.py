@@ -25,26 +25,21 @@ from bot.config import Settings
 from bot.events import Answered, TurnEnd
 from bot.factory import Components
 from generation.protocol import ChatMessage
-from retrieval.rewrite import QueryRewriter, _clip
+from retrieval.rewrite import QueryRewriter, with_last_question
 from retrieval.sparse import hangul_terms
-
-
-def _joined(history: Sequence[ChatMessage], question: str) -> str:
-    asked = [m.content for m in history if m.role == "user"]
-    return f"{_clip(asked[-1], 300)} {question}" if asked else question
 
 
 class EchoFallsBack(QueryRewriter):
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
         out = super().condense(history, question)
         if set(hangul_terms(out)) <= set(hangul_terms(question)):
-            return _joined(history, question)
+            return with_last_question(history, question)
         return out
 
 
 class NoModel(QueryRewriter):
     def condense(self, history: Sequence[ChatMessage], question: str) -> str:
-        return _joined(history, question) if history else question
+        return with_last_question(history, question) if history else question
 
 
 VARIANTS: dict[str, type[QueryRewriter]] = {
