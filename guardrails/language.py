@@ -107,7 +107,7 @@ def detect(text: str, default: str = ENGLISH) -> str:
         return default
     if sum(map(_hangul, letters)) / len(letters) >= 0.3:
         return KOREAN
-    words = [w for w in re.findall(r"[^\W\d_]+", text)]
+    words = re.findall(r"[^\W\d_]+", text)
     korean_words = [w for w in words if any(map(_hangul, w))]
     return KOREAN if len(korean_words) >= 2 and any(map(_hangul, words[-1])) else ENGLISH
 

@@ -88,7 +88,6 @@ class QuerySplitter:
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, max_tokens: int = 64, sentences: bool = True
     ) -> None:
-        self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self._count = token_counter(tokenizer)
         self._splitter = RecursiveCharacterTextSplitter(
