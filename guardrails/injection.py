@@ -119,7 +119,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+|(?=<!--)|(?<=-->)")
 
 
 def is_instruction(sentence: str) -> bool:
-    return any(p.search(sentence) for p in _PATTERNS) or any(p.search(sentence) for p in _KO_PATTERNS)
+    return any(p.search(sentence) for p in (*_PATTERNS, *_KO_PATTERNS))
 
 
 def quarantine(text: str) -> tuple[str, list[str]]:
